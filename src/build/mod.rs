@@ -1,0 +1,1 @@
+//! `build` (see lib.rs for its place in the pipeline).

@@ -1,0 +1,1 @@
+//! `layer` (see lib.rs for its place in the pipeline).

@@ -1,0 +1,29 @@
+//! kiln — a daemonless, rootless container image builder.
+//!
+//! The modules follow the build pipeline, top to bottom:
+//!
+//! ```text
+//!  dockerfile  text → syntax tree → typed instructions; word expansion; .dockerignore
+//!  plan        instructions + build options → stages and steps with resolved arguments
+//!  image       references, manifests, image configs (oci-spec types)
+//!  store       content-addressed blobs (an OCI image layout), tags, snapshots
+//!  layer       tar writing/reading, whiteouts, compression, digests in one pass
+//!  sandbox     one command in a rootfs, inside user/mount/pid namespaces
+//!  registry    OCI distribution client: pull, push, auth, TLS
+//!  build       one build: the step loop, wiring the modules above together
+//!  cli         flags → library calls, output, exit codes
+//! ```
+//!
+//! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
+//! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
+//! `image`; only `build` (and the `cli` edge) knows the store.
+
+pub mod dockerfile;
+pub mod plan;
+pub mod image;
+pub mod store;
+pub mod layer;
+pub mod sandbox;
+pub mod registry;
+pub mod build;
+pub mod cli;

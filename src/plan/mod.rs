@@ -1,0 +1,1 @@
+//! `plan` (see lib.rs for its place in the pipeline).

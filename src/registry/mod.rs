@@ -1,0 +1,1 @@
+//! `registry` (see lib.rs for its place in the pipeline).

@@ -1,0 +1,1 @@
+//! `store` (see lib.rs for its place in the pipeline).
