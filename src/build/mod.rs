@@ -1,1 +1,185 @@
-//! `build` (see lib.rs for its place in the pipeline).
+//! One build, start to finish: parse, plan, run the needed stages in dependency order, commit the target
+//! stage as an image and name it. The only module that knows the store besides the CLI edge.
+//!
+//! ```text
+//!  build()  → dockerfile::parse → plan::plan → for each needed stage: stage::run
+//!  stage::run → base (scratch | image | stage) → ONBUILD triggers → step::execute per instruction
+//!  step::execute → config edits | COPY/ADD entries → layer::write_layer → store
+//!  commit → config + manifest blobs → store tags
+//! ```
+
+pub mod commit;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod options;
+pub mod rootfs;
+pub mod stage;
+pub mod state;
+pub mod step;
+pub mod users;
+
+mod base;
+
+use std::collections::HashMap;
+
+use oci_spec::image::Descriptor;
+
+pub use base::{load as load_image, local_name, looks_qualified};
+pub use commit::ImageFormat;
+pub use error::BuildError;
+pub use options::{BuildOptions, PullPolicy};
+
+use crate::build::context::Context;
+use crate::build::events::{Event, Reporter};
+use crate::build::stage::StageEnv;
+use crate::image::Platform;
+use crate::plan::{self, Plan, PlanOptions};
+use crate::registry::Client;
+use crate::store::Store;
+
+/// The shared, read-only state of one build.
+pub struct BuildCtx<'a> {
+    /// The store images and layers go to.
+    pub store: &'a Store,
+    /// The registry client for base images.
+    pub client: &'a Client,
+    /// Plain HTTP(S) client for ADD URLs.
+    pub http: reqwest::Client,
+    /// The build's options.
+    pub options: &'a BuildOptions,
+    /// Where events go.
+    pub reporter: &'a dyn Reporter,
+    /// The platform images are built for (the host's).
+    pub platform: Platform,
+    /// The Dockerfile's name for messages (`Dockerfile:12`).
+    pub file_label: String,
+    /// Timestamp (seconds) for things this build creates.
+    pub created_at: i64,
+    /// The same timestamp in RFC 3339, for configs and history.
+    pub created_rfc3339: String,
+}
+
+impl BuildCtx<'_> {
+    /// Reports an informational line.
+    pub fn info(&self, text: String) {
+        self.reporter.report(Event::Info(text));
+    }
+}
+
+/// What a successful build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The image ID: the config digest's hex.
+    pub image_id: String,
+    /// The manifest as stored.
+    pub manifest: Descriptor,
+    /// The names given to it.
+    pub tags: Vec<String>,
+}
+
+/// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
+pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
+    let source = fs_err::read_to_string(&options.dockerfile).map_err(|source| BuildError::ReadDockerfile {
+        path: options.dockerfile.clone(),
+        source,
+    })?;
+    let label = options.dockerfile.display().to_string();
+    let parsed = crate::dockerfile::parse(&source, &label)?;
+    let plan_options = PlanOptions {
+        build_args: options.build_args.clone(),
+        target: options.target.clone(),
+        from_override: options.from_override.clone(),
+    };
+    let plan = plan::plan(&parsed.instructions, parsed.escape, &label, &plan_options)?;
+    Ok((plan, label))
+}
+
+/// Runs a whole build and stores its result under `options.tags`.
+pub async fn build(
+    store: &Store,
+    client: &Client,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<BuildOutcome, BuildError> {
+    let (plan, file_label) = load_plan(options)?;
+    for warning in &plan.warnings {
+        reporter.report(Event::Warning(warning.clone()));
+    }
+    let _lock = store.lock_shared()?;
+    let context = Context::open(&options.context, &options.dockerfile)?;
+    let created_at = options.source_date_epoch.unwrap_or_else(now);
+    let ctx = BuildCtx {
+        store,
+        client,
+        http: reqwest::Client::new(),
+        options,
+        reporter,
+        platform: Platform::host(),
+        file_label,
+        created_at,
+        created_rfc3339: rfc3339(created_at),
+    };
+    let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
+    for &index in &plan.order {
+        let env = StageEnv { ctx: &ctx, context: &context, plan: &plan, done: &done };
+        let state = stage::run(&env, index).await?;
+        done.insert(index, state);
+    }
+    let mut final_state = done.remove(&plan.target).ok_or_else(|| BuildError::BadImage {
+        digest: format!("stage {}", plan.target),
+        message: "the target stage was not built".to_string(),
+    })?;
+    if !options.labels.is_empty() {
+        step::config::labels(&mut final_state.config, &options.labels);
+    }
+    final_state.config.created = Some(ctx.created_rfc3339.clone());
+    let committed = commit::commit(store, &final_state, options.format)?;
+    for tag in &options.tags {
+        store.set_tag(tag, &committed.manifest)?;
+    }
+    if options.tags.is_empty() {
+        store.set_tag(&format!("kiln-untagged:{}", committed.config.digest()), &committed.manifest)?;
+    }
+    Ok(BuildOutcome {
+        image_id: committed.config.digest().to_string(),
+        manifest: committed.manifest,
+        tags: options.tags.clone(),
+    })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-11-25T07:00:00Z`), without a date crate.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_590_000), "2026-11-25T07:00:00Z");
+    }
+}

@@ -1,8 +1,75 @@
 //! Command-line interface: clap definitions, flags → library calls, output, exit codes.
+//!
+//! This is the only place that reads the process environment, talks to the terminal and decides exit codes:
+//! 0 success, 1 the command failed on its input (a bad Dockerfile, a missing file, a registry refusal),
+//! 2 a usage error (clap) or an internal error.
+
+mod args;
+mod build;
+mod env;
+mod images;
+mod login;
+mod output;
+mod parse;
+mod progress;
+mod transfer;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
+pub use args::Cli;
+
+/// What a failed command tells `main`: the error chain to print once, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 for input errors, 2 for internal ones.
+    pub code: u8,
+    /// The error with its context chain.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure { code: 1, error: error.into() }
+    }
+}
+
 /// Parses arguments, runs the command, prints errors once, and maps them to exit codes.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            output::print_error(&failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    use args::Command;
+    let root = cli.root.as_deref();
+    match cli.command {
+        Command::Build(a) => build::run(root, &a),
+        Command::Parse(a) => parse::run(&a),
+        Command::Images(a) => images::images(root, &a),
+        Command::Inspect(a) => images::inspect(root, &a),
+        Command::Tag(a) => images::tag(root, &a),
+        Command::Rmi(a) => images::rmi(root, &a),
+        Command::Prune(a) => images::prune(root, &a),
+        Command::Push(a) => transfer::push(root, &a),
+        Command::Pull(a) => transfer::pull(root, &a),
+        Command::Login(a) => login::login(&a),
+        Command::Logout(a) => login::logout(&a),
+    }
+}
+
+/// The async runtime for registry work, created only by commands that need it — after the sandbox
+/// child check in `main`, so no thread exists when a child enters its namespaces.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { code: 2, error: anyhow::Error::new(e).context("cannot start the async runtime") })
 }

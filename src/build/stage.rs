@@ -1,0 +1,133 @@
+//! Running one stage: resolve its base, run the base's ONBUILD triggers, then each instruction in order,
+//! recording a history entry per step.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::build::BuildCtx;
+use crate::build::context::Context;
+use crate::build::error::BuildError;
+use crate::build::events::Event;
+use crate::build::state::ImageState;
+use crate::build::{base, step};
+use crate::dockerfile::instruction::{Command, Instruction};
+use crate::image::History;
+use crate::plan::{Base, Plan, StageScope};
+
+/// What every step of a stage can see: the build, the context, the stages already built.
+pub struct StageEnv<'a> {
+    /// The build's shared state.
+    pub ctx: &'a BuildCtx<'a>,
+    /// The build context.
+    pub context: &'a Context,
+    /// The plan being executed.
+    pub plan: &'a Plan,
+    /// Results of the stages built so far, by index.
+    pub done: &'a HashMap<usize, ImageState>,
+}
+
+impl StageEnv<'_> {
+    /// The SHELL in force for `state` (the default `/bin/sh -c` when the image has none).
+    pub fn shell(&self, state: &ImageState) -> Vec<String> {
+        state.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+    }
+
+    /// A stage's name for messages (its `AS` name, else its index).
+    pub fn stage_label(&self, index: usize) -> String {
+        self.plan.stages.get(index).and_then(|s| s.name.clone()).unwrap_or_else(|| index.to_string())
+    }
+}
+
+/// Builds stage `index` and returns its final image state.
+pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildError> {
+    let stage = &env.plan.stages[index];
+    let mut state = match &stage.base {
+        Base::Scratch => base::scratch(env.ctx),
+        Base::Image(name) => base::image(env.ctx, name).await?.0,
+        Base::Stage(i) => {
+            let mut s = env.done.get(i).cloned().ok_or_else(|| BuildError::BadImage {
+                digest: format!("stage {i}"),
+                message: "used before it was built".to_string(),
+            })?;
+            s.cmd_set_in_stage = false;
+            s.base_layers = s.layers.len();
+            s
+        }
+    };
+    let triggers = onbuild_triggers(env, &mut state)?;
+    let base_env = state.config.env_pairs();
+    let mut scope = StageScope::new(env.plan, index, &base_env, state.config.config.shell.clone());
+    let instructions: Vec<&Instruction> = triggers.iter().chain(stage.instructions.iter()).collect();
+    let total = instructions.len() + 1;
+    let label = env.stage_label(index);
+    for (n, instruction) in instructions.into_iter().enumerate() {
+        env.ctx.reporter.report(Event::StepStarted {
+            stage: label.clone(),
+            number: n + 2,
+            total,
+            text: instruction.original.clone(),
+        });
+        let started = Instant::now();
+        let place = |source: step::StepError| BuildError::Step {
+            location: format!("{}:{}", env.ctx.file_label, instruction.span.start_line),
+            instruction: short(&instruction.original),
+            source,
+        };
+        let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
+        let layer = step::execute(env, &mut state, &resolved).await.map_err(place)?;
+        record_history(env.ctx, &mut state, instruction, layer.is_some());
+        if let Some(layer) = layer {
+            state.config.rootfs.diff_ids.push(layer.diff_id.clone());
+            state.layers.push(layer);
+        }
+        env.ctx.reporter.report(Event::StepDone { elapsed: started.elapsed(), cached: false });
+    }
+    state.config.config.env = Some(scope.image_env().into_iter().map(|(k, v)| format!("{k}={v}")).collect());
+    Ok(state)
+}
+
+/// The base image's ONBUILD triggers, parsed; the new image does not inherit them (the reference's rule).
+fn onbuild_triggers(env: &StageEnv<'_>, state: &mut ImageState) -> Result<Vec<Instruction>, BuildError> {
+    let Some(triggers) = state.config.config.on_build.take() else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for trigger in triggers {
+        let parsed = crate::dockerfile::parse(&trigger, "ONBUILD trigger")?;
+        for instruction in parsed.instructions {
+            if matches!(instruction.command, Command::From(_) | Command::Onbuild(_)) {
+                return Err(BuildError::BadImage {
+                    digest: "base image".to_string(),
+                    message: format!("ONBUILD trigger {trigger:?} is not allowed (FROM and ONBUILD cannot be triggers)"),
+                });
+            }
+            out.push(instruction);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the step's history entry, in BuildKit's style.
+fn record_history(ctx: &BuildCtx<'_>, state: &mut ImageState, instruction: &Instruction, layer: bool) {
+    let created_by = if layer {
+        format!("{} # buildkit", instruction.original)
+    } else {
+        instruction.original.clone()
+    };
+    state.config.history.push(History {
+        created: Some(ctx.created_rfc3339.clone()),
+        created_by: Some(created_by),
+        comment: Some("buildkit.dockerfile.v0".to_string()),
+        empty_layer: (!layer).then_some(true),
+        ..Default::default()
+    });
+}
+
+/// An instruction shortened for a one-line error message.
+fn short(text: &str) -> String {
+    const MAX: usize = 80;
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > MAX {
+        format!("{}…", line.chars().take(MAX).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}

@@ -1,0 +1,189 @@
+//! Gathering the entries of a COPY or ADD: where the sources live (`--from` stage or image, else the
+//! context), heredoc sources, and ADD's extras — URLs are downloaded, local tar archives are unpacked.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::build::stage::StageEnv;
+use crate::build::state::ImageState;
+use crate::build::step::copy::{self, CopySpec, SourceRoot};
+use crate::build::step::{StepError, fetch};
+use crate::build::users::Accounts;
+use crate::build::{base, rootfs};
+use crate::layer::{self, Entry, EntryKind, FileSource};
+use crate::plan::{CopyFrom, ResolvedCopy};
+
+/// All layer entries of one COPY/ADD, sorted by path.
+pub async fn entries(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    c: &ResolvedCopy,
+    is_add: bool,
+) -> Result<Vec<Entry>, StepError> {
+    let store = env.ctx.store;
+    let image_root = rootfs::materialize(store, &state.layers)?;
+    let accounts = Accounts::read(image_root.as_deref());
+    let owner = match &c.chown {
+        Some(spec) => {
+            let ids = accounts.resolve(spec, None)?;
+            Some((ids.uid, ids.gid))
+        }
+        None => None,
+    };
+    let workdir = state.config.config.working_dir.clone().unwrap_or_else(|| "/".to_string());
+    let spec_for = |sources: &'_ [String], dest: &'_ str| CopySpec {
+        sources,
+        dest,
+        workdir: &workdir,
+        owner,
+        chmod: c.chmod,
+        exclude: &c.exclude,
+        parents: c.parents,
+        image_root: image_root.as_deref(),
+        created_at: env.ctx.created_at,
+    };
+    let heredoc_names: Vec<&str> = c.heredocs.iter().map(|h| h.name.as_str()).collect();
+    let (heredoc_sources, sources): (Vec<String>, Vec<String>) =
+        c.sources.iter().cloned().partition(|s| heredoc_names.contains(&s.as_str()));
+    // Sources are gathered one at a time below, so the several-sources rule is checked here, once.
+    if c.sources.len() > 1 && !copy::ends_as_dir(&c.dest) {
+        return Err(copy::CopyError::DestNotDir.into());
+    }
+    let dest = c.dest.clone();
+    let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
+    let scratch = tempfile::Builder::new().prefix("kiln-add-").tempdir().map_err(StepError::Temp)?;
+
+    // Heredoc sources are files whose content is the heredoc body.
+    for (i, name) in heredoc_sources.iter().enumerate() {
+        let Some(doc) = c.heredocs.iter().find(|h| &h.name == name) else { continue };
+        let dir = scratch.path().join(format!("heredoc{i}"));
+        write_file(&dir.join(name), doc.content.as_bytes())?;
+        let found = copy::entries(&spec_for(std::slice::from_ref(name), &dest), &SourceRoot::Rootfs(&dir, "heredoc"))?;
+        merge(&mut merged, found, |e| {
+            if c.chmod.is_none() && matches!(e.kind, EntryKind::File(_)) {
+                e.mode = 0o644;
+            }
+            e.mtime = env.ctx.created_at;
+        });
+    }
+
+    let from_root = from_root(env, c).await?;
+    for (i, source) in sources.iter().enumerate() {
+        if is_add && fetch::is_git(source) {
+            return Err(StepError::Unsupported(format!("ADD of a git repository ({source}) is not supported yet")));
+        }
+        if is_add && fetch::is_url(source) {
+            let dir = scratch.path().join(format!("url{i}"));
+            fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
+            let tmp = dir.join(".download");
+            let got = fetch::download(&env.ctx.http, source, c.checksum.as_deref(), &tmp).await?;
+            let named = dir.join(&got.file_name);
+            fs_err::rename(&tmp, &named).map_err(StepError::Temp)?;
+            let found = copy::entries(
+                &spec_for(std::slice::from_ref(&got.file_name), &dest),
+                &SourceRoot::Rootfs(&dir, source),
+            )?;
+            merge(&mut merged, found, |e| {
+                if c.chmod.is_none() && matches!(e.kind, EntryKind::File(_)) {
+                    e.mode = 0o600;
+                }
+                if matches!(e.kind, EntryKind::File(_)) {
+                    e.mtime = got.mtime.unwrap_or(0);
+                }
+                if owner.is_none() {
+                    (e.uid, e.gid) = (0, 0);
+                }
+            });
+            continue;
+        }
+        let root = match &from_root {
+            Some((path, label)) => SourceRoot::Rootfs(path, label),
+            None => SourceRoot::Context(env.context),
+        };
+        if is_add && c.unpack != Some(false) && from_root.is_none() {
+            let path = env.context.root().join(copy::clean_rel(source));
+            if path.is_file() && is_tar_archive(&path) {
+                let dir = scratch.path().join(format!("archive{i}"));
+                fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
+                layer::extract_archive(open(&path)?, &dir)?;
+                let into = format!("{}/", dest.trim_end_matches('/'));
+                let found = copy::entries(&spec_for(&[".".to_string()], &into), &SourceRoot::Rootfs(&dir, source))?;
+                merge(&mut merged, found, |_| {});
+                continue;
+            }
+        }
+        let found = copy::entries(&spec_for(std::slice::from_ref(source), &dest), &root)?;
+        merge(&mut merged, found, |_| {});
+    }
+    let mut out: Vec<Entry> = merged.into_values().collect();
+    // Heredoc and download files live in the scratch dir, which goes away with this function: read them now.
+    for entry in &mut out {
+        if let EntryKind::File(FileSource::Path(p)) = &entry.kind
+            && p.starts_with(scratch.path())
+        {
+            let bytes = fs_err::read(p).map_err(StepError::Temp)?;
+            entry.kind = EntryKind::File(FileSource::Bytes(bytes));
+        }
+    }
+    Ok(out)
+}
+
+/// The rootfs `--from` names: an earlier stage's, or an image's (pulled if needed).
+async fn from_root(env: &StageEnv<'_>, c: &ResolvedCopy) -> Result<Option<(PathBuf, String)>, StepError> {
+    let store = env.ctx.store;
+    let (layers, label) = match &c.from {
+        None => return Ok(None),
+        Some(CopyFrom::Stage(index)) => {
+            let Some(done) = env.done.get(index) else {
+                return Err(StepError::Unsupported(format!("stage {index} has not been built")));
+            };
+            (done.layers.clone(), format!("stage {}", env.stage_label(*index)))
+        }
+        Some(CopyFrom::Image(name)) => {
+            let (state, reference) = base::image(env.ctx, name).await.map_err(|e| StepError::Image(Box::new(e)))?;
+            (state.layers, format!("image {reference}"))
+        }
+    };
+    match rootfs::materialize(store, &layers)? {
+        Some(path) => Ok(Some((path, label))),
+        // An empty rootfs (a scratch stage with no layers): an empty directory in the snapshot area stands in.
+        None => {
+            let empty = store.create_snapshot(&crate::image::chain_id(&[]), |_| Ok(()))?;
+            Ok(Some((empty, label)))
+        }
+    }
+}
+
+fn merge(into: &mut BTreeMap<String, Entry>, found: Vec<Entry>, mut adjust: impl FnMut(&mut Entry)) {
+    for mut e in found {
+        adjust(&mut e);
+        into.insert(e.path.clone(), e);
+    }
+}
+
+fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, StepError> {
+    Ok(std::io::BufReader::new(fs_err::File::open(path).map_err(StepError::Temp)?.into_parts().0))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StepError> {
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent).map_err(StepError::Temp)?;
+    }
+    fs_err::write(path, bytes).map_err(StepError::Temp)
+}
+
+/// Whether a local file is a tar archive, possibly compressed (gzip, bzip2, xz, zstd): ADD unpacks those.
+fn is_tar_archive(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let Ok(mut reader) = layer::decompress(std::io::BufReader::new(file)) else { return false };
+    let mut header = [0u8; 512];
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    filled == 512 && (&header[257..262] == b"ustar")
+}

@@ -1,0 +1,126 @@
+//! One file per kind of step; this file is the one `match` that dispatches a resolved step and the
+//! shared helper that turns entries into a layer in the store.
+//!
+//! Each step returns what it changed (a layer, or nothing beyond the config it edited) instead of
+//! stashing it: the stage loop records history and moves on.
+
+pub mod add;
+pub mod config;
+pub mod copy;
+pub mod fetch;
+pub mod glob;
+pub mod workdir;
+
+use crate::build::state::{ImageState, LayerRef};
+use crate::build::stage::StageEnv;
+use crate::layer::{self, Entry};
+use crate::plan::ResolvedStep;
+
+/// Why a step failed (the stage loop adds the `Dockerfile:LINE` place).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Assembling a COPY/ADD failed.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    /// Downloading an ADD URL failed.
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    /// A config instruction has a bad argument.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A `--chown` user or group does not exist in the image.
+    #[error(transparent)]
+    User(#[from] crate::build::users::UserError),
+    /// Writing or reading a layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
+    /// The store refused an operation.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A base or `--from` image could not be had.
+    #[error(transparent)]
+    Image(Box<crate::build::error::BuildError>),
+    /// The step's arguments could not be resolved.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// Something kiln does not do (yet), said plainly.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A temp file or directory for the step could not be made.
+    #[error("cannot create a temporary file: {0}")]
+    Temp(std::io::Error),
+}
+
+/// Runs one resolved step against the stage's image; returns the layer it added, if any.
+pub async fn execute(
+    env: &StageEnv<'_>,
+    state: &mut ImageState,
+    step: &ResolvedStep,
+) -> Result<Option<LayerRef>, StepError> {
+    let cfg = &mut state.config;
+    match step {
+        ResolvedStep::Copy(c) => copy_step(env, state, c, false).await,
+        ResolvedStep::Add(c) => copy_step(env, state, c, true).await,
+        ResolvedStep::Workdir(dir) => workdir::execute(env, state, dir),
+        ResolvedStep::Run { .. } => Err(StepError::Unsupported(
+            "RUN steps need the sandbox, which this build of kiln does not have yet".to_string(),
+        )),
+        ResolvedStep::Env(pairs) => Ok(config::env(cfg, pairs)).map(|_| None),
+        ResolvedStep::Label(pairs) => Ok(config::labels(cfg, pairs)).map(|_| None),
+        ResolvedStep::Expose(ports) => config::expose(cfg, ports).map(|_| None).map_err(Into::into),
+        ResolvedStep::User(user) => Ok(config::user(cfg, user)).map(|_| None),
+        ResolvedStep::Volume(paths) => Ok(config::volumes(cfg, paths)).map(|_| None),
+        ResolvedStep::Cmd(line) => {
+            let shell = env.shell(state);
+            config::cmd(state, line, &shell);
+            Ok(None)
+        }
+        ResolvedStep::Entrypoint(line) => {
+            let shell = env.shell(state);
+            config::entrypoint(state, line, &shell);
+            Ok(None)
+        }
+        ResolvedStep::Shell(shell) => Ok(config::shell(cfg, shell)).map(|_| None),
+        ResolvedStep::Stopsignal(signal) => Ok(config::stop_signal(cfg, signal)).map(|_| None),
+        ResolvedStep::Healthcheck(check) => {
+            let shell = env.shell(state);
+            config::healthcheck(&mut state.config, config::health_config(check, &shell));
+            Ok(None)
+        }
+        ResolvedStep::Onbuild(trigger) => Ok(config::onbuild(cfg, trigger)).map(|_| None),
+        ResolvedStep::Maintainer(name) => Ok(config::maintainer(cfg, name)).map(|_| None),
+        ResolvedStep::Arg(_) => Ok(None),
+    }
+}
+
+async fn copy_step(
+    env: &StageEnv<'_>,
+    state: &mut ImageState,
+    c: &crate::plan::ResolvedCopy,
+    is_add: bool,
+) -> Result<Option<LayerRef>, StepError> {
+    let entries = add::entries(env, state, c, is_add).await?;
+    write_layer(env, entries)
+}
+
+/// Writes `entries` as a layer blob in the store; `None` when there is nothing to write.
+pub fn write_layer(env: &StageEnv<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let ctx = env.ctx;
+    let opts = layer::WriteOptions {
+        compression: ctx.options.compression,
+        source_date_epoch: ctx.options.source_date_epoch,
+        level: None,
+    };
+    let mut writer = ctx.store.ingest()?;
+    let digests = layer::write_layer(entries, &mut writer, &opts)?;
+    let (digest, size) = writer.commit(Some(&digests.digest))?;
+    Ok(Some(LayerRef {
+        digest,
+        diff_id: digests.diff_id,
+        size,
+        media_type: ctx.options.compression.media_type(true).to_string(),
+    }))
+}

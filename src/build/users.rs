@@ -1,0 +1,158 @@
+//! Resolving `USER`/`--chown` names through the image's own `/etc/passwd` and `/etc/group`, as Docker does:
+//! the names mean what they mean inside the image, never on the build host.
+
+use std::path::Path;
+
+/// A resolved user: numeric ids plus supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids (from /etc/group membership).
+    pub groups: Vec<u32>,
+}
+
+/// Why a `user[:group]` could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// The name is not in the image's /etc/passwd.
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    /// The name is not in the image's /etc/group.
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoGroup(String),
+}
+
+/// The image's account databases, read once per lookup site.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    passwd: String,
+    group: String,
+}
+
+impl Accounts {
+    /// Reads `/etc/passwd` and `/etc/group` under `rootfs` (missing files are simply empty).
+    pub fn read(rootfs: Option<&Path>) -> Accounts {
+        let read = |rel: &str| rootfs.and_then(|r| std::fs::read_to_string(r.join(rel)).ok()).unwrap_or_default();
+        Accounts { passwd: read("etc/passwd"), group: read("etc/group") }
+    }
+
+    /// Accounts from literal file contents (tests).
+    pub fn from_text(passwd: &str, group: &str) -> Accounts {
+        Accounts { passwd: passwd.to_string(), group: group.to_string() }
+    }
+
+    /// Resolves `user[:group]` (names or numbers) like Docker's `--chown` and `USER`.
+    ///
+    /// A numeric user not in passwd is fine (gid then defaults to the uid for `--chown`, to 0 for USER —
+    /// `numeric_default_gid` decides); a name must exist.
+    pub fn resolve(&self, spec: &str, numeric_default_gid: Option<u32>) -> Result<Ids, UserError> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let entry = self.passwd_entry(user);
+        let uid = match (user.parse::<u32>(), &entry) {
+            (Ok(n), _) => n,
+            (Err(_), Some(e)) => e.1,
+            (Err(_), None) => return Err(UserError::NoUser(user.to_string())),
+        };
+        let gid = match group {
+            Some(g) => self.group_id(g)?,
+            None => match &entry {
+                Some(e) => e.2,
+                None => numeric_default_gid.unwrap_or(uid),
+            },
+        };
+        let name = entry.as_ref().map(|e| e.0.clone());
+        let groups = match (group, name) {
+            (None, Some(name)) => self.member_groups(&name, gid),
+            _ => Vec::new(),
+        };
+        Ok(Ids { uid, gid, groups })
+    }
+
+    /// (name, uid, gid) of the passwd line whose name (or uid) is `user`.
+    fn passwd_entry(&self, user: &str) -> Option<(String, u32, u32)> {
+        self.passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || line.starts_with('#') {
+                return None;
+            }
+            let uid = f[2].parse().ok()?;
+            let gid = f[3].parse().ok()?;
+            (f[0] == user || f[2] == user).then(|| (f[0].to_string(), uid, gid))
+        })
+    }
+
+    fn group_id(&self, group: &str) -> Result<u32, UserError> {
+        if let Ok(n) = group.parse::<u32>() {
+            return Ok(n);
+        }
+        self.group
+            .lines()
+            .find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                (f.len() >= 3 && f[0] == group).then(|| f[2].parse().ok()).flatten()
+            })
+            .ok_or_else(|| UserError::NoGroup(group.to_string()))
+    }
+
+    /// Supplementary groups listing `name` as a member, excluding the primary group.
+    fn member_groups(&self, name: &str, primary: u32) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .group
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() < 4 || !f[3].split(',').any(|m| m.trim() == name) {
+                    return None;
+                }
+                f[2].parse().ok()
+            })
+            .filter(|g| *g != primary)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:app,other\napp:x:1001:\nwheel:x:10:app\n";
+
+    fn accounts() -> Accounts {
+        Accounts::from_text(PASSWD, GROUP)
+    }
+
+    #[test]
+    fn names_resolve_through_the_image_files() {
+        let ids = accounts().resolve("app", None).unwrap();
+        assert_eq!((ids.uid, ids.gid), (1000, 1001));
+        assert_eq!(ids.groups, [10, 50]);
+        let ids = accounts().resolve("app:staff", None).unwrap();
+        assert_eq!((ids.uid, ids.gid), (1000, 50));
+    }
+
+    #[test]
+    fn numbers_need_no_entry() {
+        let ids = accounts().resolve("4242", None).unwrap();
+        assert_eq!((ids.uid, ids.gid), (4242, 4242));
+        let ids = accounts().resolve("4242", Some(0)).unwrap();
+        assert_eq!((ids.uid, ids.gid), (4242, 0));
+        let ids = accounts().resolve("1000:7", None).unwrap();
+        assert_eq!((ids.uid, ids.gid), (1000, 7));
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert_eq!(accounts().resolve("nobody", None), Err(UserError::NoUser("nobody".into())));
+        assert_eq!(accounts().resolve("app:nogroup", None), Err(UserError::NoGroup("nogroup".into())));
+    }
+}

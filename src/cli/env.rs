@@ -1,0 +1,68 @@
+//! Everything kiln takes from the process environment, read in one place and passed down as values:
+//! the store root, auth file locations, `SOURCE_DATE_EPOCH`, build-arg values named without `=`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::args::RegistryFlags;
+use crate::registry::{AuthFiles, Client, RegistryOptions};
+use crate::store::Store;
+
+/// Opens the store at `--root`, else `$KILN_ROOT`, else the per-user or system default.
+pub fn open_store(root: Option<&Path>) -> anyhow::Result<Store> {
+    let path = match root {
+        Some(p) => p.to_path_buf(),
+        None => Store::default_root(
+            std::env::var_os("KILN_ROOT").as_deref(),
+            std::env::var_os("XDG_DATA_HOME").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+            nix::unistd::geteuid().is_root(),
+        ),
+    };
+    Store::open(&path).with_context(|| format!("cannot open the store at {}", path.display()))
+}
+
+/// Where credentials are looked up, in podman's order.
+pub fn auth_files(explicit: Option<&Path>) -> AuthFiles {
+    AuthFiles::new(
+        explicit.map(Path::to_path_buf),
+        std::env::var_os("REGISTRY_AUTH_FILE").map(PathBuf::from),
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+/// The registry client for the given flags.
+pub fn registry_client(flags: &RegistryFlags) -> anyhow::Result<Client> {
+    let options = RegistryOptions {
+        tls_verify: flags.tls_verify,
+        ca_files: flags.ca_files.clone(),
+        cert_dir: flags.cert_dir.clone(),
+        auth: auth_files(flags.authfile.as_deref()),
+        credentials: flags.creds.as_deref().map(split_creds).transpose()?,
+        ..Default::default()
+    };
+    Client::new(options).context("cannot set up the registry client")
+}
+
+fn split_creds(text: &str) -> anyhow::Result<(String, String)> {
+    let (user, pass) = text.split_once(':').context("--creds must be USER:PASSWORD")?;
+    Ok((user.to_string(), pass.to_string()))
+}
+
+/// `SOURCE_DATE_EPOCH` when set to a number.
+pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The value of an environment variable for `--build-arg NAME` (unset → the arg is left out, as podman does).
+pub fn var(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v: OsString| v.to_string_lossy().into_owned())
+}
