@@ -36,11 +36,7 @@ impl Expander {
     }
 
     /// Like [`Expander::word`], also returning the names of the variables that were looked up and set.
-    pub fn word_with_matches(
-        &self,
-        word: &str,
-        vars: &dyn Vars,
-    ) -> Result<(String, BTreeSet<String>), ExpandError> {
+    pub fn word_with_matches(&self, word: &str, vars: &dyn Vars) -> Result<(String, BTreeSet<String>), ExpandError> {
         let _ = (word, vars, self.escape);
         todo!("implemented by the shell-expansion work")
     }
