@@ -271,4 +271,19 @@ mod tests {
         assert_eq!(parse_nodes("", "D").unwrap_err().message, "file with no instructions");
         assert_eq!(parse_nodes("# only\n\n", "D").unwrap_err().message, "file with no instructions");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = crate::dockerfile::parse(&text, "Dockerfile");
+        }
+
+        #[test]
+        fn dockerfile_like_text_never_panics(
+            text in r#"(FROM |RUN |COPY |ADD |ENV |ARG |ONBUILD |HEALTHCHECK |# escape=`\n|#|\\|`|<<EOF|<<-'E'|EOF|E|\[|\]|"|'| |\t|\r|\n|--x=|--|a|=|,){0,48}"#
+        ) {
+            let _ = crate::dockerfile::parse(&text, "Dockerfile");
+        }
+    }
 }
