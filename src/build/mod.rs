@@ -1,1 +1,2 @@
 //! `build` (see lib.rs for its place in the pipeline).
+pub mod context;
