@@ -76,6 +76,13 @@ impl Expander {
         let mut lexer = Lexer::new(word, self.escape, vars);
         lexer.process().map(|(_, words)| words)
     }
+
+    /// Expands variables in a heredoc body: quotes and escapes are file content there, not syntax.
+    pub fn heredoc(&self, content: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
+        let mut lexer = Lexer::new(content, self.escape, vars);
+        lexer.skip_quotes = true;
+        lexer.process_until(None, true).map(|(s, _)| s)
+    }
 }
 
 /// Splits text into fields as it is built: unquoted white space separates, quoted text never does.
@@ -122,12 +129,21 @@ struct Lexer<'a> {
     escape: char,
     vars: &'a dyn Vars,
     raw_escapes: bool,
+    skip_quotes: bool,
     matches: BTreeSet<String>,
 }
 
 impl<'a> Lexer<'a> {
     fn new(word: &str, escape: char, vars: &'a dyn Vars) -> Self {
-        Lexer { chars: word.chars().collect(), pos: 0, escape, vars, raw_escapes: false, matches: BTreeSet::new() }
+        Lexer {
+            chars: word.chars().collect(),
+            pos: 0,
+            escape,
+            vars,
+            raw_escapes: false,
+            skip_quotes: false,
+            matches: BTreeSet::new(),
+        }
     }
 
     fn peek(&self) -> Option<char> {
@@ -176,12 +192,12 @@ impl<'a> Lexer<'a> {
                     result.push_str(&value);
                     fields.add_string(&value);
                 }
-                '\'' => {
+                '\'' if !self.skip_quotes => {
                     let value = self.single_quote()?;
                     result.push_str(&value);
                     fields.add_raw_string(&value);
                 }
-                '"' => {
+                '"' if !self.skip_quotes => {
                     let value = self.double_quote()?;
                     result.push_str(&value);
                     fields.add_raw_string(&value);
@@ -501,6 +517,13 @@ mod tests {
         for (word, want) in cases {
             assert_eq!(x.word(word, &vars).unwrap(), want, "{word}");
         }
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_quotes_and_escapes() {
+        let vars = env(&[("NAME", "kiln")]);
+        let body = "echo \"hi $NAME\" 'x' \\n\n";
+        assert_eq!(Expander::new('\\').heredoc(body, &vars).unwrap(), "echo \"hi kiln\" 'x' \\n\n");
     }
 
     #[test]
