@@ -18,12 +18,12 @@
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
 //! `image`; only `build` (and the `cli` edge) knows the store.
 
-pub mod dockerfile;
-pub mod plan;
-pub mod image;
-pub mod store;
-pub mod layer;
-pub mod sandbox;
-pub mod registry;
 pub mod build;
 pub mod cli;
+pub mod dockerfile;
+pub mod image;
+pub mod layer;
+pub mod plan;
+pub mod registry;
+pub mod sandbox;
+pub mod store;

@@ -1,13 +1,38 @@
 //! Shell-word expansion with the Dockerfile reference's semantics (BuildKit's `shell` package):
 //! `$a`, `${a}`, `${a:-b}`, `${a-b}`, `${a:+b}`, `${a+b}`, `${a:?msg}`, `${a?msg}`, `${a#p}`, `${a##p}`,
-//! `${a%p}`, `${a%%p}`, `${a/p/r}`, quotes and escapes, and splitting into words for exec-form use.
+//! `${a%p}`, `${a%%p}`, `${a/p/r}`, `${a//p/r}`, single and double quotes, the escape character, and
+//! splitting into words for exec-form use. Unset and set-but-empty variables are told apart.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Where expansion looks variables up (the ARG/ENV scope of one step).
 pub trait Vars {
     /// The value of `name`, or `None` when it is not set (set-but-empty is `Some("")`).
     fn lookup(&self, name: &str) -> Option<&str>;
+}
+
+impl Vars for HashMap<String, String> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+impl Vars for BTreeMap<String, String> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+impl Vars for [(String, String)] {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Vars for Vec<(String, String)> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.as_slice().lookup(name)
+    }
 }
 
 /// Why a word could not be expanded.
@@ -16,6 +41,10 @@ pub trait Vars {
 pub struct ExpandError {
     /// What went wrong, e.g. `unexpected end of statement while looking for matching double-quote`.
     pub message: String,
+}
+
+fn err<T>(message: impl Into<String>) -> Result<T, ExpandError> {
+    Err(ExpandError { message: message.into() })
 }
 
 /// The expander for one Dockerfile (its escape character decides what `\` or `` ` `` means).
@@ -36,18 +65,553 @@ impl Expander {
     }
 
     /// Like [`Expander::word`], also returning the names of the variables that were looked up and set.
-    pub fn word_with_matches(
-        &self,
-        word: &str,
-        vars: &dyn Vars,
-    ) -> Result<(String, BTreeSet<String>), ExpandError> {
-        let _ = (word, vars, self.escape);
-        todo!("implemented by the shell-expansion work")
+    pub fn word_with_matches(&self, word: &str, vars: &dyn Vars) -> Result<(String, BTreeSet<String>), ExpandError> {
+        let mut lexer = Lexer::new(word, self.escape, vars);
+        let (result, _) = lexer.process()?;
+        Ok((result, lexer.matches))
     }
 
     /// Expands a word and splits the result into fields on unquoted white space (exec-form use).
     pub fn words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ExpandError> {
-        let _ = (word, vars, self.escape);
-        todo!("implemented by the shell-expansion work")
+        let mut lexer = Lexer::new(word, self.escape, vars);
+        lexer.process().map(|(_, words)| words)
+    }
+
+    /// Expands variables in a heredoc body: quotes and escapes are file content there, not syntax.
+    pub fn heredoc(&self, content: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
+        let mut lexer = Lexer::new(content, self.escape, vars);
+        lexer.skip_quotes = true;
+        lexer.process_until(None, true).map(|(s, _)| s)
+    }
+}
+
+/// Splits text into fields as it is built: unquoted white space separates, quoted text never does.
+#[derive(Default)]
+struct Fields {
+    word: String,
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Fields {
+    fn add_char(&mut self, c: char) {
+        if c.is_whitespace() {
+            if self.in_word && !self.word.is_empty() {
+                self.words.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(c);
+        }
+    }
+    fn add_raw_char(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+    fn add_string(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+    fn add_raw_string(&mut self, s: &str) {
+        self.word.push_str(s);
+        self.in_word = true;
+    }
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.words.push(self.word);
+        }
+        self.words
+    }
+}
+
+struct Lexer<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    escape: char,
+    vars: &'a dyn Vars,
+    raw_escapes: bool,
+    skip_quotes: bool,
+    matches: BTreeSet<String>,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(word: &str, escape: char, vars: &'a dyn Vars) -> Self {
+        Lexer {
+            chars: word.chars().collect(),
+            pos: 0,
+            escape,
+            vars,
+            raw_escapes: false,
+            skip_quotes: false,
+            matches: BTreeSet::new(),
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    fn get(&mut self, name: &str) -> Option<String> {
+        let value = self.vars.lookup(name).map(str::to_string);
+        if value.is_some() {
+            self.matches.insert(name.to_string());
+        }
+        value
+    }
+
+    fn process(&mut self) -> Result<(String, Vec<String>), ExpandError> {
+        self.process_until(None, false)
+    }
+
+    /// Processes up to `stop` (consumed) or the end; `raw_escapes` keeps escape characters in the text.
+    fn process_until(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), ExpandError> {
+        let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
+        let out = self.process_inner(stop);
+        self.raw_escapes = saved;
+        out
+    }
+
+    fn process_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ExpandError> {
+        let mut result = String::new();
+        let mut fields = Fields::default();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                self.next();
+                return Ok((result, fields.finish()));
+            }
+            match c {
+                '$' => {
+                    let value = self.dollar()?;
+                    result.push_str(&value);
+                    fields.add_string(&value);
+                }
+                '\'' if !self.skip_quotes => {
+                    let value = self.single_quote()?;
+                    result.push_str(&value);
+                    fields.add_raw_string(&value);
+                }
+                '"' if !self.skip_quotes => {
+                    let value = self.double_quote()?;
+                    result.push_str(&value);
+                    fields.add_raw_string(&value);
+                }
+                _ => {
+                    self.next();
+                    if c == self.escape {
+                        if self.raw_escapes {
+                            fields.add_raw_char(c);
+                            result.push(c);
+                        }
+                        let Some(escaped) = self.next() else { break };
+                        fields.add_raw_char(escaped);
+                        result.push(escaped);
+                    } else {
+                        fields.add_char(c);
+                        result.push(c);
+                    }
+                }
+            }
+        }
+        if let Some(stop) = stop {
+            return err(format!("unexpected end of statement while looking for matching {stop}"));
+        }
+        Ok((result, fields.finish()))
+    }
+
+    fn single_quote(&mut self) -> Result<String, ExpandError> {
+        self.next();
+        let mut out = String::new();
+        loop {
+            match self.next() {
+                None => return err("unexpected end of statement while looking for matching single-quote"),
+                Some('\'') => return Ok(out),
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    fn double_quote(&mut self) -> Result<String, ExpandError> {
+        self.next();
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return err("unexpected end of statement while looking for matching double-quote"),
+                Some('"') => {
+                    self.next();
+                    return Ok(out);
+                }
+                Some('$') => {
+                    let value = self.dollar()?;
+                    out.push_str(&value);
+                }
+                Some(_) => {
+                    let mut c = self.next().unwrap_or_default();
+                    if c == self.escape {
+                        if self.raw_escapes {
+                            out.push(c);
+                        }
+                        match self.peek() {
+                            None => continue,
+                            Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                c = n;
+                                self.next();
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if name.is_empty() && c.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    name.push(d);
+                    self.next();
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.next();
+                return c.to_string();
+            }
+            if !c.is_alphanumeric() && c != '_' {
+                break;
+            }
+            name.push(c);
+            self.next();
+        }
+        name
+    }
+
+    fn dollar(&mut self) -> Result<String, ExpandError> {
+        self.next();
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".to_string());
+            }
+            return Ok(self.get(&name).unwrap_or_default());
+        }
+        self.next();
+        match self.peek() {
+            None => return err("syntax error: missing '}'"),
+            Some('{' | '}' | ':') => return err("syntax error: bad substitution"),
+            _ => {}
+        }
+        let name = self.name();
+        let Some(mut op) = self.next() else { return err("syntax error: missing '}'") };
+        let mut null_is_unset = false;
+        match op {
+            '}' => Ok(self.get(&name).unwrap_or_default()),
+            ':' | '+' | '-' | '?' | '#' | '%' => {
+                if op == ':' {
+                    null_is_unset = true;
+                    match self.next() {
+                        Some(next) => op = next,
+                        None => return err("syntax error: missing '}'"),
+                    }
+                }
+                let raw = op == '#' || op == '%';
+                let word = match self.process_until(Some('}'), raw) {
+                    Ok((w, _)) => w,
+                    Err(e) if self.peek().is_none() => {
+                        let _ = e;
+                        return err("syntax error: missing '}'");
+                    }
+                    Err(e) => return Err(e),
+                };
+                let value = self.get(&name);
+                let empty = |v: &Option<String>| v.as_deref().is_none_or(|v| null_is_unset && v.is_empty());
+                match op {
+                    '-' => Ok(if empty(&value) { word } else { value.unwrap_or_default() }),
+                    '+' => Ok(if empty(&value) { String::new() } else { word }),
+                    '?' => match value {
+                        None => err(format!("{name}: {}", or(&word, "is not allowed to be unset"))),
+                        Some(v) if null_is_unset && v.is_empty() => {
+                            err(format!("{name}: {}", or(&word, "is not allowed to be empty")))
+                        }
+                        Some(v) => Ok(v),
+                    },
+                    '#' | '%' if !null_is_unset => {
+                        let (greedy, pattern) = match word.strip_prefix(op) {
+                            Some(rest) => (true, rest.to_string()),
+                            None => (false, word.clone()),
+                        };
+                        let pattern = Pattern::compile(&pattern)?;
+                        let value = value.unwrap_or_default();
+                        Ok(if op == '#' {
+                            pattern.trim_prefix(&value, greedy)
+                        } else {
+                            pattern.trim_suffix(&value, greedy)
+                        })
+                    }
+                    _ => err(format!("unsupported modifier (:{op}) in substitution")),
+                }
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let pattern = match self.process_until(Some('/'), true) {
+                    Ok((p, _)) => p,
+                    Err(_) if self.peek().is_none() => return err("syntax error: missing '/' in ${}"),
+                    Err(e) => return Err(e),
+                };
+                let replacement = match self.process_until(Some('}'), true) {
+                    Ok((r, _)) => r,
+                    Err(_) if self.peek().is_none() => return err("syntax error: missing '}'"),
+                    Err(e) => return Err(e),
+                };
+                let value = self.get(&name).unwrap_or_default();
+                Ok(Pattern::compile(&pattern)?.replace(&value, &replacement, all))
+            }
+            other => err(format!("unsupported modifier ({other}) in substitution")),
+        }
+    }
+}
+
+fn or(word: &str, default: &str) -> String {
+    if word.is_empty() { default.to_string() } else { word.to_string() }
+}
+
+/// A shell pattern of `${a#p}` and friends: `*`, `?`, literal characters (no bracket expressions).
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Star,
+    Any,
+    Lit(char),
+}
+
+#[derive(Debug)]
+struct Pattern(Vec<Token>);
+
+impl Pattern {
+    fn compile(pattern: &str) -> Result<Pattern, ExpandError> {
+        let mut out = Vec::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' => out.push(Token::Star),
+                '?' => out.push(Token::Any),
+                '\\' => match chars.peek() {
+                    // `}` and `/` are escaped only to get past the ${} parser; the escape is not in the pattern.
+                    Some('}' | '/') => {}
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        chars.next();
+                        out.push(Token::Lit(n));
+                    }
+                    Some(n) => {
+                        return err(format!("invalid pattern ({pattern}) in substitution: invalid escape '\\{n}'"));
+                    }
+                    None => return err(format!("invalid pattern ({pattern}) in substitution: trailing escape")),
+                },
+                c => out.push(Token::Lit(c)),
+            }
+        }
+        Ok(Pattern(out))
+    }
+
+    /// Whether the whole of `text` matches.
+    fn matches(&self, text: &[char]) -> bool {
+        fn go(p: &[Token], t: &[char]) -> bool {
+            match p.first() {
+                None => t.is_empty(),
+                Some(Token::Star) => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
+                Some(Token::Any) => !t.is_empty() && go(&p[1..], &t[1..]),
+                Some(Token::Lit(c)) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+            }
+        }
+        go(&self.0, text)
+    }
+
+    fn trim_prefix(&self, value: &str, greedy: bool) -> String {
+        let v: Vec<char> = value.chars().collect();
+        let lengths: Box<dyn Iterator<Item = usize>> =
+            if greedy { Box::new((0..=v.len()).rev()) } else { Box::new(0..=v.len()) };
+        for n in lengths {
+            if self.matches(&v[..n]) {
+                return v[n..].iter().collect();
+            }
+        }
+        value.to_string()
+    }
+
+    fn trim_suffix(&self, value: &str, greedy: bool) -> String {
+        let v: Vec<char> = value.chars().collect();
+        let starts: Box<dyn Iterator<Item = usize>> =
+            if greedy { Box::new(0..=v.len()) } else { Box::new((0..=v.len()).rev()) };
+        for s in starts {
+            if self.matches(&v[s..]) {
+                return v[..s].iter().collect();
+            }
+        }
+        value.to_string()
+    }
+
+    /// Replaces the leftmost-longest match (every non-overlapping one with `all`).
+    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
+        let v: Vec<char> = value.chars().collect();
+        let mut out = String::new();
+        let mut start = 0;
+        while start <= v.len() {
+            let found =
+                (start..=v.len()).find_map(|s| (s..=v.len()).rev().find(|&e| self.matches(&v[s..e])).map(|e| (s, e)));
+            let Some((s, e)) = found else { break };
+            out.extend(&v[start..s]);
+            out.push_str(replacement);
+            if !all {
+                start = e;
+                out.extend(&v[start..]);
+                return out;
+            }
+            if e == s {
+                if let Some(c) = v.get(e) {
+                    out.push(*c);
+                }
+                start = e + 1;
+            } else {
+                start = e;
+            }
+        }
+        if start <= v.len() {
+            out.extend(&v[start.min(v.len())..]);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn pattern_forms() {
+        let vars = env(&[("p", "/usr/local/bin/tool.tar.gz")]);
+        let x = Expander::new('\\');
+        let cases = [
+            ("${p#*/}", "usr/local/bin/tool.tar.gz"),
+            ("${p##*/}", "tool.tar.gz"),
+            ("${p%.*}", "/usr/local/bin/tool.tar"),
+            ("${p%%.*}", "/usr/local/bin/tool"),
+            ("${p/local/opt}", "/usr/opt/bin/tool.tar.gz"),
+            ("${p//\\//_}", "_usr_local_bin_tool.tar.gz"),
+            ("${p/#\\/usr/X}", "/usr/local/bin/tool.tar.gz"),
+        ];
+        for (word, want) in cases {
+            assert_eq!(x.word(word, &vars).unwrap(), want, "{word}");
+        }
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_quotes_and_escapes() {
+        let vars = env(&[("NAME", "kiln")]);
+        let body = "echo \"hi $NAME\" 'x' \\n\n";
+        assert_eq!(Expander::new('\\').heredoc(body, &vars).unwrap(), "echo \"hi kiln\" 'x' \\n\n");
+    }
+
+    #[test]
+    fn matches_report_only_set_variables() {
+        let vars = env(&[("A", "1")]);
+        let (s, m) = Expander::new('\\').word_with_matches("$A-$B", &vars).unwrap();
+        assert_eq!(s, "1-");
+        assert_eq!(m.into_iter().collect::<Vec<_>>(), ["A"]);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let x = Expander::new('\\');
+        assert!(x.word("${A:?must be set}", &env(&[])).unwrap_err().message.contains("A: must be set"));
+        assert!(x.word("\"open", &env(&[])).is_err());
+        assert!(x.word("${A", &env(&[])).unwrap_err().message.contains("missing '}'"));
+    }
+
+    /// Reads `ENV`-prefixed variable lines and `SOURCE | EXPECTED` cases of the reference's wordsTest.
+    #[test]
+    fn reference_words_test() {
+        let Some(root) = super::super::conformance::data_dir() else { return };
+        let text = std::fs::read_to_string(root.join("shell/wordsTest")).expect("wordsTest readable");
+        let mut vars: Vec<(String, String)> = Vec::new();
+        let mut failures = Vec::new();
+        let mut count = 0;
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            if let Some(def) = line.strip_prefix("ENV ") {
+                let (k, v) = def.split_once('=').unwrap_or((def, ""));
+                vars.push((k.to_string(), v.to_string()));
+                continue;
+            }
+            let Some((source, expected)) = line.split_once('|') else { continue };
+            // Only the left of EXPECTED is trimmed: trailing spaces are part of some expected words.
+            let (source, expected) = (source.trim(), expected.trim_start_matches(' '));
+            count += 1;
+            let got = match Expander::new('\\').words(source, &vars) {
+                Ok(words) => words.join(","),
+                Err(_) => "error".to_string(),
+            };
+            if got != expected {
+                failures.push(format!("{source:?}: want {expected:?}, got {got:?}"));
+            }
+        }
+        assert!(count > 20, "only {count} cases read");
+        assert!(failures.is_empty(), "{} of {count} cases differ:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn reference_env_var_test() {
+        let Some(root) = super::super::conformance::data_dir() else { return };
+        let text = std::fs::read_to_string(root.join("shell/envVarTest")).expect("envVarTest readable");
+        let vars = env(&[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]);
+        let mut failures = Vec::new();
+        let mut count = 0;
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let parts: Vec<&str> = line.splitn(3, '|').collect();
+            let [platform, source, expected] = parts[..] else { continue };
+            if !matches!(platform.trim(), "A" | "U") {
+                continue;
+            }
+            let (source, expected) = (source.trim(), expected.trim());
+            count += 1;
+            let got = match Expander::new('\\').word(source, &vars) {
+                Ok(s) => s,
+                Err(_) => "error".to_string(),
+            };
+            if got != expected {
+                failures.push(format!("{source:?}: want {expected:?}, got {got:?}"));
+            }
+        }
+        assert!(count > 150, "only {count} cases read");
+        assert!(failures.is_empty(), "{} of {count} cases differ:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(word in ".{0,64}") {
+            let vars = env(&[("A", "x y"), ("E", "")]);
+            let x = Expander::new('\\');
+            let _ = x.word(&word, &vars);
+            let _ = x.words(&word, &vars);
+        }
     }
 }

@@ -1,1 +1,357 @@
-//! `plan` (see lib.rs for its place in the pipeline).
+//! From typed instructions and build options to a plan: stages, their bases and dependencies, the stages
+//! the target needs in an order where dependencies come first, and the global build arguments.
+//!
+//! Step arguments are expanded later, stage by stage, through [`StageScope`]: a stage's environment starts
+//! with its base image's ENV, which is known only once the base has been pulled.
+
+mod error;
+mod health;
+mod mount;
+mod render;
+mod scope;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use error::PlanError;
+pub use health::{HealthcheckSpec, parse_go_duration};
+pub use mount::{RunMount, RunMountKind, Sharing};
+pub use render::render_dry_run;
+pub use scope::{BaseConfig, CopyFrom, ResolvedCopy, ResolvedStep, StageScope};
+
+use crate::dockerfile::instruction::{Command, Instruction, Span};
+use crate::dockerfile::shell::Expander;
+
+/// Build arguments every Dockerfile may use without declaring them; kept out of the image history.
+pub const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The options that shape a plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--build-arg` values (the CLI has resolved `--build-arg NAME` from the environment).
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--from`: replaces the first stage's base (podman).
+    pub from_override: Option<String>,
+}
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`.
+    Scratch,
+    /// An image reference, after global-argument expansion.
+    Image(String),
+    /// An earlier stage, by index.
+    Stage(usize),
+}
+
+/// One `FROM` block.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Position among the stages.
+    pub index: usize,
+    /// The `AS` name, lower-cased.
+    pub name: Option<String>,
+    /// What it starts from.
+    pub base: Base,
+    /// `--platform`, expanded.
+    pub platform: Option<String>,
+    /// The instructions after FROM.
+    pub instructions: Vec<Instruction>,
+    /// Stages it needs (base, `COPY --from`, `RUN --mount=from=`).
+    pub deps: BTreeSet<usize>,
+    /// The FROM line.
+    pub span: Span,
+    /// Depth in the dependency graph: stages of the same level do not depend on each other.
+    pub level: usize,
+}
+
+impl Stage {
+    /// The stage's name for messages: its `AS` name, else its index.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.index.to_string())
+    }
+}
+
+/// The resolved shape of a build.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The Dockerfile's name for messages.
+    pub file: String,
+    /// Its escape character.
+    pub escape: char,
+    /// Every stage, in file order.
+    pub stages: Vec<Stage>,
+    /// The stage whose result is the image.
+    pub target: usize,
+    /// The stages to build, dependencies first.
+    pub order: Vec<usize>,
+    /// Global ARGs (before the first FROM) with their values.
+    pub global_args: BTreeMap<String, Option<String>>,
+    /// The build arguments given.
+    pub build_args: BTreeMap<String, String>,
+    /// Warnings (unused build args, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The expander for this Dockerfile.
+    pub fn expander(&self) -> Expander {
+        Expander::new(self.escape)
+    }
+
+    /// Names of the named stages, for messages.
+    pub fn stage_names(&self) -> String {
+        let names: Vec<String> = self.stages.iter().map(Stage::label).collect();
+        names.join(", ")
+    }
+}
+
+/// Plans a build: splits stages, resolves global ARGs and bases, finds dependencies and the order.
+pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let expander = Expander::new(escape);
+    let mut global_args: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut consumed: BTreeSet<String> = BTreeSet::new();
+    for instruction in instructions {
+        let line = instruction.span.start_line;
+        match (&instruction.command, stages.last_mut()) {
+            (Command::From(from), _) => {
+                let values = global_values(&global_args);
+                let expand = |word: &str| {
+                    expander.word_with_matches(word, &values).map_err(|e| PlanError::at(file, line, e.message))
+                };
+                let (image, used) = expand(&from.image)?;
+                consumed.extend(used);
+                let platform = match &from.platform {
+                    Some(p) => Some(expand(p)?.0),
+                    None => None,
+                };
+                if image.is_empty() {
+                    return Err(PlanError::at(file, line, format!("base name ({}) should not be blank", from.image)));
+                }
+                let index = stages.len();
+                let base = base_of(&image, &stages);
+                let deps = match base {
+                    Base::Stage(i) => BTreeSet::from([i]),
+                    _ => BTreeSet::new(),
+                };
+                if let Some(name) = &from.name
+                    && stages.iter().any(|s| s.name.as_deref() == Some(name))
+                {
+                    return Err(PlanError::at(file, line, format!("duplicate stage name {name:?}")));
+                }
+                stages.push(Stage {
+                    index,
+                    name: from.name.clone(),
+                    base,
+                    platform,
+                    instructions: Vec::new(),
+                    deps,
+                    span: instruction.span,
+                    level: 0,
+                });
+            }
+            (Command::Arg(decls), None) => {
+                for decl in decls {
+                    let value = match opts.build_args.get(&decl.name) {
+                        Some(v) => {
+                            consumed.insert(decl.name.clone());
+                            Some(v.clone())
+                        }
+                        None => match &decl.default {
+                            Some(d) => Some(
+                                expander
+                                    .word(d, &global_values(&global_args))
+                                    .map_err(|e| PlanError::at(file, line, e.message))?,
+                            ),
+                            None => None,
+                        },
+                    };
+                    global_args.insert(decl.name.clone(), value);
+                }
+            }
+            (_, None) => {
+                return Err(PlanError::at(
+                    file,
+                    line,
+                    format!("{} before the first FROM: only ARG may come before FROM", instruction.command.keyword()),
+                ));
+            }
+            (_, Some(stage)) => stage.instructions.push(instruction.clone()),
+        }
+    }
+    if stages.is_empty() {
+        return Err(PlanError::at(file, 0, "no FROM instruction: a Dockerfile needs at least one stage"));
+    }
+    if let Some(from) = &opts.from_override {
+        stages[0].base = if from == "scratch" { Base::Scratch } else { Base::Image(from.clone()) };
+        stages[0].deps.clear();
+    }
+    let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
+    for (i, stage) in stages.iter_mut().enumerate() {
+        let extra = step_deps(stage, i, &names, &global_args, opts, &expander, file, &mut consumed)?;
+        stage.deps.extend(extra);
+    }
+    let target = match &opts.target {
+        None => stages.len() - 1,
+        Some(t) => {
+            let t = t.to_lowercase();
+            stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
+                let names: Vec<String> = stages.iter().map(Stage::label).collect();
+                PlanError::at(file, 0, format!("target stage {t:?} could not be found (stages: {})", names.join(", ")))
+            })?
+        }
+    };
+    let order = needed_order(&stages, target);
+    for &i in &order {
+        let level = stages[i].deps.iter().map(|d| stages[*d].level + 1).max().unwrap_or(0);
+        stages[i].level = level;
+    }
+    for &i in &order {
+        for instruction in &stages[i].instructions {
+            if let Command::Arg(decls) = &instruction.command {
+                consumed.extend(decls.iter().map(|d| d.name.clone()));
+            }
+        }
+    }
+    let unused: Vec<&String> = opts
+        .build_args
+        .keys()
+        .filter(|k| !consumed.contains(*k) && !global_args.contains_key(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+        .collect();
+    let mut warnings = Vec::new();
+    if !unused.is_empty() {
+        let list: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        warnings.push(format!("one or more build-args [{}] were not consumed", list.join(" ")));
+    }
+    Ok(Plan {
+        file: file.to_string(),
+        escape,
+        stages,
+        target,
+        order,
+        global_args,
+        build_args: opts.build_args.clone(),
+        warnings,
+    })
+}
+
+fn global_values(args: &BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {
+    args.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
+}
+
+fn base_of(image: &str, earlier: &[Stage]) -> Base {
+    let lower = image.to_lowercase();
+    if let Some(stage) = earlier.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+        return Base::Stage(stage.index);
+    }
+    if lower == "scratch" { Base::Scratch } else { Base::Image(image.to_string()) }
+}
+
+/// Resolves a `--from` value against the stages before `current`: a name, an index, or else an image.
+pub fn resolve_from(value: &str, current: usize, names: &[Option<String>]) -> Result<CopyFrom, String> {
+    let lower = value.to_lowercase();
+    if let Some(i) = names[..current.min(names.len())].iter().position(|n| n.as_deref() == Some(lower.as_str())) {
+        return Ok(CopyFrom::Stage(i));
+    }
+    if let Ok(i) = value.parse::<usize>() {
+        if i < current {
+            return Ok(CopyFrom::Stage(i));
+        }
+        return Err(format!("invalid stage index {i}: only earlier stages (0..{current}) can be used"));
+    }
+    if names.iter().any(|n| n.as_deref() == Some(lower.as_str())) {
+        return Err(format!("stage {value:?} is defined later: a stage can only use stages before it"));
+    }
+    Ok(CopyFrom::Image(value.to_string()))
+}
+
+/// Stages that steps of `stage` read from (`COPY --from`, `RUN --mount=from=`), with ARG-expanded names.
+#[allow(clippy::too_many_arguments)]
+fn step_deps(
+    stage: &Stage,
+    current: usize,
+    names: &[Option<String>],
+    global_args: &BTreeMap<String, Option<String>>,
+    opts: &PlanOptions,
+    expander: &Expander,
+    file: &str,
+    consumed: &mut BTreeSet<String>,
+) -> Result<BTreeSet<usize>, PlanError> {
+    let mut args: BTreeMap<String, String> = BTreeMap::new();
+    let mut deps = BTreeSet::new();
+    for instruction in &stage.instructions {
+        let line = instruction.span.start_line;
+        let mut from_words: Vec<String> = Vec::new();
+        match &instruction.command {
+            Command::Arg(decls) => {
+                for d in decls {
+                    let value = opts
+                        .build_args
+                        .get(&d.name)
+                        .cloned()
+                        .or_else(|| d.default.as_ref().and_then(|v| expander.word(v, &args).ok()))
+                        .or_else(|| global_args.get(&d.name).cloned().flatten());
+                    if let Some(v) = value {
+                        args.insert(d.name.clone(), v);
+                    }
+                }
+            }
+            Command::Copy(c) => from_words.extend(c.from.clone()),
+            Command::Run(r) => {
+                for m in &r.mounts {
+                    let parsed = mount::parse(m).map_err(|e| PlanError::at(file, line, format!("--mount {m}: {e}")))?;
+                    from_words.extend(parsed.from);
+                }
+            }
+            _ => {}
+        }
+        for word in from_words {
+            let (value, used) =
+                expander.word_with_matches(&word, &args).map_err(|e| PlanError::at(file, line, e.message))?;
+            consumed.extend(used);
+            match resolve_from(&value, current, names)
+                .map_err(|e| PlanError::at(file, line, format!("--from={word}: {e}")))?
+            {
+                CopyFrom::Stage(i) => {
+                    deps.insert(i);
+                }
+                CopyFrom::Image(_) => {}
+            }
+        }
+    }
+    Ok(deps)
+}
+
+/// The stages `target` needs, dependencies first, in file order where there is a choice.
+fn needed_order(stages: &[Stage], target: usize) -> Vec<usize> {
+    fn visit(stages: &[Stage], i: usize, seen: &mut BTreeSet<usize>, out: &mut Vec<usize>) {
+        if !seen.insert(i) {
+            return;
+        }
+        for &d in &stages[i].deps {
+            visit(stages, d, seen, out);
+        }
+        out.push(i);
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    visit(stages, target, &mut seen, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests;

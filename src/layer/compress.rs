@@ -1,0 +1,142 @@
+//! Compression on the way out (gzip, zstd, none) and detection on the way in (gzip, zstd, bzip2, xz, none),
+//! plus the hashing writer that yields both layer digests in the same pass.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use oci_spec::image::Digest;
+use sha2::{Digest as _, Sha256};
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Plain tar.
+    None,
+    /// gzip (the default; every runtime reads it).
+    #[default]
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// The layer media type: OCI's when `oci`, else Docker's (which has no zstd type; OCI's is used then).
+    pub fn media_type(&self, oci: bool) -> &'static str {
+        match (self, oci) {
+            (Compression::None, true) => "application/vnd.oci.image.layer.v1.tar",
+            (Compression::Gzip, true) => "application/vnd.oci.image.layer.v1.tar+gzip",
+            (Compression::Zstd, _) => "application/vnd.oci.image.layer.v1.tar+zstd",
+            (Compression::None, false) => "application/vnd.docker.image.rootfs.diff.tar",
+            (Compression::Gzip, false) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        }
+    }
+}
+
+/// A writer that hashes and counts what passes through.
+pub struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Hashing { inner, hasher: Sha256::new(), count: 0 }
+    }
+
+    /// The digest and byte count so far, and the inner writer.
+    pub fn finish(self) -> (Digest, u64, W) {
+        let hex = hex::encode(self.hasher.finalize());
+        let digest = format!("sha256:{hex}").parse().unwrap_or_else(|_| unreachable!("sha256 hex is a valid digest"));
+        (digest, self.count, self.inner)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A compressing writer for one of the layer compressions.
+pub enum Encoder<W: Write> {
+    /// No compression.
+    Plain(W),
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<W>),
+    /// zstd.
+    Zstd(zstd::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Starts compressing into `out`; `level` overrides the default level.
+    pub fn new(out: W, compression: Compression, level: Option<u32>) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::None => Encoder::Plain(out),
+            Compression::Gzip => {
+                let level = flate2::Compression::new(level.unwrap_or(6).min(9));
+                // GzBuilder writes mtime 0 and no file name: the same bytes on every run.
+                Encoder::Gzip(flate2::GzBuilder::new().write(out, level))
+            }
+            Compression::Zstd => {
+                let mut e = zstd::Encoder::new(out, level.map_or(3, |l| l as i32))?;
+                // Several threads when the machine has them; the output does not depend on the count.
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+                if threads > 1 {
+                    let _ = e.multithread(threads);
+                }
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    /// Flushes the compressor's trailer and returns the output writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Wraps `reader` in the decompressor its magic bytes call for (gzip, zstd, bzip2, xz), or passes it through.
+pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
+    let magic = buffered.fill_buf()?.to_vec();
+    let starts = |m: &[u8]| magic.len() >= m.len() && &magic[..m.len()] == m;
+    Ok(if starts(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::with_buffer(buffered)?)
+    } else if starts(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(buffered))
+    } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Box::new(xz2::read::XzDecoder::new_multi_decoder(buffered))
+    } else {
+        Box::new(buffered)
+    })
+}

@@ -1,0 +1,174 @@
+//! A step's changes as layer entries: from an overlay upper directory (whiteout devices and opaque
+//! markers become OCI whiteouts), or — where no overlay could be mounted — by comparing the changed tree
+//! with its original by metadata (type, size, mode, owner, mtime, ctime, link target, inode).
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::entry::{Entry, EntryKind, entry_from_disk};
+use super::error::{LayerError, io};
+
+fn is_opaque(path: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| matches!(xattr::get(path, name), Ok(Some(v)) if v == b"y"))
+}
+
+fn walk_err(root: &Path) -> impl Fn(walkdir::Error) -> LayerError + '_ {
+    move |e| LayerError::Io {
+        op: "walk",
+        path: root.to_path_buf(),
+        source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+    }
+}
+
+/// Entries of an overlay upper directory: 0/0 character devices are whiteouts, opaque directories get an
+/// opaque marker, overlay's own xattrs are dropped.
+pub fn entries_from_overlay_upper(upper: &Path) -> Result<Vec<Entry>, LayerError> {
+    let mut links = HashMap::new();
+    let mut out = Vec::new();
+    for item in walkdir::WalkDir::new(upper).min_depth(1).sort_by_file_name() {
+        let item = item.map_err(walk_err(upper))?;
+        let rel = item.path().strip_prefix(upper).unwrap_or(item.path()).to_string_lossy().into_owned();
+        let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            out.push(Entry {
+                path: rel,
+                kind: EntryKind::Whiteout,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: Vec::new(),
+            });
+            continue;
+        }
+        if meta.file_type().is_socket() {
+            continue;
+        }
+        let entry = entry_from_disk(item.path(), &rel, &mut links)?;
+        let opaque = meta.is_dir() && is_opaque(item.path());
+        out.push(entry);
+        if opaque {
+            out.push(Entry {
+                path: rel,
+                kind: EntryKind::OpaqueDir,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What identifies an unchanged file without reading it.
+#[derive(PartialEq, Eq)]
+struct Stamp {
+    kind: u32,
+    ino: u64,
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    Stamp {
+        kind: meta.mode() & 0o170000,
+        ino: meta.ino(),
+        size: meta.size(),
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+    }
+}
+
+/// Entries that turn `lower` into `changed`: new or modified paths, and whiteouts for deleted ones.
+/// `changed` must be a copy of `lower` that preserved metadata (see [`copy_tree`]), so that unchanged
+/// files compare equal by metadata alone.
+pub fn diff_trees(lower: &Path, changed: &Path) -> Result<Vec<Entry>, LayerError> {
+    let mut before: HashMap<String, Stamp> = HashMap::new();
+    let mut before_targets: HashMap<String, std::path::PathBuf> = HashMap::new();
+    for item in walkdir::WalkDir::new(lower).min_depth(1) {
+        let item = item.map_err(walk_err(lower))?;
+        let rel = item.path().strip_prefix(lower).unwrap_or(item.path()).to_string_lossy().into_owned();
+        let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
+        if meta.file_type().is_symlink() {
+            before_targets.insert(rel.clone(), std::fs::read_link(item.path()).unwrap_or_default());
+        }
+        before.insert(rel, stamp(&meta));
+    }
+    let mut links = HashMap::new();
+    let mut out = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for item in walkdir::WalkDir::new(changed).min_depth(1).sort_by_file_name() {
+        let item = item.map_err(walk_err(changed))?;
+        let rel = item.path().strip_prefix(changed).unwrap_or(item.path()).to_string_lossy().into_owned();
+        let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
+        seen.insert(rel.clone());
+        let same = match before.get(&rel) {
+            Some(old) => {
+                let mut now = stamp(&meta);
+                // A copy has new inode numbers and ctimes; compare what a change would alter.
+                now.ino = old.ino;
+                now.ctime = old.ctime;
+                let targets_equal = !meta.file_type().is_symlink()
+                    || before_targets.get(&rel) == std::fs::read_link(item.path()).ok().as_ref();
+                *old == now && targets_equal
+            }
+            None => false,
+        };
+        if !same && !meta.file_type().is_socket() {
+            out.push(entry_from_disk(item.path(), &rel, &mut links)?);
+        }
+    }
+    let mut deleted: Vec<&String> = before.keys().filter(|p| !seen.contains(*p)).collect();
+    deleted.sort();
+    let mut last_deleted_dir: Option<String> = None;
+    for path in deleted {
+        if let Some(dir) = &last_deleted_dir
+            && path.starts_with(&format!("{dir}/"))
+        {
+            continue;
+        }
+        out.push(Entry {
+            path: path.clone(),
+            kind: EntryKind::Whiteout,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        });
+        last_deleted_dir = Some(path.clone());
+    }
+    Ok(out)
+}
+
+/// Copies a tree preserving modes, owners, times, links and xattrs (`cp -a`, which also reflinks where the
+/// filesystem can).
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
+    let status = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .map_err(io("run cp for", to))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LayerError::Io {
+            op: "copy",
+            path: to.to_path_buf(),
+            source: std::io::Error::other(format!("cp exited with {status}")),
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! Planning rules, each as a small Dockerfile and what the plan must say about it.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::dockerfile;
+
+fn plan_of(src: &str, opts: PlanOptions) -> Result<Plan, PlanError> {
+    let df = dockerfile::parse(src, "Dockerfile").expect("test Dockerfile parses");
+    plan(&df.instructions, df.escape, "Dockerfile", &opts)
+}
+
+fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn steps(plan: &Plan, stage: usize, base: &BaseConfig) -> Vec<ResolvedStep> {
+    let mut scope = StageScope::new(plan, stage, base);
+    plan.stages[stage].instructions.iter().map(|i| scope.resolve(i).expect("step resolves")).collect()
+}
+
+const MULTI: &str = "\
+FROM busybox AS base
+FROM base AS build
+COPY --from=base /a /b
+FROM scratch AS test
+COPY --from=1 /x /y
+FROM alpine AS unrelated
+FROM scratch
+COPY --from=build /b /c
+";
+
+#[test]
+fn only_needed_stages_are_built_dependencies_first() {
+    let p = plan_of(MULTI, PlanOptions::default()).unwrap();
+    assert_eq!(p.target, 4);
+    assert_eq!(p.order, [0, 1, 4]);
+    assert_eq!(p.stages[1].base, Base::Stage(0));
+    assert!(p.stages[2].deps.contains(&1));
+    let p = plan_of(MULTI, PlanOptions { target: Some("TEST".into()), ..Default::default() }).unwrap();
+    assert_eq!(p.order, [0, 1, 2]);
+}
+
+#[test]
+fn independent_stages_share_a_level() {
+    let p = plan_of(
+        "FROM a AS x\nFROM b AS y\nFROM scratch\nCOPY --from=x / /\nCOPY --from=y / /\n",
+        PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((p.stages[0].level, p.stages[1].level, p.stages[2].level), (0, 0, 1));
+    assert!(render_dry_run(&p).unwrap().contains("parallel: x, y"));
+}
+
+#[test]
+fn unknown_target_names_the_stages() {
+    let e = plan_of(MULTI, PlanOptions { target: Some("nope".into()), ..Default::default() }).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Dockerfile:0: target stage \"nope\" could not be found (stages: base, build, test, unrelated, 4)"
+    );
+}
+
+#[test]
+fn global_args_expand_from_lines_and_need_redeclaring_inside() {
+    let src = "ARG TAG=1.0\nARG IMG=busybox\nFROM $IMG:$TAG\nRUN echo $TAG\nARG TAG\nENV T=$TAG\n";
+    let p = plan_of(src, PlanOptions { build_args: args(&[("TAG", "2.0")]), ..Default::default() }).unwrap();
+    assert_eq!(p.stages[0].base, Base::Image("busybox:2.0".into()));
+    let s = steps(&p, 0, &BaseConfig::default());
+    assert_eq!(s[2], ResolvedStep::Env(vec![("T".into(), "2.0".into())]));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn env_wins_over_arg_and_args_stay_out_of_the_image() {
+    let src = "FROM x\nARG V=arg\nENV V=env\nARG V=again\nENV W=$V\n";
+    let p = plan_of(src, PlanOptions::default()).unwrap();
+    let mut scope = StageScope::new(&p, 0, &BaseConfig::default());
+    let mut last = None;
+    for i in &p.stages[0].instructions {
+        last = Some(scope.resolve(i).unwrap());
+    }
+    assert_eq!(last.unwrap(), ResolvedStep::Env(vec![("W".into(), "env".into())]));
+    assert_eq!(scope.image_env(), [("V".to_string(), "env".to_string()), ("W".to_string(), "env".to_string())]);
+    let run_env = scope.run_env();
+    assert_eq!(run_env.iter().filter(|(k, _)| k == "V").count(), 1);
+}
+
+#[test]
+fn env_sees_the_scope_before_its_own_line() {
+    let p = plan_of("FROM x\nENV A=1\nENV A=2 B=$A\n", PlanOptions::default()).unwrap();
+    let s = steps(&p, 0, &BaseConfig::default());
+    assert_eq!(s[1], ResolvedStep::Env(vec![("A".into(), "2".into()), ("B".into(), "1".into())]));
+}
+
+#[test]
+fn base_env_and_workdir_carry_into_the_stage() {
+    let base = BaseConfig { env: vec![("PATH".into(), "/usr/bin".into())], shell: None, workdir: Some("/app".into()) };
+    let p = plan_of("FROM x\nENV PATH=$PATH:/opt/bin\nWORKDIR sub/../src\n", PlanOptions::default()).unwrap();
+    let s = steps(&p, 0, &base);
+    assert_eq!(s[0], ResolvedStep::Env(vec![("PATH".into(), "/usr/bin:/opt/bin".into())]));
+    assert_eq!(s[1], ResolvedStep::Workdir("/app/src".into()));
+}
+
+#[test]
+fn proxy_args_need_no_declaration_and_unused_args_are_warned() {
+    let opts = PlanOptions { build_args: args(&[("HTTP_PROXY", "http://p"), ("UNUSED", "1")]), ..Default::default() };
+    let p = plan_of("FROM x\nRUN true\n", opts).unwrap();
+    let scope = StageScope::new(&p, 0, &BaseConfig::default());
+    assert!(scope.run_env().contains(&("HTTP_PROXY".into(), "http://p".into())));
+    assert!(scope.image_env().is_empty());
+    assert_eq!(p.warnings, ["one or more build-args [UNUSED] were not consumed"]);
+}
+
+#[test]
+fn from_override_replaces_the_first_base() {
+    let opts = PlanOptions { from_override: Some("registry.local/ubi9:latest".into()), ..Default::default() };
+    let p = plan_of("FROM busybox\nFROM scratch\n", opts).unwrap();
+    assert_eq!(p.stages[0].base, Base::Image("registry.local/ubi9:latest".into()));
+    assert_eq!(p.stages[1].base, Base::Scratch);
+}
+
+#[test]
+fn copy_arguments_expand_and_chmod_is_checked() {
+    let src = "FROM x AS a\nFROM x\nARG D=/dst S=a\nCOPY --from=$S --chown=1:2 --chmod=0640 src* ${D}/\nCOPY --chmod=999 a b\n";
+    let p = plan_of(src, PlanOptions::default()).unwrap();
+    let mut scope = StageScope::new(&p, 1, &BaseConfig::default());
+    let ins = &p.stages[1].instructions;
+    scope.resolve(&ins[0]).unwrap();
+    let ResolvedStep::Copy(c) = scope.resolve(&ins[1]).unwrap() else { panic!("not COPY") };
+    assert_eq!(c.from, Some(CopyFrom::Stage(0)));
+    assert_eq!((c.sources.clone(), c.dest.as_str(), c.chmod), (vec!["src*".to_string()], "/dst/", Some(0o640)));
+    let e = scope.resolve(&ins[2]).unwrap_err();
+    assert!(e.to_string().starts_with("Dockerfile:5: COPY: invalid --chmod=999"), "{e}");
+}
+
+#[test]
+fn bad_stage_references_are_errors_with_lines() {
+    let e = plan_of("FROM x\nCOPY --from=1 a b\nFROM y\n", PlanOptions::default()).unwrap_err();
+    assert!(e.to_string().starts_with("Dockerfile:2: --from=1: invalid stage index 1"), "{e}");
+    let e = plan_of("FROM x\nCOPY --from=later a b\nFROM y AS later\n", PlanOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("defined later"), "{e}");
+    let e = plan_of("RUN x\nFROM y\n", PlanOptions::default()).unwrap_err();
+    assert_eq!(e.to_string(), "Dockerfile:1: RUN before the first FROM: only ARG may come before FROM");
+}
+
+#[test]
+fn unknown_from_names_are_images() {
+    let p = plan_of("FROM x\nCOPY --from=nginx:1.25 /etc/nginx /n\n", PlanOptions::default()).unwrap();
+    let s = steps(&p, 0, &BaseConfig::default());
+    let ResolvedStep::Copy(c) = &s[0] else { panic!("not COPY") };
+    assert_eq!(c.from, Some(CopyFrom::Image("nginx:1.25".into())));
+}
+
+#[test]
+fn heredoc_sources_expand_unless_quoted() {
+    let src = "FROM x\nARG N=kiln\nCOPY <<A <<'B' /d/\nhello $N\nA\nraw $N\nB\n";
+    let p = plan_of(src, PlanOptions::default()).unwrap();
+    let s = steps(&p, 0, &BaseConfig::default());
+    let ResolvedStep::Copy(c) = &s[1] else { panic!("not COPY") };
+    assert_eq!(c.sources, ["A", "B"]);
+    assert_eq!(c.heredocs[0].content, "hello kiln\n");
+    assert_eq!(c.heredocs[1].content, "raw $N\n");
+}
+
+#[test]
+fn run_mounts_and_shell_are_resolved() {
+    let src = "FROM x\nSHELL [\"/bin/bash\", \"-c\"]\nRUN --mount=type=cache,target=/c echo $HOME\n";
+    let p = plan_of(src, PlanOptions::default()).unwrap();
+    let s = steps(&p, 0, &BaseConfig::default());
+    let ResolvedStep::Run { cmd, shell, mounts, .. } = &s[1] else { panic!("not RUN") };
+    assert_eq!(cmd, &CommandLine::Shell("echo $HOME".into()));
+    assert_eq!(shell, &["/bin/bash", "-c"]);
+    assert_eq!(mounts[0].kind, RunMountKind::Cache);
+}
+
+use crate::dockerfile::instruction::CommandLine;

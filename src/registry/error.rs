@@ -1,0 +1,74 @@
+//! Registry errors: each names the registry, the operation and, where there is one, the HTTP status and
+//! the registry's own error code. Credentials never appear in them.
+
+/// Why talking to a registry failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered with an error status.
+    #[error("registry {registry} refused {op}: {status}{detail}")]
+    Status {
+        /// Host (and port) of the registry.
+        registry: String,
+        /// What was being done (`GET manifest docker.io/library/x:1`).
+        op: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's error code and message, when it sent them (starts with a space).
+        detail: String,
+    },
+    /// The registry could not be reached or the connection broke.
+    #[error("registry {registry} unreachable during {op}: {message}")]
+    Connect {
+        /// Host of the registry.
+        registry: String,
+        /// What was being done.
+        op: String,
+        /// What the HTTP stack said.
+        message: String,
+    },
+    /// A blob or manifest did not match its digest.
+    #[error("registry {registry} sent wrong content for {repository}@{expected}: got {actual}")]
+    DigestMismatch {
+        /// Host of the registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The digest asked for.
+        expected: String,
+        /// The digest of what arrived.
+        actual: String,
+    },
+    /// No manifest for this platform in an index.
+    #[error("{reference} has no image for {platform} (it has: {available})")]
+    NoPlatform {
+        /// The reference pulled.
+        reference: String,
+        /// The platform wanted.
+        platform: String,
+        /// The platforms offered.
+        available: String,
+    },
+    /// A manifest or token response could not be decoded.
+    #[error("registry {registry} sent an invalid {what}: {message}")]
+    BadResponse {
+        /// Host of the registry.
+        registry: String,
+        /// What was being decoded.
+        what: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A local file (blob to push, auth file, CA file) could not be used.
+    #[error("cannot {op} {path}: {source}")]
+    Local {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS or HTTP client could not be set up.
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}

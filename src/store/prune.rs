@@ -1,0 +1,84 @@
+//! Garbage collection: everything reachable from `index.json` (indexes → manifests → config and layers)
+//! or from the caller's extra roots stays; other blobs, unlisted snapshots and stale temp files go.
+
+use std::collections::HashSet;
+
+use oci_spec::image::Digest;
+
+use super::error::{StoreError, io};
+use super::{Store, index, snapshots};
+
+/// What prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Blobs deleted.
+    pub blobs_removed: usize,
+    /// Snapshots deleted.
+    pub snapshots_removed: usize,
+    /// Bytes freed by deleted blobs and temp files (snapshots not counted).
+    pub bytes_freed: u64,
+}
+
+/// Runs a collection; the caller holds the exclusive store lock.
+pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
+    let mut reachable: HashSet<String> = HashSet::new();
+    let mut pending: Vec<Digest> =
+        index::read(&store.index_path())?.manifests().iter().map(|d| d.digest().clone()).collect();
+    pending.extend(extra_roots.iter().cloned());
+    while let Some(digest) = pending.pop() {
+        if !reachable.insert(digest.digest().to_string()) || !store.has_blob(&digest) {
+            continue;
+        }
+        pending.extend(children(store, &digest));
+    }
+    let mut report = PruneReport::default();
+    let blob_dir = store.blob_dir();
+    for entry in std::fs::read_dir(&blob_dir).map_err(io("list", &blob_dir))?.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if reachable.contains(&name) {
+            continue;
+        }
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(entry.path()).map_err(io("remove", entry.path()))?;
+        report.blobs_removed += 1;
+        report.bytes_freed += size;
+    }
+    let keep_hex: HashSet<&str> = keep.iter().map(|d| d.digest()).collect();
+    let snap_dir = store.snapshot_dir();
+    for entry in std::fs::read_dir(&snap_dir).map_err(io("list", &snap_dir))?.filter_map(Result::ok) {
+        if !keep_hex.contains(entry.file_name().to_string_lossy().as_ref()) {
+            snapshots::remove_tree(&entry.path())?;
+            report.snapshots_removed += 1;
+        }
+    }
+    // No build runs while prune holds the exclusive lock, so every temp entry is left over from a crash.
+    let tmp = store.kiln_dir().join("tmp");
+    for entry in std::fs::read_dir(&tmp).map_err(io("list", &tmp))?.filter_map(Result::ok) {
+        report.bytes_freed += entry.metadata().map(|m| if m.is_file() { m.len() } else { 0 }).unwrap_or(0);
+        snapshots::remove_tree(&entry.path())
+            .or_else(|_| std::fs::remove_file(entry.path()).map_err(io("remove", entry.path())))?;
+    }
+    Ok(report)
+}
+
+/// The digests a manifest or index refers to (nothing for configs and layers, which do not parse as either).
+fn children(store: &Store, digest: &Digest) -> Vec<Digest> {
+    let Ok(bytes) = store.read_blob(digest) else { return Vec::new() };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut take = |v: &serde_json::Value| {
+        if let Some(d) = v.get("digest").and_then(|d| d.as_str()).and_then(|d| d.parse::<Digest>().ok()) {
+            out.push(d);
+        }
+    };
+    if let Some(manifests) = value.get("manifests").and_then(|m| m.as_array()) {
+        manifests.iter().for_each(&mut take);
+    }
+    if let Some(config) = value.get("config") {
+        take(config);
+    }
+    if let Some(layers) = value.get("layers").and_then(|l| l.as_array()) {
+        layers.iter().for_each(&mut take);
+    }
+    out
+}
