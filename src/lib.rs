@@ -10,13 +10,14 @@
 //!  layer       tar writing/reading, whiteouts, compression, digests in one pass
 //!  sandbox     one command in a rootfs, inside user/mount/pid namespaces
 //!  registry    OCI distribution client: pull, push, auth, TLS
+//!  transfer    images between the store and registries or export formats
 //!  build       one build: the step loop, wiring the modules above together
 //!  cli         flags → library calls, output, exit codes
 //! ```
 //!
 //! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
-//! `image`; only `build` (and the `cli` edge) knows the store.
+//! `image`; only `transfer`, `build` (and the `cli` edge) know the store.
 
 pub mod build;
 pub mod cli;
@@ -27,3 +28,4 @@ pub mod plan;
 pub mod registry;
 pub mod sandbox;
 pub mod store;
+pub mod transfer;

@@ -80,10 +80,8 @@ pub struct BuildOutcome {
 
 /// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
 pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
-    let source = fs_err::read_to_string(&options.dockerfile).map_err(|source| BuildError::ReadDockerfile {
-        path: options.dockerfile.clone(),
-        source,
-    })?;
+    let source = fs_err::read_to_string(&options.dockerfile)
+        .map_err(|source| BuildError::ReadDockerfile { path: options.dockerfile.clone(), source })?;
     let label = options.dockerfile.display().to_string();
     let parsed = crate::dockerfile::parse(&source, &label)?;
     let plan_options = PlanOptions {
@@ -149,10 +147,7 @@ pub async fn build(
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-25T07:00:00Z`), without a date crate.

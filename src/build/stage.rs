@@ -12,7 +12,7 @@ use crate::build::state::ImageState;
 use crate::build::{base, step};
 use crate::dockerfile::instruction::{Command, Instruction};
 use crate::image::History;
-use crate::plan::{Base, Plan, StageScope};
+use crate::plan::{Base, BaseConfig, Plan, StageScope};
 
 /// What every step of a stage can see: the build, the context, the stages already built.
 pub struct StageEnv<'a> {
@@ -54,9 +54,13 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
             s
         }
     };
-    let triggers = onbuild_triggers(env, &mut state)?;
-    let base_env = state.config.env_pairs();
-    let mut scope = StageScope::new(env.plan, index, &base_env, state.config.config.shell.clone());
+    let triggers = onbuild_triggers(&mut state)?;
+    let base = BaseConfig {
+        env: state.config.env_pairs(),
+        shell: state.config.config.shell.clone(),
+        workdir: state.config.config.working_dir.clone(),
+    };
+    let mut scope = StageScope::new(env.plan, index, &base);
     let instructions: Vec<&Instruction> = triggers.iter().chain(stage.instructions.iter()).collect();
     let total = instructions.len() + 1;
     let label = env.stage_label(index);
@@ -87,7 +91,7 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
 }
 
 /// The base image's ONBUILD triggers, parsed; the new image does not inherit them (the reference's rule).
-fn onbuild_triggers(env: &StageEnv<'_>, state: &mut ImageState) -> Result<Vec<Instruction>, BuildError> {
+fn onbuild_triggers(state: &mut ImageState) -> Result<Vec<Instruction>, BuildError> {
     let Some(triggers) = state.config.config.on_build.take() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for trigger in triggers {
@@ -96,7 +100,9 @@ fn onbuild_triggers(env: &StageEnv<'_>, state: &mut ImageState) -> Result<Vec<In
             if matches!(instruction.command, Command::From(_) | Command::Onbuild(_)) {
                 return Err(BuildError::BadImage {
                     digest: "base image".to_string(),
-                    message: format!("ONBUILD trigger {trigger:?} is not allowed (FROM and ONBUILD cannot be triggers)"),
+                    message: format!(
+                        "ONBUILD trigger {trigger:?} is not allowed (FROM and ONBUILD cannot be triggers)"
+                    ),
                 });
             }
             out.push(instruction);
@@ -107,11 +113,7 @@ fn onbuild_triggers(env: &StageEnv<'_>, state: &mut ImageState) -> Result<Vec<In
 
 /// Appends the step's history entry, in BuildKit's style.
 fn record_history(ctx: &BuildCtx<'_>, state: &mut ImageState, instruction: &Instruction, layer: bool) {
-    let created_by = if layer {
-        format!("{} # buildkit", instruction.original)
-    } else {
-        instruction.original.clone()
-    };
+    let created_by = if layer { format!("{} # buildkit", instruction.original) } else { instruction.original.clone() };
     state.config.history.push(History {
         created: Some(ctx.created_rfc3339.clone()),
         created_by: Some(created_by),

@@ -309,8 +309,21 @@ mod tests {
     #[test]
     fn podman_style_build_flags_parse() {
         let cli = parse(&[
-            "build", "-f", "Containerfile", "-t", "a", "-t", "b:1", "--build-arg", "X=1", "--tls-verify=false",
-            "--layers=false", "--pull", "--format", "docker", "ctx",
+            "build",
+            "-f",
+            "Containerfile",
+            "-t",
+            "a",
+            "-t",
+            "b:1",
+            "--build-arg",
+            "X=1",
+            "--tls-verify=false",
+            "--layers=false",
+            "--pull",
+            "--format",
+            "docker",
+            "ctx",
         ]);
         let Command::Build(b) = cli.command else { panic!("not build") };
         assert_eq!(b.tags, ["a", "b:1"]);

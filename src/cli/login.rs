@@ -10,6 +10,10 @@ use crate::registry;
 
 /// Runs `kiln login`: checks the credentials against the registry, then saves them.
 pub fn login(args: &LoginArgs) -> Result<(), Failure> {
+    Ok(login_checked(args)?)
+}
+
+fn login_checked(args: &LoginArgs) -> anyhow::Result<()> {
     let username = match &args.username {
         Some(u) => u.clone(),
         None => bail!("--username is required"),
@@ -26,7 +30,8 @@ pub fn login(args: &LoginArgs) -> Result<(), Failure> {
     };
     let client = env::registry_client(&args.registry)?;
     let auth = env::auth_files(args.registry.authfile.as_deref());
-    let path = runtime()?.block_on(registry::login(&client, &auth, &args.registry_host, &username, &password))?;
+    let runtime = runtime().map_err(|f| f.error)?;
+    let path = runtime.block_on(registry::login(&client, &auth, &args.registry_host, &username, &password))?;
     eprintln!("Login Succeeded! (credentials saved to {})", path.display());
     Ok(())
 }

@@ -66,7 +66,10 @@ impl Reporter for Progress {
                 let title = format!("[{stage}] STEP {number}/{total}: {text}");
                 let bar = (self.mode == Mode::Live).then(|| {
                     let bar = ProgressBar::new_spinner();
-                    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
                     bar.set_message(title.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar

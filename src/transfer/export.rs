@@ -54,10 +54,8 @@ struct ImageBlobs {
 impl ImageBlobs {
     fn load(store: &Store, desc: &Descriptor) -> Result<Self, ExportError> {
         let bytes = store.read_blob(desc.digest())?;
-        let manifest = ImageManifest::from_reader(bytes.as_slice()).map_err(|e| ExportError::BadManifest {
-            digest: desc.digest().clone(),
-            message: e.to_string(),
-        })?;
+        let manifest = ImageManifest::from_reader(bytes.as_slice())
+            .map_err(|e| ExportError::BadManifest { digest: desc.digest().clone(), message: e.to_string() })?;
         Ok(ImageBlobs { manifest })
     }
 
@@ -104,10 +102,8 @@ pub fn to_oci_dir(store: &Store, manifest: &Descriptor, dir: &Path, tag: Option<
         .collect();
     manifests.push(entry);
     index.set_manifests(manifests);
-    let text = serde_json::to_vec(&index).map_err(|e| ExportError::Write {
-        path: index_path.clone(),
-        source: io::Error::other(e),
-    })?;
+    let text = serde_json::to_vec(&index)
+        .map_err(|e| ExportError::Write { path: index_path.clone(), source: io::Error::other(e) })?;
     write_atomically(&index_path, &text)
 }
 
@@ -116,10 +112,8 @@ pub fn to_oci_archive(store: &Store, manifest: &Descriptor, file: &Path, tag: Op
     let blobs = ImageBlobs::load(store, manifest)?;
     let mut index = empty_index();
     index.set_manifests(vec![with_ref_name(manifest, tag)]);
-    let index_json = serde_json::to_vec(&index).map_err(|e| ExportError::Write {
-        path: file.to_path_buf(),
-        source: io::Error::other(e),
-    })?;
+    let index_json = serde_json::to_vec(&index)
+        .map_err(|e| ExportError::Write { path: file.to_path_buf(), source: io::Error::other(e) })?;
     atomic_tar(file, |tar| {
         append_bytes(tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         append_bytes(tar, "index.json", &index_json)?;
@@ -144,10 +138,8 @@ pub fn to_docker_archive(
     let blobs = ImageBlobs::load(store, manifest)?;
     let config_digest = blobs.manifest.config().digest().clone();
     let config_name = format!("{}.json", config_digest.digest());
-    let scratch = tempfile::Builder::new()
-        .prefix(".kiln-export-")
-        .tempdir_in(parent_of(file))
-        .map_err(write_err(file))?;
+    let scratch =
+        tempfile::Builder::new().prefix(".kiln-export-").tempdir_in(parent_of(file)).map_err(write_err(file))?;
     let mut layer_names = Vec::new();
     let mut layer_files = Vec::new();
     for (i, layer) in blobs.manifest.layers().iter().enumerate() {
@@ -161,10 +153,8 @@ pub fn to_docker_archive(
         "RepoTags": repo_tags,
         "Layers": layer_names,
     }]);
-    let manifest_bytes = serde_json::to_vec(&manifest_json).map_err(|e| ExportError::Write {
-        path: file.to_path_buf(),
-        source: io::Error::other(e),
-    })?;
+    let manifest_bytes = serde_json::to_vec(&manifest_json)
+        .map_err(|e| ExportError::Write { path: file.to_path_buf(), source: io::Error::other(e) })?;
     atomic_tar(file, |tar| {
         let mut config = store.open_blob(&config_digest).map_err(io::Error::other)?;
         let size = config.metadata()?.len();
@@ -243,10 +233,7 @@ fn atomic_tar(
     file: &Path,
     fill: impl FnOnce(&mut tar::Builder<io::BufWriter<File>>) -> io::Result<()>,
 ) -> Result<(), ExportError> {
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-export-")
-        .tempfile_in(parent_of(file))
-        .map_err(write_err(file))?;
+    let tmp = tempfile::Builder::new().prefix(".kiln-export-").tempfile_in(parent_of(file)).map_err(write_err(file))?;
     let handle = tmp.as_file().try_clone().map_err(write_err(file))?;
     let mut tar = tar::Builder::new(io::BufWriter::new(handle));
     fill(&mut tar).map_err(write_err(file))?;

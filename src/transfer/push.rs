@@ -39,20 +39,19 @@ pub async fn push(
     let mut bytes = store.read_blob(manifest.digest())?;
     let mut media_type = manifest.media_type().to_string();
     if let Some(docker) = docker_format {
-        (bytes, media_type) = image::convert_manifest(&bytes, docker).map_err(|e| PushError::BadManifest {
-            digest: manifest.digest().clone(),
-            message: e.to_string(),
-        })?;
+        (bytes, media_type) = image::convert_manifest(&bytes, docker)
+            .map_err(|e| PushError::BadManifest { digest: manifest.digest().clone(), message: e.to_string() })?;
     }
-    let parsed = ImageManifest::from_reader(bytes.as_slice()).map_err(|e| PushError::BadManifest {
-        digest: manifest.digest().clone(),
-        message: e.to_string(),
-    })?;
+    let parsed = ImageManifest::from_reader(bytes.as_slice())
+        .map_err(|e| PushError::BadManifest { digest: manifest.digest().clone(), message: e.to_string() })?;
     let mut blobs = vec![parsed.config().clone()];
     blobs.extend(parsed.layers().iter().cloned());
     let source = StoreBlobs(store);
-    let same_registry: Vec<Reference> =
-        mount_from.iter().filter(|r| r.registry() == dest.registry() && r.repository() != dest.repository()).cloned().collect();
+    let same_registry: Vec<Reference> = mount_from
+        .iter()
+        .filter(|r| r.registry() == dest.registry() && r.repository() != dest.repository())
+        .cloned()
+        .collect();
     let digest = registry::push_image(client, dest, &bytes, &media_type, &blobs, &source, &same_registry).await?;
     Ok(digest)
 }

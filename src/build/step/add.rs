@@ -32,17 +32,7 @@ pub async fn entries(
         None => None,
     };
     let workdir = state.config.config.working_dir.clone().unwrap_or_else(|| "/".to_string());
-    let spec_for = |sources: &'_ [String], dest: &'_ str| CopySpec {
-        sources,
-        dest,
-        workdir: &workdir,
-        owner,
-        chmod: c.chmod,
-        exclude: &c.exclude,
-        parents: c.parents,
-        image_root: image_root.as_deref(),
-        created_at: env.ctx.created_at,
-    };
+    let common = Common { workdir, owner, c, image_root: image_root.as_deref(), created_at: env.ctx.created_at };
     let heredoc_names: Vec<&str> = c.heredocs.iter().map(|h| h.name.as_str()).collect();
     let (heredoc_sources, sources): (Vec<String>, Vec<String>) =
         c.sources.iter().cloned().partition(|s| heredoc_names.contains(&s.as_str()));
@@ -59,7 +49,8 @@ pub async fn entries(
         let Some(doc) = c.heredocs.iter().find(|h| &h.name == name) else { continue };
         let dir = scratch.path().join(format!("heredoc{i}"));
         write_file(&dir.join(name), doc.content.as_bytes())?;
-        let found = copy::entries(&spec_for(std::slice::from_ref(name), &dest), &SourceRoot::Rootfs(&dir, "heredoc"))?;
+        let found =
+            copy::entries(&common.spec(std::slice::from_ref(name), &dest), &SourceRoot::Rootfs(&dir, "heredoc"))?;
         merge(&mut merged, found, |e| {
             if c.chmod.is_none() && matches!(e.kind, EntryKind::File(_)) {
                 e.mode = 0o644;
@@ -81,7 +72,7 @@ pub async fn entries(
             let named = dir.join(&got.file_name);
             fs_err::rename(&tmp, &named).map_err(StepError::Temp)?;
             let found = copy::entries(
-                &spec_for(std::slice::from_ref(&got.file_name), &dest),
+                &common.spec(std::slice::from_ref(&got.file_name), &dest),
                 &SourceRoot::Rootfs(&dir, source),
             )?;
             merge(&mut merged, found, |e| {
@@ -108,12 +99,12 @@ pub async fn entries(
                 fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
                 layer::extract_archive(open(&path)?, &dir)?;
                 let into = format!("{}/", dest.trim_end_matches('/'));
-                let found = copy::entries(&spec_for(&[".".to_string()], &into), &SourceRoot::Rootfs(&dir, source))?;
+                let found = copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(&dir, source))?;
                 merge(&mut merged, found, |_| {});
                 continue;
             }
         }
-        let found = copy::entries(&spec_for(std::slice::from_ref(source), &dest), &root)?;
+        let found = copy::entries(&common.spec(std::slice::from_ref(source), &dest), &root)?;
         merge(&mut merged, found, |_| {});
     }
     let mut out: Vec<Entry> = merged.into_values().collect();
@@ -127,6 +118,31 @@ pub async fn entries(
         }
     }
     Ok(out)
+}
+
+/// What every source of one COPY/ADD shares.
+struct Common<'a> {
+    workdir: String,
+    owner: Option<(u32, u32)>,
+    c: &'a ResolvedCopy,
+    image_root: Option<&'a Path>,
+    created_at: i64,
+}
+
+impl Common<'_> {
+    fn spec<'s>(&'s self, sources: &'s [String], dest: &'s str) -> CopySpec<'s> {
+        CopySpec {
+            sources,
+            dest,
+            workdir: &self.workdir,
+            owner: self.owner,
+            chmod: self.c.chmod,
+            exclude: &self.c.exclude,
+            parents: self.c.parents,
+            image_root: self.image_root,
+            created_at: self.created_at,
+        }
+    }
 }
 
 /// The rootfs `--from` names: an earlier stage's, or an image's (pulled if needed).

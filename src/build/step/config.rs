@@ -6,6 +6,7 @@
 use crate::build::state::ImageState;
 use crate::dockerfile::instruction::CommandLine;
 use crate::image::{HealthConfig, ImageConfig};
+use crate::plan::HealthcheckSpec;
 
 /// Why a config step failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,18 @@ pub fn stop_signal(config: &mut ImageConfig, signal: &str) {
 /// `HEALTHCHECK`: replaces any inherited check (`NONE` disables it).
 pub fn healthcheck(config: &mut ImageConfig, check: HealthConfig) {
     config.config.healthcheck = Some(check);
+}
+
+/// The config form of a resolved HEALTHCHECK.
+pub fn health_config(spec: &HealthcheckSpec) -> HealthConfig {
+    HealthConfig {
+        test: spec.test.clone(),
+        interval: spec.interval,
+        timeout: spec.timeout,
+        start_period: spec.start_period,
+        start_interval: spec.start_interval,
+        retries: spec.retries,
+    }
 }
 
 /// `ONBUILD`: appends a trigger to run when this image is used as a base.

@@ -109,11 +109,7 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
     let dest_is_dir = ends_as_dir(spec.dest) || many || wildcard && matched.len() > 1 || exists_as_dir(spec, &dest);
     let mut out = Entries::new(spec);
     for m in &matched {
-        let target_base = if spec.parents {
-            join(&dest, parent_of(&m.rel))
-        } else {
-            dest.clone()
-        };
+        let target_base = if spec.parents { join(&dest, parent_of(&m.rel)) } else { dest.clone() };
         if m.meta.is_dir() {
             out.dir_contents(root, m, &target_base, exclude.as_ref())?;
         } else {
@@ -382,11 +378,7 @@ fn exists_as_dir(spec: &CopySpec<'_>, dest: &str) -> bool {
 }
 
 fn join(dir: &str, rel: &str) -> String {
-    if rel.is_empty() {
-        dir.to_string()
-    } else {
-        format!("{}/{}", dir.trim_end_matches('/'), rel)
-    }
+    if rel.is_empty() { dir.to_string() } else { format!("{}/{}", dir.trim_end_matches('/'), rel) }
 }
 
 fn parent_of(rel: &str) -> &str {

@@ -39,13 +39,12 @@ fn match_from(p: &[char], n: &[char]) -> bool {
                     continue;
                 }
             }
-            Some('\\') if pi + 1 < p.len() => {
-                if p[pi + 1] == n[ni] {
-                    pi += 2;
-                    ni += 1;
-                    continue;
-                }
+            Some('\\') if pi + 1 < p.len() && p[pi + 1] == n[ni] => {
+                pi += 2;
+                ni += 1;
+                continue;
             }
+            Some('\\') if pi + 1 < p.len() => {}
             Some(c) if *c == n[ni] => {
                 pi += 1;
                 ni += 1;

@@ -11,8 +11,8 @@ pub mod fetch;
 pub mod glob;
 pub mod workdir;
 
-use crate::build::state::{ImageState, LayerRef};
 use crate::build::stage::StageEnv;
+use crate::build::state::{ImageState, LayerRef};
 use crate::layer::{self, Entry};
 use crate::plan::ResolvedStep;
 
@@ -57,7 +57,6 @@ pub async fn execute(
     state: &mut ImageState,
     step: &ResolvedStep,
 ) -> Result<Option<LayerRef>, StepError> {
-    let cfg = &mut state.config;
     match step {
         ResolvedStep::Copy(c) => copy_step(env, state, c, false).await,
         ResolvedStep::Add(c) => copy_step(env, state, c, true).await,
@@ -65,32 +64,36 @@ pub async fn execute(
         ResolvedStep::Run { .. } => Err(StepError::Unsupported(
             "RUN steps need the sandbox, which this build of kiln does not have yet".to_string(),
         )),
-        ResolvedStep::Env(pairs) => Ok(config::env(cfg, pairs)).map(|_| None),
-        ResolvedStep::Label(pairs) => Ok(config::labels(cfg, pairs)).map(|_| None),
-        ResolvedStep::Expose(ports) => config::expose(cfg, ports).map(|_| None).map_err(Into::into),
-        ResolvedStep::User(user) => Ok(config::user(cfg, user)).map(|_| None),
-        ResolvedStep::Volume(paths) => Ok(config::volumes(cfg, paths)).map(|_| None),
-        ResolvedStep::Cmd(line) => {
-            let shell = env.shell(state);
-            config::cmd(state, line, &shell);
+        other => {
+            apply_config(env, state, other)?;
             Ok(None)
         }
-        ResolvedStep::Entrypoint(line) => {
-            let shell = env.shell(state);
-            config::entrypoint(state, line, &shell);
-            Ok(None)
-        }
-        ResolvedStep::Shell(shell) => Ok(config::shell(cfg, shell)).map(|_| None),
-        ResolvedStep::Stopsignal(signal) => Ok(config::stop_signal(cfg, signal)).map(|_| None),
-        ResolvedStep::Healthcheck(check) => {
-            let shell = env.shell(state);
-            config::healthcheck(&mut state.config, config::health_config(check, &shell));
-            Ok(None)
-        }
-        ResolvedStep::Onbuild(trigger) => Ok(config::onbuild(cfg, trigger)).map(|_| None),
-        ResolvedStep::Maintainer(name) => Ok(config::maintainer(cfg, name)).map(|_| None),
-        ResolvedStep::Arg(_) => Ok(None),
     }
+}
+
+/// The steps that only edit the config.
+fn apply_config(env: &StageEnv<'_>, state: &mut ImageState, step: &ResolvedStep) -> Result<(), StepError> {
+    let shell = env.shell(state);
+    match step {
+        ResolvedStep::Cmd(line) => config::cmd(state, line, &shell),
+        ResolvedStep::Entrypoint(line) => config::entrypoint(state, line, &shell),
+        ResolvedStep::Env(pairs) => config::env(&mut state.config, pairs),
+        ResolvedStep::Label(pairs) => config::labels(&mut state.config, pairs),
+        ResolvedStep::Expose(ports) => config::expose(&mut state.config, ports)?,
+        ResolvedStep::User(user) => config::user(&mut state.config, user),
+        ResolvedStep::Volume(paths) => config::volumes(&mut state.config, paths),
+        ResolvedStep::Shell(shell) => config::shell(&mut state.config, shell),
+        ResolvedStep::Stopsignal(signal) => config::stop_signal(&mut state.config, signal),
+        ResolvedStep::Healthcheck(check) => config::healthcheck(&mut state.config, config::health_config(check)),
+        ResolvedStep::Onbuild(trigger) => config::onbuild(&mut state.config, trigger),
+        ResolvedStep::Maintainer(name) => config::maintainer(&mut state.config, name),
+        ResolvedStep::Arg(_)
+        | ResolvedStep::Copy(_)
+        | ResolvedStep::Add(_)
+        | ResolvedStep::Workdir(_)
+        | ResolvedStep::Run { .. } => {}
+    }
+    Ok(())
 }
 
 async fn copy_step(
