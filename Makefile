@@ -1,5 +1,10 @@
 # kiln — the two set-up commands are `make demo` and `make test` (see README.md).
 CARGO ?= cargo
+KILN := target/release/kiln
+DEMO_STORE := target/demo-store
+# What the integration tests talk to or check with (Debian package names).
+TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils \
+	fuse-overlayfs openssl tar
 
 .PHONY: build test test-deps bench demo lint install
 
@@ -9,18 +14,26 @@ build:
 test: test-deps
 	$(CARGO) test --all-targets
 
+# Installs the test dependencies when run as root; otherwise says what to install.
 test-deps:
-	@echo "no test dependencies yet"
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "test dependencies: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
 
 bench:
 	$(CARGO) bench
 
 demo: build
-	@echo "demo: not yet"
+	rm -rf $(DEMO_STORE)
+	$(KILN) --root $(DEMO_STORE) build -t kiln-demo:latest testdata/demo
+	$(KILN) --root $(DEMO_STORE) images
+	$(KILN) --root $(DEMO_STORE) inspect kiln-demo
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
 install: build
-	install -D -m 0755 target/release/kiln $(DESTDIR)/usr/local/bin/kiln
+	install -D -m 0755 $(KILN) $(DESTDIR)/usr/local/bin/kiln

@@ -137,7 +137,7 @@ pub async fn build(
         store.set_tag(tag, &committed.manifest)?;
     }
     if options.tags.is_empty() {
-        store.set_tag(&format!("kiln-untagged:{}", committed.config.digest()), &committed.manifest)?;
+        store.set_tag(&format!("localhost/untagged:{}", &committed.config.digest()[..12]), &committed.manifest)?;
     }
     Ok(BuildOutcome {
         image_id: committed.config.digest().to_string(),

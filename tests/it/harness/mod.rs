@@ -1,0 +1,200 @@
+//! The integration-test harness: kiln itself, a real registry on 127.0.0.1, the peers that check our
+//! output (skopeo, umoci, podman), a busybox base rootfs and a tiny HTTP server — so a test is a few lines.
+//!
+//! A missing tool skips the test that needs it with a message, except under `CI=true`, where it fails.
+
+#![allow(dead_code)]
+
+pub mod http;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use registry::Registry;
+
+/// True under `CI=true`.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether `tool` can run; says why not, and fails the test under CI.
+pub fn require(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    if !found {
+        assert!(!ci(), "{tool} is required under CI=true (make test-deps installs it)");
+        eprintln!("skipping: {tool} is not installed (make test-deps)");
+    }
+    found
+}
+
+/// A scratch directory to write a Dockerfile and its context into.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// An empty workspace.
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// The workspace directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating parents) and returns the workspace for chaining.
+    pub fn file(&self, rel: &str, content: impl AsRef<[u8]>) -> &Workspace {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        self
+    }
+
+    /// The Dockerfile.
+    pub fn dockerfile(&self, text: &str) -> &Workspace {
+        self.file("Dockerfile", text)
+    }
+}
+
+/// kiln with a store of its own.
+pub struct Kiln {
+    store: tempfile::TempDir,
+}
+
+/// A finished kiln run.
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Kiln {
+    /// kiln with a fresh, empty store.
+    pub fn new() -> Kiln {
+        Kiln { store: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// The store directory (an OCI layout).
+    pub fn store(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Runs kiln with `args` (and `--root` pointing at the store).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--root")
+            .arg(self.store.path())
+            .args(args)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .expect("kiln runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs kiln and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "kiln {args:?} failed\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+        run.stdout
+    }
+
+    /// Runs kiln and insists on failure; returns the run for checking its message.
+    pub fn fails(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_ne!(run.code, 0, "kiln {args:?} should have failed\nstdout:\n{}", run.stdout);
+        run
+    }
+
+    /// Builds `ws` tagged `tag`; returns the image ID (the last line of stdout).
+    pub fn build(&self, ws: &Workspace, tag: &str, extra: &[&str]) -> String {
+        let ctx = ws.path().to_string_lossy().into_owned();
+        let mut args = vec!["build", "-t", tag];
+        args.extend_from_slice(extra);
+        args.push(&ctx);
+        let out = self.ok(&args);
+        out.lines().last().unwrap_or_default().to_string()
+    }
+
+    /// `oci:<store>:<name>` for skopeo and umoci.
+    pub fn oci_ref(&self, name: &str) -> String {
+        format!("oci:{}:{name}", self.store.path().display())
+    }
+}
+
+/// Runs a peer tool and insists on success; returns stdout.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The image config exactly as written (`skopeo inspect --config --raw`).
+pub fn skopeo_config(image: &str) -> serde_json::Value {
+    let text = tool("skopeo", &["inspect", "--tls-verify=false", "--config", "--raw", image]);
+    serde_json::from_str(&text).expect("config JSON")
+}
+
+/// Unpacks `image` from an OCI layout with umoci into a fresh directory; returns its rootfs.
+pub fn umoci_unpack(layout: &Path, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir().expect("temp dir");
+    let bundle = out.path().join("bundle");
+    let image = format!("{}:{name}", layout.display());
+    let bundle_str = bundle.to_string_lossy().into_owned();
+    let mut args = vec!["unpack", "--image", &image];
+    let rootless = !nix_is_root();
+    if rootless {
+        args.push("--rootless");
+    }
+    args.push(&bundle_str);
+    tool("umoci", &args);
+    (out, bundle.join("rootfs"))
+}
+
+fn nix_is_root() -> bool {
+    tool("id", &["-u"]).trim() == "0"
+}
+
+/// A minimal busybox rootfs: the static binary, one symlink per applet, passwd/group with root, nobody
+/// and `app` (1000:1000), and a world-writable /tmp.
+pub fn busybox_rootfs(dir: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "busybox-static is required (make test-deps)");
+    for d in ["bin", "etc", "tmp", "root", "home/app"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    std::fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
+    let list = tool("/bin/busybox", &["--list"]);
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnobody:x:65534:\napp:x:1000:\nstaff:x:50:app\n").expect("group");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
+}
+
+/// A workspace whose Dockerfile makes a busybox base image (`FROM scratch` + `COPY rootfs/ /`).
+pub fn busybox_workspace() -> Workspace {
+    let ws = Workspace::new();
+    busybox_rootfs(&ws.path().join("rootfs"));
+    ws.dockerfile("FROM scratch\nCOPY rootfs/ /\nCMD [\"/bin/sh\"]\n");
+    ws
+}

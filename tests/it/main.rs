@@ -1,0 +1,11 @@
+//! kiln's integration tests: real builds checked by tools nobody here wrote (skopeo, umoci, podman),
+//! pushes to a real registry on 127.0.0.1. One binary; `harness` keeps each test a few lines.
+
+mod harness;
+
+mod config_instructions;
+mod copy_and_add;
+mod errors;
+mod exports;
+mod registry_flow;
+mod store_safety;
