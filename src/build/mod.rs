@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod options;
 pub mod rootfs;
+pub mod squash;
 pub mod stage;
 pub mod state;
 pub mod step;
@@ -128,6 +129,9 @@ pub async fn build(
         digest: format!("stage {}", plan.target),
         message: "the target stage was not built".to_string(),
     })?;
+    if options.squash {
+        squash::squash(&ctx, &mut final_state)?;
+    }
     if !options.labels.is_empty() {
         step::config::labels(&mut final_state.config, &options.labels);
     }

@@ -41,6 +41,15 @@ impl StageEnv<'_> {
 /// Builds stage `index` and returns its final image state.
 pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildError> {
     let stage = &env.plan.stages[index];
+    let label = env.stage_label(index);
+    let total = stage.instructions.len() + 1;
+    let from_text = match &stage.base {
+        Base::Scratch => "FROM scratch".to_string(),
+        Base::Image(name) => format!("FROM {name}"),
+        Base::Stage(i) => format!("FROM {}", env.stage_label(*i)),
+    };
+    env.ctx.reporter.report(Event::StepStarted { stage: label.clone(), number: 1, total, text: from_text });
+    let started = Instant::now();
     let mut state = match &stage.base {
         Base::Scratch => base::scratch(env.ctx),
         Base::Image(name) => base::image(env.ctx, name).await?.0,
@@ -51,9 +60,11 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
             })?;
             s.cmd_set_in_stage = false;
             s.base_layers = s.layers.len();
+            s.base_history = s.config.history.len();
             s
         }
     };
+    env.ctx.reporter.report(Event::StepDone { elapsed: started.elapsed(), cached: false });
     let triggers = onbuild_triggers(&mut state)?;
     let base = BaseConfig {
         env: state.config.env_pairs(),
@@ -63,7 +74,6 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     let mut scope = StageScope::new(env.plan, index, &base);
     let instructions: Vec<&Instruction> = triggers.iter().chain(stage.instructions.iter()).collect();
     let total = instructions.len() + 1;
-    let label = env.stage_label(index);
     for (n, instruction) in instructions.into_iter().enumerate() {
         env.ctx.reporter.report(Event::StepStarted {
             stage: label.clone(),

@@ -28,13 +28,16 @@ pub struct ImageState {
     pub cmd_set_in_stage: bool,
     /// How many layers came from the base image (for `--squash`).
     pub base_layers: usize,
+    /// How many history entries came from the base image (for `--squash`).
+    pub base_history: usize,
 }
 
 impl ImageState {
     /// A stage starting from `config` and `layers` of its base (empty for `FROM scratch`).
     pub fn from_base(config: ImageConfig, layers: Vec<LayerRef>) -> Self {
         let base_layers = layers.len();
-        ImageState { config, layers, cmd_set_in_stage: false, base_layers }
+        let base_history = config.history.len();
+        ImageState { config, layers, cmd_set_in_stage: false, base_layers, base_history }
     }
 
     /// The diff ids of all layers, bottom first.

@@ -163,3 +163,24 @@ fn add_unpacks_local_archives_and_downloads_urls() {
     let run = kiln.fails(&["build", &bad.path().to_string_lossy()]);
     assert!(run.stderr.contains("checksum mismatch"), "{}", run.stderr);
 }
+
+#[test]
+fn squash_makes_one_layer_above_the_base() {
+    if !require("umoci") || !require("skopeo") {
+        return;
+    }
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:squash", &[]);
+    let ws = Workspace::new();
+    ws.file("a", "first").file("b", "second").file("a2", "replaced");
+    ws.dockerfile("FROM localhost/busybox:squash\nCOPY a /data/a\nCOPY b /data/b\nCOPY a2 /data/a\nENV X=1\n");
+    kiln.build(&ws, "squashed:1", &["--squash"]);
+    let config = crate::harness::skopeo_config(&kiln.oci_ref("localhost/squashed:1"));
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2, "base layer + one squashed layer");
+    let non_empty = config["history"].as_array().unwrap().iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(non_empty, 2, "history and layers stay in step");
+    let (_keep, r) = unpack(&kiln, "localhost/squashed:1");
+    assert_eq!(std::fs::read_to_string(r.join("data/a")).unwrap(), "replaced");
+    assert_eq!(std::fs::read_to_string(r.join("data/b")).unwrap(), "second");
+    assert!(r.join("bin/busybox").is_file());
+}

@@ -108,10 +108,14 @@ async fn copy_step(
 
 /// Writes `entries` as a layer blob in the store; `None` when there is nothing to write.
 pub fn write_layer(env: &StageEnv<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
+    write_layer_with(env.ctx, entries)
+}
+
+/// [`write_layer`] for callers outside a stage (squash).
+pub fn write_layer_with(ctx: &crate::build::BuildCtx<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
     if entries.is_empty() {
         return Ok(None);
     }
-    let ctx = env.ctx;
     let opts = layer::WriteOptions {
         compression: ctx.options.compression,
         source_date_epoch: ctx.options.source_date_epoch,
