@@ -59,12 +59,25 @@ pub struct BuildCtx<'a> {
     pub created_at: i64,
     /// The same timestamp in RFC 3339, for configs and history.
     pub created_rfc3339: String,
+    /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
+    pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
 }
 
 impl BuildCtx<'_> {
     /// Reports an informational line.
     pub fn info(&self, text: String) {
         self.reporter.report(Event::Info(text));
+    }
+
+    /// The sandbox for RUN steps, detected once per build.
+    pub fn sandbox(&self) -> Result<crate::sandbox::Sandbox, step::StepError> {
+        let found = self.sandbox.get_or_init(|| {
+            let scratch = self.store.temp_dir().map_err(|e| e.to_string())?;
+            let found = crate::sandbox::detect(self.options.isolation, scratch.path()).map_err(|e| e.to_string())?;
+            self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
+            Ok(found)
+        });
+        found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))
     }
 }
 
@@ -118,6 +131,7 @@ pub async fn build(
         file_label,
         created_at,
         created_rfc3339: rfc3339(created_at),
+        sandbox: std::sync::OnceLock::new(),
     };
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
     for &index in &plan.order {

@@ -49,4 +49,52 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Unqualified image names are looked up in these registries, in order.
     pub search_registries: Vec<String>,
+    /// `--isolation` for RUN steps.
+    pub isolation: crate::sandbox::Requested,
+    /// `--network` for RUN steps (RUN --network overrides it).
+    pub network: crate::sandbox::Network,
+    /// `--secret id=...`: what `RUN --mount=type=secret` can use, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Where a secret's value comes from; the value never enters a layer, the history or a cache key.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file on the host (`src=FILE`).
+    File(PathBuf),
+    /// A value taken from the environment (`env=VAR`) when the build started.
+    Value(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::File(path) => write!(f, "File({})", path.display()),
+            SecretSource::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret's bytes.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            SecretSource::File(path) => std::fs::read(path),
+            SecretSource::Value(bytes) => Ok(bytes.clone()),
+        }
+    }
+
+    /// A host file holding the secret, to bind into the step: the file itself, or a 0400 copy of a value
+    /// in `scratch` (removed with the step's scratch directory).
+    pub fn file_for_mount(&self, scratch: &std::path::Path, id: &str) -> std::io::Result<PathBuf> {
+        match self {
+            SecretSource::File(path) => Ok(path.clone()),
+            SecretSource::Value(bytes) => {
+                let path = scratch.join(format!("secret-{}", crate::store::digest_of(id.as_bytes()).digest()));
+                std::fs::write(&path, bytes)?;
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
+                Ok(path)
+            }
+        }
+    }
 }

@@ -32,3 +32,34 @@ pub fn materialize(store: &Store, layers: &[LayerRef]) -> Result<Option<PathBuf>
     })?;
     Ok(Some(path))
 }
+
+/// An empty snapshot: the rootfs of a stage with no layers.
+pub fn empty(store: &Store) -> Result<PathBuf, StoreError> {
+    store.create_snapshot(&image::chain_id(&[]), |_| Ok(()))
+}
+
+/// Most lower dirs one overlay gets before the chain is flattened into one snapshot instead.
+const MAX_LOWERS: usize = 24;
+
+/// The snapshots whose overlay shows the rootfs of `layers`, topmost first: the diff snapshots RUN steps
+/// left, down to the nearest full snapshot (created when missing). An empty chain gives an empty snapshot.
+pub fn lowers(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>, StoreError> {
+    let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let mut out = Vec::new();
+    for depth in (1..=layers.len()).rev() {
+        let chain = image::chain_id(&diff_ids[..depth]);
+        if let Some(full) = store.snapshot(&chain) {
+            out.push(full);
+            return Ok(out);
+        }
+        match store.diff_snapshot(&chain) {
+            Some(diff) if out.len() < MAX_LOWERS => out.push(diff),
+            _ => {
+                out.extend(materialize(store, &layers[..depth])?);
+                return Ok(out);
+            }
+        }
+    }
+    out.push(empty(store)?);
+    Ok(out)
+}

@@ -74,6 +74,15 @@ impl Accounts {
         Ok(Ids { uid, gid, groups })
     }
 
+    /// The home directory passwd gives `uid`, if any.
+    pub fn home(&self, uid: u32) -> Option<String> {
+        self.passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 6 && !line.starts_with('#') && f[2].parse() == Ok(uid) && !f[5].is_empty())
+                .then(|| f[5].to_string())
+        })
+    }
+
     /// (name, uid, gid) of the passwd line whose name (or uid) is `user`.
     fn passwd_entry(&self, user: &str) -> Option<(String, u32, u32)> {
         self.passwd.lines().find_map(|line| {

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use super::args::{BuildArgs, CompressionArg, FormatArg, PullArg};
+use super::args::{BuildArgs, CompressionArg, FormatArg, IsolationArg, PullArg};
 use super::progress::{Mode, Progress};
 use super::{Failure, env, runtime};
+use crate::build::options::SecretSource;
 use crate::build::{self, BuildOptions, ImageFormat, PullPolicy};
+use crate::sandbox::{Isolation, Network, Requested};
 use crate::layer::Compression;
 
 /// Runs `kiln build`.
@@ -47,9 +49,11 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
             bail!("--platform {platform}: only the host platform ({host}) can be built");
         }
     }
-    if args.network != "host" && args.network != "none" {
-        bail!("--network {}: expected host or none", args.network);
-    }
+    let network = match args.network.as_str() {
+        "host" => Network::Host,
+        "none" => Network::None,
+        other => bail!("--network {other}: expected host or none"),
+    };
     let dockerfile = match &args.file {
         Some(f) => f.clone(),
         None => default_dockerfile(&args.context),
@@ -80,7 +84,47 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         squash: args.squash,
         source_date_epoch: env::source_date_epoch()?,
         search_registries: vec!["docker.io".to_string()],
+        isolation: match args.isolation {
+            IsolationArg::Auto => Requested::Auto,
+            IsolationArg::Rootless => Requested::Exactly(Isolation::Rootless),
+            IsolationArg::Root => Requested::Exactly(Isolation::Root),
+            IsolationArg::Chroot => Requested::Exactly(Isolation::Chroot),
+        },
+        network,
+        secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
     })
+}
+
+/// `--secret id=ID,src=FILE` or `id=ID,env=VAR` (podman's and docker's forms; `type=` is accepted).
+fn secret(text: &str) -> anyhow::Result<(String, SecretSource)> {
+    let (mut id, mut src, mut var) = (None, None, None);
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("env", v)) => var = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => bail!("--secret {text:?}: unknown field {field:?} (expected id=, src= or env=)"),
+        }
+    }
+    let id = id.with_context(|| format!("--secret {text:?}: id= is required"))?;
+    let source = match (src, var) {
+        (Some(path), None) => {
+            if !path.is_file() {
+                bail!("--secret id={id}: {} is not a readable file", path.display());
+            }
+            SecretSource::File(path)
+        }
+        (None, Some(var)) => SecretSource::Value(
+            env::var(&var).with_context(|| format!("--secret id={id}: environment variable {var} is not set"))?.into_bytes(),
+        ),
+        (None, None) => match env::var(&id) {
+            Some(value) => SecretSource::Value(value.into_bytes()),
+            None => bail!("--secret id={id}: give src=FILE or env=VAR"),
+        },
+        (Some(_), Some(_)) => bail!("--secret id={id}: give src= or env=, not both"),
+    };
+    Ok((id, source))
 }
 
 /// `CONTEXT/Dockerfile`, else `CONTEXT/Containerfile` (podman's order).

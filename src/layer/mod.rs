@@ -16,6 +16,7 @@ pub use compress::{Compression, decompress};
 pub use diff::{copy_tree, diff_trees, entries_from_overlay_upper};
 pub use entry::{Entry, EntryKind, FileSource, entries_from_dir, read_xattrs};
 pub use error::LayerError;
+pub use resolve::{clean_components, resolve_dir};
 pub use write::{LayerDigests, WriteOptions, write_layer};
 
 #[cfg(test)]

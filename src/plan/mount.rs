@@ -128,8 +128,8 @@ pub fn parse(value: &str) -> Result<RunMount, String> {
     }
     if m.target.is_empty() {
         match (m.kind, &m.id) {
+            (RunMountKind::Secret, _) if m.env.is_some() => {}
             (RunMountKind::Secret, Some(id)) => m.target = format!("/run/secrets/{id}"),
-            (RunMountKind::Secret, None) if m.env.is_some() => {}
             (RunMountKind::Ssh, _) => m.target = "/run/buildkit/ssh_agent.0".to_string(),
             _ => return Err("mount target must be set (target=/path)".to_string()),
         }

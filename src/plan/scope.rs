@@ -69,6 +69,8 @@ pub enum ResolvedStep {
         security: Option<String>,
         /// Heredoc bodies (the shell expands them).
         heredocs: Vec<Heredoc>,
+        /// The environment the command sees: image ENV plus the build args in scope.
+        env: Vec<(String, String)>,
     },
     /// COPY.
     Copy(ResolvedCopy),
@@ -233,6 +235,7 @@ impl<'p> StageScope<'p> {
                     network: run.network.clone(),
                     security: run.security.clone(),
                     heredocs: run.heredocs.clone(),
+                    env: self.run_env(),
                 }
             }
             Command::Copy(c) => ResolvedStep::Copy(self.copy(i, c)?),

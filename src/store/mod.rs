@@ -112,7 +112,8 @@ impl Store {
         self.root.join("kiln")
     }
 
-    fn snapshot_dir(&self) -> PathBuf {
+    /// The directory holding all snapshots (overlay lower dirs are named relative to it).
+    pub fn snapshot_dir(&self) -> PathBuf {
         self.kiln_dir().join("snapshots")
     }
 
@@ -243,6 +244,22 @@ impl Store {
         let published = snapshots::publish(&rootfs, &self.snapshot_dir().join(chain_id.digest()));
         let _ = snapshots::remove_tree(&temp);
         published
+    }
+
+    /// The diff snapshot for `chain_id` (a RUN step's overlay upper dir, kept as it was), when it exists.
+    pub fn diff_snapshot(&self, chain_id: &Digest) -> Option<PathBuf> {
+        let path = self.snapshot_dir().join(format!("{}.diff", chain_id.digest()));
+        path.is_dir().then_some(path)
+    }
+
+    /// Moves a finished overlay upper dir in as the diff snapshot of `chain_id` (a rename, no copy).
+    pub fn publish_diff_snapshot(&self, chain_id: &Digest, upper: &Path) -> Result<PathBuf, StoreError> {
+        snapshots::publish(upper, &self.snapshot_dir().join(format!("{}.diff", chain_id.digest())))
+    }
+
+    /// Moves a finished rootfs directory in as the snapshot of `chain_id` (a rename, no copy).
+    pub fn publish_snapshot(&self, chain_id: &Digest, rootfs: &Path) -> Result<PathBuf, StoreError> {
+        snapshots::publish(rootfs, &self.snapshot_dir().join(chain_id.digest()))
     }
 
     /// A temp directory inside the store (same filesystem as blobs and snapshots), removed on drop.

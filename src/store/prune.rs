@@ -46,7 +46,8 @@ pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>)
     let keep_hex: HashSet<&str> = keep.iter().map(|d| d.digest()).collect();
     let snap_dir = store.snapshot_dir();
     for entry in std::fs::read_dir(&snap_dir).map_err(io("list", &snap_dir))?.filter_map(Result::ok) {
-        if !keep_hex.contains(entry.file_name().to_string_lossy().as_ref()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name)) {
             snapshots::remove_tree(&entry.path())?;
             report.snapshots_removed += 1;
         }

@@ -59,7 +59,7 @@ pub async fn entries(
         });
     }
 
-    let from_root = from_root(env, c).await?;
+    let from_root = from_root(env, c.from.as_ref()).await?;
     for (i, source) in sources.iter().enumerate() {
         if is_add && fetch::is_git(source) {
             return Err(StepError::Unsupported(format!("ADD of a git repository ({source}) is not supported yet")));
@@ -146,9 +146,12 @@ impl Common<'_> {
 }
 
 /// The rootfs `--from` names: an earlier stage's, or an image's (pulled if needed).
-async fn from_root(env: &StageEnv<'_>, c: &ResolvedCopy) -> Result<Option<(PathBuf, String)>, StepError> {
+pub(crate) async fn from_root(
+    env: &StageEnv<'_>,
+    from: Option<&CopyFrom>,
+) -> Result<Option<(PathBuf, String)>, StepError> {
     let store = env.ctx.store;
-    let (layers, label) = match &c.from {
+    let (layers, label) = match from {
         None => return Ok(None),
         Some(CopyFrom::Stage(index)) => {
             let Some(done) = env.done.get(index) else {
@@ -163,11 +166,7 @@ async fn from_root(env: &StageEnv<'_>, c: &ResolvedCopy) -> Result<Option<(PathB
     };
     match rootfs::materialize(store, &layers)? {
         Some(path) => Ok(Some((path, label))),
-        // An empty rootfs (a scratch stage with no layers): an empty directory in the snapshot area stands in.
-        None => {
-            let empty = store.create_snapshot(&crate::image::chain_id(&[]), |_| Ok(()))?;
-            Ok(Some((empty, label)))
-        }
+        None => Ok(Some((rootfs::empty(store)?, label))),
     }
 }
 

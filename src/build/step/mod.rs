@@ -9,6 +9,8 @@ pub mod config;
 pub mod copy;
 pub mod fetch;
 pub mod glob;
+pub mod run;
+mod run_mounts;
 pub mod workdir;
 
 use crate::build::stage::StageEnv;
@@ -46,6 +48,19 @@ pub enum StepError {
     /// Something kiln does not do (yet), said plainly.
     #[error("{0}")]
     Unsupported(String),
+    /// The command exited non-zero.
+    #[error("RUN failed (exit code {code}): {command}{}", tail_text(tail))]
+    RunFailed {
+        /// Its exit code (128 + signal when killed).
+        code: u8,
+        /// The command as written.
+        command: String,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
+    /// The sandbox could not run the command.
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// A temp file or directory for the step could not be made.
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
@@ -61,14 +76,30 @@ pub async fn execute(
         ResolvedStep::Copy(c) => copy_step(env, state, c, false).await,
         ResolvedStep::Add(c) => copy_step(env, state, c, true).await,
         ResolvedStep::Workdir(dir) => workdir::execute(env, state, dir),
-        ResolvedStep::Run { .. } => Err(StepError::Unsupported(
-            "RUN steps need the sandbox, which this build of kiln does not have yet".to_string(),
-        )),
+        ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
+            let step = run::RunStep {
+                cmd,
+                shell,
+                heredocs,
+                env: vars,
+                mounts,
+                network: network.as_deref(),
+            };
+            run::execute(env, state, &step).await
+        }
         other => {
             apply_config(env, state, other)?;
             Ok(None)
         }
     }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = tail.iter().map(|l| format!("  | {l}")).collect();
+    format!("\n  last output:\n{}", lines.join("\n"))
 }
 
 /// The steps that only edit the config.

@@ -1,0 +1,324 @@
+//! RUN: the command runs in the sandbox over an overlay of the parent's snapshots; the overlay's upper dir
+//! is the step's diff, becomes its layer, and is then kept (renamed, not copied) as the diff snapshot the
+//! next step stacks on. Where no overlay can be mounted (chroot mode, or a kernel without it), the step
+//! runs in a private copy of the rootfs, the diff comes from a metadata walk, and the copy becomes the
+//! next snapshot.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use crate::build::events::Event;
+use crate::build::rootfs;
+use crate::build::stage::StageEnv;
+use crate::build::state::{ImageState, LayerRef};
+use crate::build::step::{StepError, config, run_mounts, write_layer};
+use crate::build::users::Accounts;
+use crate::dockerfile::instruction::{CommandLine, Heredoc};
+use crate::image;
+use crate::layer::{self, Entry, EntryKind};
+use crate::plan::RunMount;
+use crate::sandbox::{self, Isolation, Network, RootfsKind, RootfsSpec, RunSpec, Sandbox};
+
+/// Output lines kept for the error message of a failing command.
+const TAIL_LINES: usize = 12;
+
+/// A RUN step after resolution.
+pub struct RunStep<'a> {
+    /// The command.
+    pub cmd: &'a CommandLine,
+    /// The SHELL in force.
+    pub shell: &'a [String],
+    /// Heredoc bodies named on the line.
+    pub heredocs: &'a [Heredoc],
+    /// Image ENV plus the build args in scope.
+    pub env: &'a [(String, String)],
+    /// `--mount` options.
+    pub mounts: &'a [RunMount],
+    /// `--network`.
+    pub network: Option<&'a str>,
+}
+
+/// Runs the step; returns its layer, or `None` when the command changed nothing.
+pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) -> Result<Option<LayerRef>, StepError> {
+    let store = env.ctx.store;
+    let sandbox = env.ctx.sandbox()?;
+    let scratch = store.temp_dir()?;
+    let work = Workspace::prepare(store, state, sandbox, scratch.path())?;
+    let accounts = work.accounts();
+    let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
+    let ids = accounts.resolve(&user, Some(0))?;
+    let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
+    let mut process_env = run.env.to_vec();
+    let (mounts, secret_env) = run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
+    process_env.extend(secret_env);
+    let (args, script) = command_args(run, scratch.path())?;
+    let mut spec = RunSpec {
+        isolation: sandbox.isolation,
+        rootfs: work.rootfs.clone(),
+        args,
+        env: environment(process_env, accounts.home(ids.uid)),
+        cwd,
+        uid: ids.uid,
+        gid: ids.gid,
+        groups: ids.groups,
+        hostname: "kiln".to_string(),
+        network: network(env, run.network)?,
+        mounts,
+        etc_files: etc_files(scratch.path())?,
+        umask: 0o022,
+        created_report: scratch.path().join("created"),
+    };
+    spec.mounts.extend(script);
+    let outcome = run_command(env, &spec, run)?;
+    let entries = work.diff(&outcome.created)?;
+    let layer = write_layer(env, entries)?;
+    if let Some(layer) = &layer {
+        work.keep_as_snapshot(store, state, layer, &outcome.created)?;
+    }
+    Ok(layer)
+}
+
+/// argv for the step, plus a bind for a heredoc script that carries its own interpreter (`#!`).
+fn command_args(run: &RunStep<'_>, scratch: &Path) -> Result<(Vec<String>, Option<sandbox::SandboxMount>), StepError> {
+    let CommandLine::Shell(text) = run.cmd else { return Ok((config::argv(run.cmd, run.shell), None)) };
+    if run.heredocs.is_empty() {
+        return Ok((config::argv(run.cmd, run.shell), None));
+    }
+    let whole = run.heredocs.len() == 1 && is_just_heredoc(text, &run.heredocs[0].name);
+    if whole && run.heredocs[0].content.starts_with("#!") {
+        // BuildKit runs such a script as a file of its own, from /dev/pipes.
+        let doc = &run.heredocs[0];
+        let path = scratch.join("script");
+        std::fs::write(&path, &doc.content).map_err(StepError::Temp)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(StepError::Temp)?;
+        let target = format!("/dev/pipes/{}", doc.name);
+        let mount = sandbox::SandboxMount::Bind { source: path, target: target.clone(), readonly: true };
+        return Ok((vec![target], Some(mount)));
+    }
+    if whole {
+        return Ok((config::argv(&CommandLine::Shell(run.heredocs[0].content.clone()), run.shell), None));
+    }
+    // The shell reads the heredocs itself: the line, then each body and its terminator.
+    let mut script = text.clone();
+    for doc in run.heredocs {
+        script.push('\n');
+        script.push_str(&doc.content);
+        if !doc.content.ends_with('\n') && !doc.content.is_empty() {
+            script.push('\n');
+        }
+        script.push_str(&doc.name);
+    }
+    Ok((config::argv(&CommandLine::Shell(script), run.shell), None))
+}
+
+fn is_just_heredoc(text: &str, name: &str) -> bool {
+    let word = text.trim().trim_start_matches("<<").trim_start_matches('-');
+    word.trim_matches(|c| c == '"' || c == '\'') == name
+}
+
+/// PATH and HOME as runc sets them when the image does not.
+fn environment(mut pairs: Vec<(String, String)>, home: Option<String>) -> Vec<String> {
+    if !pairs.iter().any(|(k, _)| k == "PATH") {
+        pairs.insert(0, ("PATH".to_string(), sandbox::DEFAULT_PATH.to_string()));
+    }
+    if !pairs.iter().any(|(k, _)| k == "HOME") {
+        pairs.push(("HOME".to_string(), home.unwrap_or_else(|| "/".to_string())));
+    }
+    pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn network(env: &StageEnv<'_>, flag: Option<&str>) -> Result<Network, StepError> {
+    match flag {
+        None | Some("default") => Ok(env.ctx.options.network),
+        Some("host") => Ok(Network::Host),
+        Some("none") => Ok(Network::None),
+        Some(other) => Err(StepError::Unsupported(format!("RUN --network={other}: expected default, host or none"))),
+    }
+}
+
+/// The step's /etc/resolv.conf, /etc/hosts and /etc/hostname, written in the scratch dir.
+fn etc_files(scratch: &Path) -> Result<Vec<(PathBuf, String)>, StepError> {
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.1\n".into());
+    let files = [
+        ("resolv.conf", resolv),
+        ("hosts", "127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
+        ("hostname", "kiln\n".to_string()),
+    ];
+    let mut out = Vec::new();
+    for (name, text) in files {
+        let path = scratch.join(name);
+        std::fs::write(&path, text).map_err(StepError::Temp)?;
+        out.push((path, format!("/etc/{name}")));
+    }
+    Ok(out)
+}
+
+/// Runs the command, streaming its output line by line; a non-zero exit is an error with the last lines.
+fn run_command(env: &StageEnv<'_>, spec: &RunSpec, run: &RunStep<'_>) -> Result<sandbox::Outcome, StepError> {
+    let reporter = env.ctx.reporter;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut emit = |line: &[u8]| {
+        let text = String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text.clone());
+        reporter.report(Event::Output { line: text });
+    };
+    let outcome = sandbox::run(spec, &mut |chunk| {
+        pending.extend_from_slice(chunk);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            emit(&line[..line.len() - 1]);
+        }
+    })?;
+    if !pending.is_empty() {
+        emit(&pending);
+    }
+    if let Some(problem) = &outcome.start_error {
+        tail.push_back(problem.clone());
+    }
+    if outcome.exit_code != 0 {
+        return Err(StepError::RunFailed { code: outcome.exit_code, command: describe(run), tail: tail.into() });
+    }
+    Ok(outcome)
+}
+
+fn describe(run: &RunStep<'_>) -> String {
+    match run.cmd {
+        CommandLine::Shell(text) => text.clone(),
+        CommandLine::Exec(args) => format!("[{}]", args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Where the step's filesystem lives: an overlay over the parent's snapshots, or a private copy.
+struct Workspace {
+    rootfs: RootfsSpec,
+    /// The lower dirs (topmost first); the flattened parent for a copy.
+    lowers: Vec<PathBuf>,
+}
+
+impl Workspace {
+    fn prepare(store: &crate::store::Store, state: &ImageState, sandbox: Sandbox, scratch: &Path) -> Result<Workspace, StepError> {
+        let temp = |e| StepError::Temp(e);
+        if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
+            let lower = match rootfs::materialize(store, &state.layers)? {
+                Some(path) => path,
+                None => rootfs::empty(store)?,
+            };
+            let copy = scratch.join("rootfs");
+            layer::copy_tree(&lower, &copy)?;
+            return Ok(Workspace { rootfs: RootfsSpec::Dir(copy), lowers: vec![lower] });
+        }
+        let lowers = rootfs::lowers(store, &state.layers)?;
+        let [upper, work, merged] = ["upper", "work", "merged"].map(|n| scratch.join(n));
+        for dir in [&upper, &work, &merged] {
+            std::fs::create_dir(dir).map_err(temp)?;
+        }
+        let names = lowers.iter().map(|l| l.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        let rootfs = RootfsSpec::Overlay {
+            base: store.snapshot_dir(),
+            lower: names,
+            upper,
+            work,
+            merged,
+            fuse: sandbox.rootfs == RootfsKind::FuseOverlay,
+        };
+        Ok(Workspace { rootfs, lowers })
+    }
+
+    /// The image's /etc/passwd and /etc/group, from the topmost lower that has each.
+    fn accounts(&self) -> Accounts {
+        let find = |rel: &str| self.lowers.iter().map(|l| l.join(rel)).find(|p| p.is_file());
+        let read = |rel: &str| find(rel).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        Accounts::from_text(&read("etc/passwd"), &read("etc/group"))
+    }
+
+    /// What the step changed, without the mount points the sandbox had to create.
+    fn diff(&self, created: &[String]) -> Result<Vec<Entry>, StepError> {
+        let entries = match &self.rootfs {
+            RootfsSpec::Overlay { upper, .. } => layer::entries_from_overlay_upper(upper)?,
+            RootfsSpec::Dir(copy) => layer::diff_trees(&self.lowers[0], copy)?,
+        };
+        Ok(drop_mount_stubs(entries, created, &self.lowers))
+    }
+
+    /// Keeps the step's filesystem as the snapshot of the new chain: the upper dir as a diff snapshot, or
+    /// the copy as a full one. Both are renames.
+    fn keep_as_snapshot(
+        &self,
+        store: &crate::store::Store,
+        state: &ImageState,
+        layer: &LayerRef,
+        created: &[String],
+    ) -> Result<(), StepError> {
+        let mut diff_ids = state.diff_ids();
+        diff_ids.push(layer.diff_id.clone());
+        let chain = image::chain_id(&diff_ids);
+        match &self.rootfs {
+            RootfsSpec::Overlay { upper, .. } => {
+                remove_stubs(upper, created);
+                store.publish_diff_snapshot(&chain, upper)?;
+            }
+            RootfsSpec::Dir(copy) => {
+                remove_stubs(copy, created);
+                store.publish_snapshot(&chain, copy)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes the mount points the sandbox created (newest first; a directory only while empty).
+fn remove_stubs(root: &Path, created: &[String]) {
+    for rel in created.iter().rev() {
+        let path = root.join(rel);
+        match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => drop(std::fs::remove_dir(&path)),
+            Ok(m) if m.len() == 0 => drop(std::fs::remove_file(&path)),
+            _ => {}
+        }
+    }
+}
+
+/// Leaves out of the layer the mount points the sandbox created (still empty) and the directories above
+/// them that only changed because of that (same mode and owner as below), unless the command put something
+/// else in them.
+fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], lowers: &[PathBuf]) -> Vec<Entry> {
+    if created.is_empty() {
+        return entries;
+    }
+    let created: HashSet<&str> = created.iter().map(String::as_str).collect();
+    let mut stub_parents: HashSet<String> = HashSet::new();
+    for path in &created {
+        let mut p = Path::new(path).parent();
+        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+            stub_parents.insert(dir.to_string_lossy().into_owned());
+            p = dir.parent();
+        }
+    }
+    let is_stub = |e: &Entry| match &e.kind {
+        EntryKind::Dir => {
+            created.contains(e.path.as_str()) || (stub_parents.contains(&e.path) && same_as_lower(e, lowers))
+        }
+        // A created file is a bind target: the command's writes went to the bind's source.
+        EntryKind::File(_) => created.contains(e.path.as_str()),
+        _ => false,
+    };
+    let kept: Vec<&Entry> = entries.iter().filter(|e| !is_stub(e)).collect();
+    let needed: HashSet<&str> = kept
+        .iter()
+        .flat_map(|e| {
+            let skip = usize::from(e.kind != EntryKind::OpaqueDir);
+            Path::new(&e.path).ancestors().skip(skip).filter_map(|a| a.to_str())
+        })
+        .collect();
+    entries.iter().filter(|e| !is_stub(e) || needed.contains(e.path.as_str())).cloned().collect()
+}
+
+fn same_as_lower(entry: &Entry, lowers: &[PathBuf]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(meta) = lowers.iter().find_map(|l| l.join(&entry.path).symlink_metadata().ok()) else { return false };
+    meta.is_dir() && meta.mode() & 0o7777 == entry.mode & 0o7777 && meta.uid() == entry.uid && meta.gid() == entry.gid
+}

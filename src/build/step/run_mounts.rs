@@ -1,0 +1,118 @@
+//! `RUN --mount`s turned into sandbox mounts: cache directories in the store, binds of the context or of
+//! another stage or image, tmpfs, and secrets (a read-only file, or an environment variable of the command
+//! only). Writable binds get a private copy, as BuildKit discards what a step writes to them.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::rootfs;
+use crate::build::stage::StageEnv;
+use crate::build::step::StepError;
+use crate::build::step::add::from_root;
+use crate::layer;
+use crate::plan::{self, RunMount, RunMountKind};
+use crate::sandbox::SandboxMount;
+
+/// Sandbox mounts for `mounts`, and the environment variables secrets with `env=` add.
+pub async fn prepare(
+    env: &StageEnv<'_>,
+    mounts: &[RunMount],
+    cwd: &str,
+    scratch: &Path,
+) -> Result<(Vec<SandboxMount>, Vec<(String, String)>), StepError> {
+    let mut out = Vec::new();
+    let mut vars = Vec::new();
+    for (n, m) in mounts.iter().enumerate() {
+        let target = absolute(&m.target, cwd);
+        match m.kind {
+            RunMountKind::Tmpfs => out.push(SandboxMount::Tmpfs { target, size: m.size }),
+            RunMountKind::Cache => out.push(cache(env, m, target)?),
+            RunMountKind::Bind => out.push(bind(env, m, target, &scratch.join(format!("bind-{n}"))).await?),
+            RunMountKind::Secret => secret(env, m, scratch, &mut out, &mut vars)?,
+            RunMountKind::Ssh => {
+                return Err(StepError::Unsupported("RUN --mount=type=ssh is not supported yet".to_string()));
+            }
+        }
+    }
+    Ok((out, vars))
+}
+
+/// A relative mount target is relative to the working directory (as in BuildKit).
+fn absolute(target: &str, cwd: &str) -> String {
+    if target.starts_with('/') { target.to_string() } else { format!("{}/{target}", cwd.trim_end_matches('/')) }
+}
+
+fn cache(env: &StageEnv<'_>, m: &RunMount, target: String) -> Result<SandboxMount, StepError> {
+    let id = m.id.clone().unwrap_or_else(|| target.clone());
+    let dir = env.ctx.store.cache_mount_dir(&id)?;
+    // A new cache directory gets the mount's owner and mode (root, 0755 by default), as BuildKit does.
+    let meta = std::fs::metadata(&dir).map_err(StepError::Temp)?;
+    if std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false) {
+        let _ = std::os::unix::fs::chown(&dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
+        let mode = m.mode.unwrap_or(0o755);
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777 != mode {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(StepError::Temp)?;
+        }
+    }
+    Ok(SandboxMount::Bind { source: dir, target, readonly: m.readonly })
+}
+
+async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) -> Result<SandboxMount, StepError> {
+    let root: PathBuf = match &m.from {
+        None => env.context.root().to_path_buf(),
+        Some(from) => {
+            let names: Vec<Option<String>> = env.plan.stages.iter().map(|s| s.name.clone()).collect();
+            let source = plan::resolve_from(from, names.len(), &names).map_err(StepError::Unsupported)?;
+            match from_root(env, Some(&source)).await? {
+                Some((path, _)) => path,
+                None => rootfs::empty(env.ctx.store)?,
+            }
+        }
+    };
+    let parts = layer::clean_components(m.source.as_deref().unwrap_or("/"));
+    let source = match parts.split_last() {
+        None => root,
+        Some((last, parents)) => layer::resolve_dir(&root, parents, false, m.source.as_deref().unwrap_or("/"))?.join(last),
+    };
+    if std::fs::symlink_metadata(&source).is_err() {
+        return Err(StepError::Unsupported(format!(
+            "RUN --mount=type=bind: source {:?} not found",
+            m.source.as_deref().unwrap_or("/")
+        )));
+    }
+    if m.readonly {
+        return Ok(SandboxMount::Bind { source, target, readonly: true });
+    }
+    layer::copy_tree(&source, private)?;
+    Ok(SandboxMount::Bind { source: private.to_path_buf(), target, readonly: false })
+}
+
+fn secret(
+    env: &StageEnv<'_>,
+    m: &RunMount,
+    scratch: &Path,
+    out: &mut Vec<SandboxMount>,
+    vars: &mut Vec<(String, String)>,
+) -> Result<(), StepError> {
+    let id = m.id.clone().or_else(|| (!m.target.is_empty()).then(|| base_name(&m.target))).unwrap_or_default();
+    let Some(source) = env.ctx.options.secrets.get(&id) else {
+        if m.required {
+            return Err(StepError::Unsupported(format!("secret {id:?} is required but was not given (--secret id={id},src=FILE)")));
+        }
+        return Ok(());
+    };
+    let value = source.read().map_err(StepError::Temp)?;
+    if let Some(name) = &m.env {
+        vars.push((name.clone(), String::from_utf8_lossy(&value).into_owned()));
+        if m.target.is_empty() {
+            return Ok(());
+        }
+    }
+    let target = if m.target.is_empty() { format!("/run/secrets/{id}") } else { m.target.clone() };
+    let file = source.file_for_mount(scratch, &id).map_err(StepError::Temp)?;
+    out.push(SandboxMount::Bind { source: file, target, readonly: true });
+    Ok(())
+}
+
+fn base_name(path: &str) -> String {
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or_default().to_string()
+}

@@ -1,0 +1,154 @@
+//! The sandbox child: kiln re-executed as `kiln __kiln-sandbox run|probe`, single-threaded, so that it can
+//! enter namespaces. It reads its [`RunSpec`] from stdin, unshares, forks the step's pid 1 (a small init that
+//! assembles the rootfs, starts the command, forwards signals and reaps orphans) and exits with the
+//! command's status. Setup failures go to its stderr, which the parent keeps apart from the command's output.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use super::mounts::{self, SetupError};
+use super::spec::{Isolation, Network, RunSpec};
+use super::{command, sys};
+
+/// argv[1] that selects the child role.
+pub const CHILD_ARG: &str = "__kiln-sandbox";
+
+/// Exit status of a child whose setup failed (as runc uses 125 for its own failures).
+pub const SETUP_FAILED: u8 = 125;
+
+/// Runs the child role when argv asks for it.
+pub fn run_if_requested() -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(CHILD_ARG) {
+        return None;
+    }
+    let result = match args.get(2).map(String::as_str) {
+        Some("probe-chroot") => nix::unistd::chroot("/").map(|()| 0).map_err(|e| setup("chroot")(e.into())),
+        Some("probe") => probe(args.get(3).map(Path::new), args.get(4).map(String::as_str) == Some("rootless")),
+        _ => read_spec().and_then(|spec| run(&spec)),
+    };
+    Some(match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(SETUP_FAILED)
+        }
+    })
+}
+
+fn read_spec() -> Result<RunSpec, SetupError> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).map_err(setup("read the run spec"))?;
+    // The command must not read the spec pipe: give it /dev/null as stdin.
+    let null = std::fs::File::open("/dev/null").map_err(setup("open /dev/null"))?;
+    nix::unistd::dup2_stdin(null).map_err(|e| setup("redirect stdin")(std::io::Error::from(e)))?;
+    serde_json::from_str(&text).map_err(|e| setup("parse the run spec")(std::io::Error::other(e)))
+}
+
+fn setup(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
+    move |e| SetupError::new(what, e)
+}
+
+fn run(spec: &RunSpec) -> Result<u8, SetupError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("set the parent-death signal")(e.into()))?;
+    if spec.isolation != Isolation::Chroot {
+        let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+        if spec.network == Network::None {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        unshare(flags).map_err(|e| setup("create namespaces")(e.into()))?;
+    }
+    match sys::fork().map_err(|e| setup("fork the step's init")(e.into()))? {
+        ForkResult::Child => {
+            let code = match init(spec) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("{e}");
+                    SETUP_FAILED
+                }
+            };
+            let _ = std::io::stderr().flush();
+            // The init's exit ends its pid namespace: the kernel kills whatever the command left running.
+            std::process::exit(code as i32);
+        }
+        ForkResult::Parent { child } => {
+            sys::forward_signals_to(child);
+            Ok(wait_for(child))
+        }
+    }
+}
+
+/// pid 1 of the step: assemble the rootfs, start the command, reap until it exits.
+fn init(spec: &RunSpec) -> Result<u8, SetupError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("set the parent-death signal")(e.into()))?;
+    let mut created = Vec::new();
+    let root = mounts::assemble(spec, &mut created)?;
+    let report = created.join("\n");
+    std::fs::write(&spec.created_report, report).map_err(setup("write the mount-point report"))?;
+    mounts::enter(&root, spec.isolation)?;
+    if spec.isolation != Isolation::Chroot {
+        nix::unistd::sethostname(&spec.hostname).map_err(|e| setup("set the host name")(e.into()))?;
+    }
+    if spec.network == Network::None {
+        sys::loopback_up().map_err(setup("bring up loopback"))?;
+    }
+    let code = match sys::fork().map_err(|e| setup("fork the command")(e.into()))? {
+        ForkResult::Child => {
+            let err = command::exec(spec);
+            eprintln!("{err}");
+            let _ = std::io::stderr().flush();
+            std::process::exit(command::exec_failure_code(&err));
+        }
+        ForkResult::Parent { child } => {
+            sys::forward_signals_to(child);
+            wait_for(child)
+        }
+    };
+    if spec.isolation == Isolation::Chroot {
+        mounts::remove_created(Path::new("/"), &created);
+    }
+    Ok(code)
+}
+
+/// Waits for `pid`, reaping any other child that exits meanwhile (orphans re-parented to pid 1).
+fn wait_for(pid: Pid) -> u8 {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => return code as u8,
+            Ok(WaitStatus::Signaled(p, signal, _)) if p == pid => return 128 + signal as u8,
+            Err(nix::Error::EINTR) | Ok(_) => continue,
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+/// Tells the parent what this machine allows: `overlay`, `fuse` or `copy` on stdout, or why namespaces
+/// cannot be created on stderr (exit 1).
+fn probe(dir: Option<&Path>, rootless: bool) -> Result<u8, SetupError> {
+    let dir = dir.ok_or_else(|| setup("probe")(std::io::Error::other("no directory given")))?;
+    // The pid namespace is checked last: its first child would become its init, and the fuse daemon
+    // started by the overlay test must not be that.
+    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if let Err(e) = unshare(flags) {
+        eprintln!("cannot create mount/pid namespaces: {}", std::io::Error::from(e));
+        return Ok(1);
+    }
+    let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+    if let Err(e) = nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>) {
+        eprintln!("cannot mount in a new mount namespace: {}", std::io::Error::from(e));
+        return Ok(1);
+    }
+    let kind = mounts::probe_overlay(dir, rootless);
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+        eprintln!("cannot create a pid namespace: {}", std::io::Error::from(e));
+        return Ok(1);
+    }
+    println!("{kind}");
+    Ok(0)
+}

@@ -1,0 +1,285 @@
+//! The step's filesystem, assembled inside the child's private mount namespace: the overlay (or the
+//! private copy), /proc, a minimal /dev, a read-only /sys, the /etc files and the step's own mounts, then
+//! `pivot_root` into it. Every mount point is resolved inside the rootfs, so an image's symlink cannot
+//! aim a mount at the host. Mount points the step had to create are reported, so the diff leaves them out.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use super::spec::{Isolation, RootfsSpec, RunSpec, SandboxMount};
+use crate::layer::{clean_components, resolve_dir};
+
+/// A setup failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SetupError {
+    what: String,
+    #[source]
+    source: std::io::Error,
+}
+
+impl SetupError {
+    /// An error while doing `what`.
+    pub fn new(what: impl Into<String>, source: std::io::Error) -> Self {
+        SetupError { what: what.into(), source }
+    }
+}
+
+fn fail<E: Into<std::io::Error>>(what: impl Into<String>) -> impl FnOnce(E) -> SetupError {
+    let what = what.into();
+    move |e| SetupError { what, source: e.into() }
+}
+
+fn errno(e: nix::Error) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e as i32)
+}
+
+/// Device nodes bound from the host into the step's /dev.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Paths (relative to the rootfs) of mount points this setup created.
+pub type Created = Vec<String>;
+
+/// Mounts the rootfs and everything in it and returns its path on the host, before `enter`.
+pub fn assemble(spec: &RunSpec, created: &mut Created) -> Result<PathBuf, SetupError> {
+    let root = mount_rootfs(spec)?;
+    if spec.isolation != Isolation::Chroot {
+        mount_kernel_fs(&root, created)?;
+    }
+    if spec.isolation == Isolation::Chroot {
+        chroot_devices(&root, created);
+    }
+    for (source, target) in &spec.etc_files {
+        let before = created.len();
+        let path = mount_point(&root, target, true, created)?;
+        if spec.isolation != Isolation::Chroot {
+            bind(source, &path, true)?;
+        } else if created.len() > before {
+            // Without mounts, only a missing file is provided; the image's own stays untouched.
+            std::fs::copy(source, &path).map_err(fail(format!("write {}", path.display())))?;
+        }
+    }
+    for m in &spec.mounts {
+        let path = mount_point(&root, m.target(), matches!(m, SandboxMount::Bind { source, .. } if source.is_file()), created)?;
+        match m {
+            SandboxMount::Bind { source, readonly, .. } => bind(source, &path, *readonly)?,
+            SandboxMount::Tmpfs { size, .. } => {
+                let data = size.map(|s| format!("size={s}"));
+                mount(Some("tmpfs"), &path, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data.as_deref())
+                    .map_err(|e| fail(format!("mount tmpfs on {}", m.target()))(errno(e)))?;
+            }
+        }
+    }
+    Ok(root)
+}
+
+fn mount_rootfs(spec: &RunSpec) -> Result<PathBuf, SetupError> {
+    if spec.isolation != Isolation::Chroot {
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(|e| fail("make the mount namespace private")(errno(e)))?;
+    }
+    match &spec.rootfs {
+        RootfsSpec::Dir(dir) => {
+            if spec.isolation != Isolation::Chroot {
+                // pivot_root needs the new root to be a mount point.
+                mount(Some(dir.as_path()), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                    .map_err(|e| fail(format!("bind {}", dir.display()))(errno(e)))?;
+            }
+            Ok(dir.clone())
+        }
+        RootfsSpec::Overlay { base, lower, upper, work, merged, fuse } => {
+            // Relative lower dirs keep long chains under the one-page limit of mount options.
+            std::env::set_current_dir(base).map_err(fail(format!("enter {}", base.display())))?;
+            let mut options = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+            if *fuse {
+                fuse_overlay(&options, merged)?;
+            } else {
+                if spec.isolation == Isolation::Rootless {
+                    options.push_str(",userxattr");
+                }
+                mount(Some("overlay"), merged, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+                    .map_err(|e| fail("mount overlay")(errno(e)))?;
+            }
+            Ok(merged.clone())
+        }
+    }
+}
+
+fn fuse_overlay(options: &str, merged: &Path) -> Result<(), SetupError> {
+    let status = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(options)
+        .arg(merged)
+        .status()
+        .map_err(fail("run fuse-overlayfs"))?;
+    if !status.success() {
+        return Err(fail("mount fuse-overlayfs")(std::io::Error::other(format!("it exited with {status}"))));
+    }
+    Ok(())
+}
+
+fn mount_kernel_fs(root: &Path, created: &mut Created) -> Result<(), SetupError> {
+    let proc = mount_point(root, "/proc", false, created)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), &proc, Some("proc"), flags, None::<&str>).map_err(|e| fail("mount /proc")(errno(e)))?;
+    let dev = mount_point(root, "/dev", false, created)?;
+    mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=755,size=65536k"))
+        .map_err(|e| fail("mount /dev")(errno(e)))?;
+    for name in DEVICES {
+        let host = Path::new("/dev").join(name);
+        if host.exists() {
+            let target = dev.join(name);
+            std::fs::File::create(&target).map_err(fail(format!("create /dev/{name}")))?;
+            bind(&host, &target, false)?;
+        }
+    }
+    populate_dev(&dev)?;
+    // /sys is a courtesy: read-only where this kernel lets a namespace bind it.
+    if let Ok(sys) = mount_point(root, "/sys", false, created) {
+        let _ = bind(Path::new("/sys"), &sys, true);
+    }
+    Ok(())
+}
+
+fn populate_dev(dev: &Path) -> Result<(), SetupError> {
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts).map_err(fail("create /dev/pts"))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(Some("devpts"), &pts, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
+        .map_err(|e| fail("mount /dev/pts")(errno(e)))?;
+    let shm = dev.join("shm");
+    std::fs::create_dir(&shm).map_err(fail("create /dev/shm"))?;
+    mount(Some("shm"), &shm, Some("tmpfs"), flags | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))
+        .map_err(|e| fail("mount /dev/shm")(errno(e)))?;
+    for (name, target) in
+        [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+    {
+        symlink(target, dev.join(name)).map_err(fail(format!("link /dev/{name}")))?;
+    }
+    Ok(())
+}
+
+/// Resolves `target` inside `root`, creating what is missing (a directory, or an empty file when `file`),
+/// and records what it created.
+pub fn mount_point(root: &Path, target: &str, file: bool, created: &mut Created) -> Result<PathBuf, SetupError> {
+    let parts = clean_components(target);
+    let Some((last, parents)) = parts.split_last() else { return Ok(root.to_path_buf()) };
+    let mut dir = root.to_path_buf();
+    for i in 0..parents.len() {
+        match resolve_dir(root, &parents[..=i], false, target) {
+            Ok(path) => dir = path,
+            Err(_) => {
+                let path = dir.join(&parents[i]);
+                std::fs::create_dir(&path).map_err(fail(format!("create {}", path.display())))?;
+                record(root, &path, created);
+                dir = path;
+            }
+        }
+    }
+    let path = dir.join(last);
+    if std::fs::symlink_metadata(&path).is_err() {
+        if file {
+            std::fs::File::create(&path).map(drop)
+        } else {
+            std::fs::create_dir(&path)
+        }
+        .map_err(fail(format!("create {}", path.display())))?;
+        record(root, &path, created);
+    } else if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let mut all = parents.to_vec();
+        all.push(last.clone());
+        return resolve_dir(root, &all, true, target).map_err(|e| fail(format!("resolve {target}"))(std::io::Error::other(e)));
+    }
+    Ok(path)
+}
+
+fn record(root: &Path, path: &Path, created: &mut Created) {
+    if let Ok(rel) = path.strip_prefix(root) {
+        created.push(rel.to_string_lossy().into_owned());
+    }
+}
+
+fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), SetupError> {
+    let what = || format!("bind {} on {}", source.display(), target.display());
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| fail(what())(errno(e)))?;
+    if readonly {
+        // A read-only bind takes a remount; locked flags must be repeated or the kernel refuses it.
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        let locked = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            .or_else(|_| mount(None::<&str>, target, None::<&str>, locked, None::<&str>))
+            .map_err(|e| fail(format!("{} read-only", what()))(errno(e)))?;
+    }
+    Ok(())
+}
+
+/// Chroot mode cannot mount: missing device nodes are created (where this process may) and removed again
+/// by [`remove_created`].
+fn chroot_devices(root: &Path, created: &mut Created) {
+    let Ok(dev) = mount_point(root, "/dev", false, created) else { return };
+    for name in DEVICES {
+        let target = dev.join(name);
+        let Ok(host) = std::fs::metadata(Path::new("/dev").join(name)) else { continue };
+        if std::fs::symlink_metadata(&target).is_ok() {
+            continue;
+        }
+        let kind = nix::sys::stat::SFlag::S_IFCHR;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
+        if nix::sys::stat::mknod(&target, kind, mode, std::os::unix::fs::MetadataExt::rdev(&host)).is_ok() {
+            record(root, &target, created);
+        }
+    }
+}
+
+/// Removes what [`assemble`] created in a rootfs it could not mount over (chroot mode), newest first;
+/// a directory the command filled stays.
+pub fn remove_created(root: &Path, created: &Created) {
+    for rel in created.iter().rev() {
+        let path = root.join(rel);
+        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_dir(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Makes `root` the process's root: pivot_root (the old root detached) or, in chroot mode, chroot.
+pub fn enter(root: &Path, isolation: Isolation) -> Result<(), SetupError> {
+    std::env::set_current_dir(root).map_err(fail(format!("enter {}", root.display())))?;
+    if isolation == Isolation::Chroot {
+        nix::unistd::chroot(".").map_err(|e| fail("chroot")(errno(e)))?;
+    } else {
+        // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only the new root.
+        nix::unistd::pivot_root(".", ".").map_err(|e| fail("pivot_root")(errno(e)))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("detach the old root")(errno(e)))?;
+    }
+    std::env::set_current_dir("/").map_err(fail("enter /"))
+}
+
+/// Which overlay this mount namespace can mount in `dir`: `overlay` (kernel), `fuse` (fuse-overlayfs) or
+/// `copy` (neither; the step runs in a private copy).
+pub fn probe_overlay(dir: &Path, rootless: bool) -> &'static str {
+    let [lower, upper, work, merged] = ["l", "u", "w", "m"].map(|n| dir.join(n));
+    if [&lower, &upper, &work, &merged].iter().any(|d| std::fs::create_dir_all(d).is_err()) {
+        return "copy";
+    }
+    let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    let kernel = if rootless { format!("{options},userxattr") } else { options.clone() };
+    if mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(kernel.as_str())).is_ok() {
+        let _ = umount2(&merged, MntFlags::MNT_DETACH);
+        return "overlay";
+    }
+    if which("fuse-overlayfs") && Path::new("/dev/fuse").exists() && fuse_overlay(&options, &merged).is_ok() {
+        let _ = umount2(&merged, MntFlags::MNT_DETACH);
+        return "fuse";
+    }
+    "copy"
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+}

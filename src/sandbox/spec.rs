@@ -1,0 +1,122 @@
+//! What the builder asks the sandbox to run, sent as JSON to the re-executed child over its stdin.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How a step's command is isolated from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isolation {
+    /// Mount, pid, uts and ipc namespaces inside a user namespace (kiln re-executed itself into it).
+    Rootless,
+    /// The same namespaces, without a user namespace (real root on a host).
+    Root,
+    /// No namespaces: a chroot into a private copy of the rootfs (build pods that cannot mount).
+    Chroot,
+}
+
+impl Isolation {
+    /// The name `--isolation` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Rootless => "rootless",
+            Isolation::Root => "root",
+            Isolation::Chroot => "chroot",
+        }
+    }
+}
+
+/// How the step's root filesystem is assembled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootfsSpec {
+    /// An overlay mount; lower dirs are given relative to `base` to stay under the mount-option page limit.
+    Overlay {
+        /// Directory the lower dirs are relative to.
+        base: PathBuf,
+        /// Lower dirs, topmost first.
+        lower: Vec<String>,
+        /// The step's upper dir (its diff).
+        upper: PathBuf,
+        /// Overlay's work dir (same filesystem as `upper`).
+        work: PathBuf,
+        /// Where to mount it.
+        merged: PathBuf,
+        /// Mount with fuse-overlayfs instead of the kernel's overlay.
+        fuse: bool,
+    },
+    /// A private directory the step may change in place.
+    Dir(PathBuf),
+}
+
+/// The step's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Network {
+    /// The host's network (the default, as with `podman build`).
+    #[default]
+    Host,
+    /// A new network namespace with only loopback.
+    None,
+}
+
+/// An extra mount inside the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxMount {
+    /// A bind of a host path.
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Absolute path inside the rootfs.
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Absolute path inside the rootfs.
+        target: String,
+        /// Size limit in bytes.
+        size: Option<u64>,
+    },
+}
+
+impl SandboxMount {
+    /// Where the mount appears inside the rootfs.
+    pub fn target(&self) -> &str {
+        match self {
+            SandboxMount::Bind { target, .. } | SandboxMount::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// One command to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Isolation mode.
+    pub isolation: Isolation,
+    /// The root filesystem.
+    pub rootfs: RootfsSpec,
+    /// argv; `args[0]` is looked up in the image's PATH when it has no slash.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// Working directory inside the rootfs (created when missing).
+    pub cwd: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Host name inside the step.
+    pub hostname: String,
+    /// Network mode.
+    pub network: Network,
+    /// Extra mounts, in order.
+    pub mounts: Vec<SandboxMount>,
+    /// Host files bind-mounted over /etc/resolv.conf, /etc/hosts and /etc/hostname (never captured).
+    pub etc_files: Vec<(PathBuf, String)>,
+    /// File-mode creation mask.
+    pub umask: u32,
+    /// Host file the child writes the mount points it created into (one relative path per line).
+    pub created_report: PathBuf,
+}

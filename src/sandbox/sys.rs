@@ -1,0 +1,98 @@
+//! The sandbox's only `unsafe` code: fork, signal forwarding, the capability bounding set and the loopback
+//! interface. Each function states the invariant its caller must keep.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::unistd::{ForkResult, Pid};
+
+/// Forks the calling process.
+///
+/// Invariant: the caller is single-threaded (the sandbox child is a fresh `exec` of kiln that starts no
+/// threads), so the child inherits no lock held by another thread and may run ordinary Rust code.
+pub fn fork() -> nix::Result<ForkResult> {
+    // SAFETY: single-threaded caller, see above.
+    unsafe { nix::unistd::fork() }
+}
+
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; the pid was stored before the handler was installed.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Makes the signals a user or a supervisor sends (INT, TERM, HUP, QUIT, USR1, USR2) go to `pid` instead.
+///
+/// Invariant: called once per process, after `pid` is known; the handler only reads an atomic and calls
+/// kill(2), both async-signal-safe.
+pub fn forward_signals_to(pid: Pid) {
+    FORWARD_TO.store(pid.as_raw(), Ordering::Relaxed);
+    let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: the handler is async-signal-safe (see above).
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+/// Restores the default action of the forwarded signals (before exec of the step's command).
+pub fn default_signals() {
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: SIG_DFL installs no code of ours.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+/// Removes every capability not in `keep` from the bounding set, so no exec can gain it back.
+///
+/// Invariant: none; prctl(PR_CAPBSET_DROP) only affects the calling thread's future execs.
+pub fn drop_bounding_caps(keep: &[u32]) -> std::io::Result<()> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(40);
+    for cap in (0..=last).filter(|c| !keep.contains(c)) {
+        // SAFETY: plain prctl with integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            // EINVAL: a capability this kernel does not know.
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface of a fresh network namespace up (Docker's `--network none` has it up).
+///
+/// Invariant: none; the ioctls read and write a stack `ifreq` of the right size.
+pub fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain data; zero is a valid value for every field.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: fd is a valid socket and req a valid ifreq for both requests.
+    let result = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+        }
+    };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    result
+}
