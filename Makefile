@@ -3,7 +3,7 @@ CARGO ?= cargo
 KILN := target/release/kiln
 DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
-TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils \
+TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
 	fuse-overlayfs openssl tar
 
 .PHONY: build test test-deps bench demo lint install

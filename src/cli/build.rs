@@ -10,8 +10,8 @@ use super::progress::{Mode, Progress};
 use super::{Failure, env, runtime};
 use crate::build::options::SecretSource;
 use crate::build::{self, BuildOptions, ImageFormat, PullPolicy};
-use crate::sandbox::{Isolation, Network, Requested};
 use crate::layer::Compression;
+use crate::sandbox::{Isolation, Network, Requested};
 
 /// Runs `kiln build`.
 pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
@@ -116,7 +116,9 @@ fn secret(text: &str) -> anyhow::Result<(String, SecretSource)> {
             SecretSource::File(path)
         }
         (None, Some(var)) => SecretSource::Value(
-            env::var(&var).with_context(|| format!("--secret id={id}: environment variable {var} is not set"))?.into_bytes(),
+            env::var(&var)
+                .with_context(|| format!("--secret id={id}: environment variable {var} is not set"))?
+                .into_bytes(),
         ),
         (None, None) => match env::var(&id) {
             Some(value) => SecretSource::Value(value.into_bytes()),

@@ -58,7 +58,8 @@ fn setup(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
 fn run(spec: &RunSpec) -> Result<u8, SetupError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("set the parent-death signal")(e.into()))?;
     if spec.isolation != Isolation::Chroot {
-        let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+        let mut flags =
+            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
         if spec.network == Network::None {
             flags |= CloneFlags::CLONE_NEWNET;
         }

@@ -61,7 +61,8 @@ fn prepare(spec: &RunSpec) -> Result<Prepared, ExecError> {
     let program = lookup(spec).ok_or_else(|| ExecError::NotFound(spec.args.first().cloned().unwrap_or_default()))?;
     sys::drop_bounding_caps(&DEFAULT_CAPS).map_err(|e| ExecError::Sys("drop capabilities", e))?;
     switch_user(spec)?;
-    let cstr = |s: &str| CString::new(s.as_bytes()).map_err(|_| ExecError::Sys("argument", std::io::Error::other("NUL byte")));
+    let cstr =
+        |s: &str| CString::new(s.as_bytes()).map_err(|_| ExecError::Sys("argument", std::io::Error::other("NUL byte")));
     let program = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| ExecError::Sys("program", std::io::Error::other("NUL byte")))?;
     let argv = spec.args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
@@ -86,7 +87,8 @@ fn switch_user(spec: &RunSpec) -> Result<(), ExecError> {
         return Err(sys_err("set supplementary groups")(e));
     }
     let gid = Gid::from_raw(spec.gid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(sys_err("set the group id (is it mapped in this user namespace?)"))?;
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(sys_err("set the group id (is it mapped in this user namespace?)"))?;
     let uid = Uid::from_raw(spec.uid);
     nix::unistd::setresuid(uid, uid, uid).map_err(sys_err("set the user id (is it mapped in this user namespace?)"))
 }

@@ -78,12 +78,18 @@ pub fn detect(requested: Requested, scratch: &Path) -> Result<Sandbox, SandboxEr
         UserNs::Unavailable(why) => return Err(SandboxError::Unavailable(why.clone())),
     };
     match requested {
-        Requested::Exactly(Isolation::Chroot) => chroot_works().map(|()| Sandbox { isolation: Isolation::Chroot, rootfs: RootfsKind::Copy }),
+        Requested::Exactly(Isolation::Chroot) => {
+            chroot_works().map(|()| Sandbox { isolation: Isolation::Chroot, rootfs: RootfsKind::Copy })
+        }
         Requested::Exactly(mode) if mode != namespaced => Err(SandboxError::Unavailable(format!(
             "--isolation {} needs {}; this kiln runs {}",
             mode.name(),
             if mode == Isolation::Root { "real root" } else { "a non-root user" },
-            if namespaced == Isolation::Root { "as root (use root or chroot)" } else { "rootless (use rootless or chroot)" }
+            if namespaced == Isolation::Root {
+                "as root (use root or chroot)"
+            } else {
+                "rootless (use rootless or chroot)"
+            }
         ))),
         Requested::Exactly(mode) => probe(mode, scratch).map(|rootfs| Sandbox { isolation: mode, rootfs }),
         Requested::Auto => match probe(namespaced, scratch) {

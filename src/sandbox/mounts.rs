@@ -62,7 +62,12 @@ pub fn assemble(spec: &RunSpec, created: &mut Created) -> Result<PathBuf, SetupE
         }
     }
     for m in &spec.mounts {
-        let path = mount_point(&root, m.target(), matches!(m, SandboxMount::Bind { source, .. } if source.is_file()), created)?;
+        let path = mount_point(
+            &root,
+            m.target(),
+            matches!(m, SandboxMount::Bind { source, .. } if source.is_file()),
+            created,
+        )?;
         match m {
             SandboxMount::Bind { source, readonly, .. } => bind(source, &path, *readonly)?,
             SandboxMount::Tmpfs { size, .. } => {
@@ -92,7 +97,8 @@ fn mount_rootfs(spec: &RunSpec) -> Result<PathBuf, SetupError> {
         RootfsSpec::Overlay { base, lower, upper, work, merged, fuse } => {
             // Relative lower dirs keep long chains under the one-page limit of mount options.
             std::env::set_current_dir(base).map_err(fail(format!("enter {}", base.display())))?;
-            let mut options = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+            let mut options =
+                format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
             if *fuse {
                 fuse_overlay(&options, merged)?;
             } else {
@@ -153,9 +159,13 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
     std::fs::create_dir(&shm).map_err(fail("create /dev/shm"))?;
     mount(Some("shm"), &shm, Some("tmpfs"), flags | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))
         .map_err(|e| fail("mount /dev/shm")(errno(e)))?;
-    for (name, target) in
-        [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
-    {
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         symlink(target, dev.join(name)).map_err(fail(format!("link /dev/{name}")))?;
     }
     Ok(())
@@ -180,17 +190,14 @@ pub fn mount_point(root: &Path, target: &str, file: bool, created: &mut Created)
     }
     let path = dir.join(last);
     if std::fs::symlink_metadata(&path).is_err() {
-        if file {
-            std::fs::File::create(&path).map(drop)
-        } else {
-            std::fs::create_dir(&path)
-        }
-        .map_err(fail(format!("create {}", path.display())))?;
+        if file { std::fs::File::create(&path).map(drop) } else { std::fs::create_dir(&path) }
+            .map_err(fail(format!("create {}", path.display())))?;
         record(root, &path, created);
     } else if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
         let mut all = parents.to_vec();
         all.push(last.clone());
-        return resolve_dir(root, &all, true, target).map_err(|e| fail(format!("resolve {target}"))(std::io::Error::other(e)));
+        return resolve_dir(root, &all, true, target)
+            .map_err(|e| fail(format!("resolve {target}"))(std::io::Error::other(e)));
     }
     Ok(path)
 }

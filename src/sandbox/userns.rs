@@ -146,9 +146,10 @@ fn map_with_helpers(child: Pid, uid: u32, gid: u32) -> bool {
     let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name).unwrap_or_default();
     let group = nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name).unwrap_or_default();
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let (Some(uids), Some(gids)) =
-        (find_range(&read("/etc/subuid"), &name, uid), find_range(&read("/etc/subgid"), &name, uid).or_else(|| find_range(&read("/etc/subgid"), &group, gid)))
-    else {
+    let (Some(uids), Some(gids)) = (
+        find_range(&read("/etc/subuid"), &name, uid),
+        find_range(&read("/etc/subgid"), &name, uid).or_else(|| find_range(&read("/etc/subgid"), &group, gid)),
+    ) else {
         return false;
     };
     let map = |tool: &str, own: u32, range: IdRange| {

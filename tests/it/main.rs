@@ -8,4 +8,5 @@ mod copy_and_add;
 mod errors;
 mod exports;
 mod registry_flow;
+mod run_steps;
 mod store_safety;

@@ -49,29 +49,7 @@ fn build_push_pull_and_run_with_podman() {
     if !require("podman") {
         return;
     }
-    let storage = tempfile::tempdir().unwrap();
-    let root = format!("--root={}", storage.path().join("root").display());
-    let runroot = format!("--runroot={}", storage.path().join("run").display());
-    let out = tool(
-        "podman",
-        &[
-            &root,
-            &runroot,
-            "--storage-driver=vfs",
-            "--runtime",
-            "runc",
-            "run",
-            "--rm",
-            "--tls-verify=false",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            &app,
-        ],
-    );
+    let out = crate::harness::podman_run(&app, &[]);
     assert_eq!(out.trim(), "hello from kiln");
 }
 

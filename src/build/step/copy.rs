@@ -220,7 +220,8 @@ impl<'a> Entries<'a> {
             // Sockets, fifos and devices in a context are skipped, as BuildKit's copy does for sockets.
             return Ok(());
         };
-        let xattrs = if from_rootfs { read_xattrs(abs) } else { Vec::new() };
+        // BuildKit's context transfer carries xattrs too (file capabilities above all).
+        let xattrs = crate::layer::read_xattrs(abs);
         let mode = if matches!(kind, EntryKind::Symlink(_)) { 0o777 } else { self.mode(meta) };
         let entry = Entry { path: dest.to_string(), kind, mode, uid, gid, mtime: meta.mtime(), xattrs };
         self.by_path.insert(dest.to_string(), entry);
@@ -230,18 +231,6 @@ impl<'a> Entries<'a> {
     fn finish(self) -> Vec<Entry> {
         self.by_path.into_values().collect()
     }
-}
-
-/// Extended attributes worth carrying from a rootfs (file capabilities and the like), never overlay's own.
-fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(names) = xattr::list(path) else { return Vec::new() };
-    let mut out: Vec<(String, Vec<u8>)> = names
-        .filter_map(|n| n.into_string().ok())
-        .filter(|n| !n.starts_with("trusted.overlay.") && !n.starts_with("user.overlay."))
-        .filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n, v)))
-        .collect();
-    out.sort();
-    out
 }
 
 /// Every entry below a matched directory: (path relative to that directory, absolute path, metadata).

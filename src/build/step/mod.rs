@@ -77,14 +77,7 @@ pub async fn execute(
         ResolvedStep::Add(c) => copy_step(env, state, c, true).await,
         ResolvedStep::Workdir(dir) => workdir::execute(env, state, dir),
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
-            let step = run::RunStep {
-                cmd,
-                shell,
-                heredocs,
-                env: vars,
-                mounts,
-                network: network.as_deref(),
-            };
+            let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
             run::execute(env, state, &step).await
         }
         other => {

@@ -90,7 +90,8 @@ fn command_args(run: &RunStep<'_>, scratch: &Path) -> Result<(Vec<String>, Optio
         let doc = &run.heredocs[0];
         let path = scratch.join("script");
         std::fs::write(&path, &doc.content).map_err(StepError::Temp)?;
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(StepError::Temp)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(StepError::Temp)?;
         let target = format!("/dev/pipes/{}", doc.name);
         let mount = sandbox::SandboxMount::Bind { source: path, target: target.clone(), readonly: true };
         return Ok((vec![target], Some(mount)));
@@ -188,7 +189,9 @@ fn run_command(env: &StageEnv<'_>, spec: &RunSpec, run: &RunStep<'_>) -> Result<
 fn describe(run: &RunStep<'_>) -> String {
     match run.cmd {
         CommandLine::Shell(text) => text.clone(),
-        CommandLine::Exec(args) => format!("[{}]", args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")),
+        CommandLine::Exec(args) => {
+            format!("[{}]", args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "))
+        }
     }
 }
 
@@ -200,7 +203,12 @@ struct Workspace {
 }
 
 impl Workspace {
-    fn prepare(store: &crate::store::Store, state: &ImageState, sandbox: Sandbox, scratch: &Path) -> Result<Workspace, StepError> {
+    fn prepare(
+        store: &crate::store::Store,
+        state: &ImageState,
+        sandbox: Sandbox,
+        scratch: &Path,
+    ) -> Result<Workspace, StepError> {
         let temp = |e| StepError::Temp(e);
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
             let lower = match rootfs::materialize(store, &state.layers)? {

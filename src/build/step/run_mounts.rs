@@ -50,7 +50,8 @@ fn cache(env: &StageEnv<'_>, m: &RunMount, target: String) -> Result<SandboxMoun
         let _ = std::os::unix::fs::chown(&dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)));
         let mode = m.mode.unwrap_or(0o755);
         if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777 != mode {
-            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(StepError::Temp)?;
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(StepError::Temp)?;
         }
     }
     Ok(SandboxMount::Bind { source: dir, target, readonly: m.readonly })
@@ -71,7 +72,9 @@ async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) 
     let parts = layer::clean_components(m.source.as_deref().unwrap_or("/"));
     let source = match parts.split_last() {
         None => root,
-        Some((last, parents)) => layer::resolve_dir(&root, parents, false, m.source.as_deref().unwrap_or("/"))?.join(last),
+        Some((last, parents)) => {
+            layer::resolve_dir(&root, parents, false, m.source.as_deref().unwrap_or("/"))?.join(last)
+        }
     };
     if std::fs::symlink_metadata(&source).is_err() {
         return Err(StepError::Unsupported(format!(
@@ -96,7 +99,9 @@ fn secret(
     let id = m.id.clone().or_else(|| (!m.target.is_empty()).then(|| base_name(&m.target))).unwrap_or_default();
     let Some(source) = env.ctx.options.secrets.get(&id) else {
         if m.required {
-            return Err(StepError::Unsupported(format!("secret {id:?} is required but was not given (--secret id={id},src=FILE)")));
+            return Err(StepError::Unsupported(format!(
+                "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+            )));
         }
         return Ok(());
     };

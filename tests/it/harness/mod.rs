@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod registry;
+pub mod rootless;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -61,6 +62,8 @@ impl Workspace {
 /// kiln with a store of its own.
 pub struct Kiln {
     store: tempfile::TempDir,
+    /// Program and leading arguments kiln runs under (`runuser -u USER --`, `setpriv ...`), then kiln.
+    launcher: Vec<PathBuf>,
 }
 
 /// A finished kiln run.
@@ -76,7 +79,25 @@ pub struct Run {
 impl Kiln {
     /// kiln with a fresh, empty store.
     pub fn new() -> Kiln {
-        Kiln { store: tempfile::tempdir().expect("temp dir") }
+        Kiln {
+            store: tempfile::tempdir().expect("temp dir"),
+            launcher: vec![PathBuf::from(env!("CARGO_BIN_EXE_kiln"))],
+        }
+    }
+
+    /// kiln started through `launcher` (a wrapper command ending with the kiln binary to run).
+    pub fn launched_by(launcher: Vec<PathBuf>) -> Kiln {
+        Kiln { store: tempfile::tempdir().expect("temp dir"), launcher }
+    }
+
+    /// kiln as root would run it in a build pod without mount rights (no CAP_SYS_ADMIN): chroot mode.
+    pub fn without_mount_rights() -> Kiln {
+        let mut launcher: Vec<PathBuf> = ["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", "--"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        launcher.push(PathBuf::from(env!("CARGO_BIN_EXE_kiln")));
+        Kiln::launched_by(launcher)
     }
 
     /// The store directory (an OCI layout).
@@ -86,7 +107,8 @@ impl Kiln {
 
     /// Runs kiln with `args` (and `--root` pointing at the store).
     pub fn run(&self, args: &[&str]) -> Run {
-        let out: Output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        let out: Output = Command::new(&self.launcher[0])
+            .args(&self.launcher[1..])
             .arg("--root")
             .arg(self.store.path())
             .args(args)
@@ -98,6 +120,19 @@ impl Kiln {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Starts kiln with `args` without waiting (output discarded).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(&self.launcher[0])
+            .args(&self.launcher[1..])
+            .arg("--root")
+            .arg(self.store.path())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kiln starts")
     }
 
     /// Runs kiln and insists on success; returns stdout.
@@ -140,6 +175,32 @@ pub fn tool(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `image` (from the test registry) with podman in a throw-away storage; returns its stdout.
+pub fn podman_run(image: &str, command: &[&str]) -> String {
+    let storage = tempfile::tempdir().expect("temp dir");
+    let root = format!("--root={}", storage.path().join("root").display());
+    let runroot = format!("--runroot={}", storage.path().join("run").display());
+    let mut args = vec![
+        root.as_str(),
+        runroot.as_str(),
+        "--storage-driver=vfs",
+        "--runtime",
+        "runc",
+        "run",
+        "--rm",
+        "--tls-verify=false",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        image,
+    ];
+    args.extend_from_slice(command);
+    tool("podman", &args)
 }
 
 /// The image config exactly as written (`skopeo inspect --config --raw`).
