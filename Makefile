@@ -22,8 +22,10 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
 
-bench:
+# criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed).
+bench: build
 	$(CARGO) bench
+	KILN=$(KILN) sh bench/e2e.sh
 
 demo: build
 	rm -rf $(DEMO_STORE)

@@ -68,8 +68,8 @@ impl<W: Write> Write for Hashing<W> {
 pub enum Encoder<W: Write> {
     /// No compression.
     Plain(W),
-    /// gzip.
-    Gzip(flate2::write::GzEncoder<W>),
+    /// gzip, block-parallel.
+    Gzip(super::pgzip::ParallelGzip<W>),
     /// zstd.
     Zstd(zstd::Encoder<'static, W>),
 }
@@ -79,11 +79,8 @@ impl<W: Write> Encoder<W> {
     pub fn new(out: W, compression: Compression, level: Option<u32>) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Encoder::Plain(out),
-            Compression::Gzip => {
-                let level = flate2::Compression::new(level.unwrap_or(6).min(9));
-                // GzBuilder writes mtime 0 and no file name: the same bytes on every run.
-                Encoder::Gzip(flate2::GzBuilder::new().write(out, level))
-            }
+            // Members carry mtime 0 and no file name: the same bytes on every run.
+            Compression::Gzip => Encoder::Gzip(super::pgzip::ParallelGzip::new(out, level.unwrap_or(6))),
             Compression::Zstd => {
                 let mut e = zstd::Encoder::new(out, level.map_or(3, |l| l as i32))?;
                 // Several threads when the machine has them; the output does not depend on the count.

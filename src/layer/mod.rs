@@ -8,6 +8,7 @@ mod compress;
 mod diff;
 mod entry;
 mod error;
+mod pgzip;
 mod resolve;
 mod write;
 

@@ -1,0 +1,81 @@
+#!/bin/sh
+# End-to-end timings of kiln beside buildah (when installed), run by `make bench`.
+# Each case is timed REPEAT times (median reported); ratios are kiln / buildah from this same run.
+#   c1: COPY of a generated context (FILES files, about half random bytes, half zeros): cold, no-change, one file changed
+#   c2: ten trivial RUN steps: cold, no-change rebuild
+set -eu
+
+KILN=${KILN:-target/release/kiln}
+REPEAT=${REPEAT:-3}
+FILES=${FILES:-20000}
+WORK=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+BUILDAH=""
+if command -v buildah >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	BUILDAH="buildah --root $WORK/buildah-root --runroot $WORK/buildah-run --storage-driver overlay"
+fi
+
+now() { date +%s.%N; }
+# time_cmd LABEL CMD...: runs CMD, prints seconds.
+time_cmd() { t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+report() { # report CASE KILN_SECONDS BUILDAH_SECONDS
+	if [ -n "$3" ]; then
+		printf '%-28s kiln %8.3fs   buildah %8.3fs   ratio %.3f\n' "$1" "$2" "$3" "$(awk -v a="$2" -v b="$3" 'BEGIN {print a / b}')"
+	else
+		printf '%-28s kiln %8.3fs   (buildah not available)\n' "$1" "$2"
+	fi
+}
+
+# A busybox base both builders share.
+mkdir -p "$WORK/base/rootfs/bin" "$WORK/base/rootfs/etc" "$WORK/base/rootfs/tmp"
+cp /bin/busybox "$WORK/base/rootfs/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/base/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$WORK/base/rootfs/etc/passwd"
+printf 'FROM scratch\nCOPY rootfs/ /\n' > "$WORK/base/Dockerfile"
+"$KILN" --root "$WORK/kiln-base" build -q -t bench-base "$WORK/base" >/dev/null
+[ -n "$BUILDAH" ] && $BUILDAH bud --runtime runc --layers -q -t localhost/bench-base "$WORK/base" >/dev/null 2>&1
+
+# c2: ten trivial RUN steps.
+mkdir -p "$WORK/c2"
+{ echo "FROM localhost/bench-base"; i=1; while [ $i -le 10 ]; do echo "RUN echo step $i > /step$i"; i=$((i+1)); done; } > "$WORK/c2/Dockerfile"
+run_case() { # run_case NAME CONTEXT PREPARE_EACH(kiln|buildah store reset: yes/no)
+	k=""; b=""
+	for n in $(seq "$REPEAT"); do
+		if [ "$3" = cold ]; then rm -rf "$WORK/kstore"; cp -a "$WORK/kiln-base" "$WORK/kstore"; fi
+		k="$k $(time_cmd "$KILN" --root "$WORK/kstore" build -q -t bench "$2")"
+		if [ -n "$BUILDAH" ]; then
+			[ "$3" = cold ] && $BUILDAH rmi -a -f >/dev/null 2>&1 && $BUILDAH bud --runtime runc --layers -q -t localhost/bench-base "$WORK/base" >/dev/null 2>&1
+			b="$b $(time_cmd $BUILDAH bud --runtime runc --layers -q -t bench "$2")"
+		fi
+	done
+	km=$(echo $k | tr ' ' '\n' | median)
+	bm=""; [ -n "$b" ] && bm=$(echo $b | tr ' ' '\n' | median)
+	report "$1" "$km" "$bm"
+}
+run_case "c2 ten RUN steps, cold" "$WORK/c2" cold
+run_case "c2 ten RUN steps, rebuild" "$WORK/c2" warm
+
+# c1: a large COPY.
+mkdir -p "$WORK/c1/data"
+python3 - "$WORK/c1/data" "$FILES" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+size = 220 * 1024 * 1024 // n
+for i in range(n):
+    d = os.path.join(root, f"d{i % 200:03d}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}"), "wb") as f:
+        f.write(os.urandom(size // 2) + bytes(size - size // 2))
+PY
+printf 'FROM localhost/bench-base\nCOPY data /data\n' > "$WORK/c1/Dockerfile"
+run_case "c1 COPY $FILES files, cold" "$WORK/c1" cold
+run_case "c1 COPY, no change" "$WORK/c1" warm
+echo changed >> "$WORK/c1/data/d000/f000000"
+run_case "c1 COPY, one file changed" "$WORK/c1" warm
+
+# Reference for c1: tar | pigz + sha256 of the same tree.
+if command -v pigz >/dev/null 2>&1; then
+	t=$(time_cmd sh -c "tar -C '$WORK/c1' -cf - data | pigz | sha256sum")
+	printf '%-28s %8.3fs\n' "c1 tar|pigz|sha256 reference" "$t"
+fi

@@ -1,0 +1,95 @@
+//! Throughput of kiln's hot paths: parsing a large Dockerfile, writing a layer (gzip and zstd), and the
+//! metadata-walk diff over 100k unchanged files (the chroot-mode snapshotter).
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kiln::layer::{self, Compression, Entry, EntryKind, FileSource, WriteOptions};
+
+fn large_dockerfile() -> String {
+    let mut text = String::from("# syntax=docker/dockerfile:1\nARG BASE=busybox\nFROM ${BASE} AS build\n");
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "ENV VAR{i}=\"value {i}\" \\\n    OTHER{i}=x\nRUN --mount=type=cache,target=/root/.cache echo ${{VAR{i}}} && \\\n    true\nCOPY --chown=1000:1000 src/{i} /app/{i}/\n"
+        ));
+    }
+    text
+}
+
+fn parse(c: &mut Criterion) {
+    let text = large_dockerfile();
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("6000 instructions", |b| {
+        b.iter(|| kiln::dockerfile::parse(black_box(&text), "Dockerfile").unwrap())
+    });
+    group.finish();
+}
+
+fn entries(total: usize) -> Vec<Entry> {
+    let mut data = vec![0u8; total];
+    // Half incompressible, half zeros, like the c1 benchmark context.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for byte in data[..total / 2].iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    data.chunks(1 << 20)
+        .enumerate()
+        .map(|(i, chunk)| Entry {
+            path: format!("data/{i:05}"),
+            kind: EntryKind::File(FileSource::Bytes(chunk.to_vec())),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        })
+        .collect()
+}
+
+fn write_layers(c: &mut Criterion) {
+    let total = 64 << 20;
+    let source = entries(total);
+    let mut group = c.benchmark_group("layer write");
+    group.throughput(Throughput::Bytes(total as u64));
+    group.sample_size(10);
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        let opts = WriteOptions { compression, source_date_epoch: None, level: None };
+        group.bench_function(format!("{compression:?} 64 MiB"), |b| {
+            b.iter(|| layer::write_layer(source.clone(), std::io::sink(), &opts).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn tree(root: &Path, files: usize) {
+    for i in 0..files {
+        let dir = root.join(format!("d{:03}", i % 500));
+        if i < 500 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::write(dir.join(format!("f{i:06}")), b"x").unwrap();
+    }
+}
+
+fn diff(c: &mut Criterion) {
+    let work = tempfile::tempdir().unwrap();
+    let lower = work.path().join("lower");
+    let copy = work.path().join("copy");
+    tree(&lower, 100_000);
+    layer::copy_tree(&lower, &copy).unwrap();
+    let mut group = c.benchmark_group("metadata diff");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("100k unchanged files", |b| {
+        b.iter(|| assert!(layer::diff_trees(&lower, &copy).unwrap().is_empty()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, write_layers, diff);
+criterion_main!(benches);
