@@ -20,6 +20,7 @@
 //! `image`; only `transfer`, `build` (and the `cli` edge) know the store.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;

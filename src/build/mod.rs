@@ -59,6 +59,12 @@ pub struct BuildCtx<'a> {
     pub created_at: i64,
     /// The same timestamp in RFC 3339, for configs and history.
     pub created_rfc3339: String,
+    /// The step cache's records.
+    pub cache: crate::cache::Cache,
+    /// Remembered file digests for source hashing.
+    pub stats: crate::cache::sources::StatCache,
+    /// Steps run and steps taken from the cache, for the closing line.
+    pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
 }
@@ -132,7 +138,11 @@ pub async fn build(
         created_at,
         created_rfc3339: rfc3339(created_at),
         sandbox: std::sync::OnceLock::new(),
+        cache: crate::cache::Cache::open(store),
+        stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
+        counts: Default::default(),
     };
+    let started = std::time::Instant::now();
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
     for &index in &plan.order {
         let env = StageEnv { ctx: &ctx, context: &context, plan: &plan, done: &done };
@@ -149,7 +159,22 @@ pub async fn build(
     if !options.labels.is_empty() {
         step::config::labels(&mut final_state.config, &options.labels);
     }
-    final_state.config.created = Some(ctx.created_rfc3339.clone());
+    // The newest history time: the build's own, or — when every step came from the cache — the time the
+    // cached steps first ran, so an unchanged rebuild yields the same image ID.
+    let newest = final_state.config.history.iter().filter_map(|h| h.created.clone()).max();
+    final_state.config.created = Some(match (options.source_date_epoch, newest) {
+        (None, Some(newest)) => newest,
+        _ => ctx.created_rfc3339.clone(),
+    });
+    ctx.stats.save();
+    let (steps, cached) = (&ctx.counts.0, &ctx.counts.1);
+    let ordering = std::sync::atomic::Ordering::Relaxed;
+    ctx.info(format!(
+        "{} steps, {} cached, {:.2}s",
+        steps.load(ordering),
+        cached.load(ordering),
+        started.elapsed().as_secs_f64()
+    ));
     let committed = commit::commit(store, &final_state, options.format)?;
     for tag in &options.tags {
         store.set_tag(tag, &committed.manifest)?;

@@ -37,6 +37,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `--no-cache`.
     pub no_cache: bool,
+    /// `--no-cache-filter`: stages (by name) that never use the cache.
+    pub no_cache_filter: Vec<String>,
     /// `--pull`.
     pub pull: PullPolicy,
     /// `--format`.

@@ -10,6 +10,7 @@ use crate::build::error::BuildError;
 use crate::build::events::Event;
 use crate::build::state::ImageState;
 use crate::build::{base, step};
+use crate::cache::CacheKey;
 use crate::dockerfile::instruction::{Command, Instruction};
 use crate::image::History;
 use crate::plan::{Base, BaseConfig, Plan, StageScope};
@@ -72,6 +73,17 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
         workdir: state.config.config.working_dir.clone(),
     };
     let mut scope = StageScope::new(env.plan, index, &base);
+    let use_cache = !env.ctx.options.no_cache
+        && !stage
+            .name
+            .as_ref()
+            .is_some_and(|n| env.ctx.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(n)));
+    // Config-only steps take the time of the step before them, so a fully cached rebuild is byte-identical.
+    let mut last_created = state.config.history.iter().filter_map(|h| h.created.clone()).max();
+    let mut key = match (&stage.base, &state.cache_key) {
+        (Base::Stage(_), Some(key)) => key.clone(),
+        _ => CacheKey::base(&base_identity(&state), &env.ctx.platform.to_string()),
+    };
     let instructions: Vec<&Instruction> = triggers.iter().chain(stage.instructions.iter()).collect();
     let total = instructions.len() + 1;
     for (n, instruction) in instructions.into_iter().enumerate() {
@@ -88,14 +100,22 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
             source,
         };
         let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
-        let layer = step::execute(env, &mut state, &resolved).await.map_err(place)?;
-        record_history(env.ctx, &mut state, instruction, layer.is_some());
-        if let Some(layer) = layer {
+        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache).await.map_err(place)?;
+        let created = outcome.created.or(last_created).unwrap_or_else(|| env.ctx.created_rfc3339.clone());
+        last_created = Some(created.clone());
+        record_history(&created, &mut state, instruction, outcome.layer.is_some());
+        if let Some(layer) = outcome.layer {
             state.config.rootfs.diff_ids.push(layer.diff_id.clone());
             state.layers.push(layer);
         }
-        env.ctx.reporter.report(Event::StepDone { elapsed: started.elapsed(), cached: false });
+        key = outcome.key;
+        env.ctx.counts.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if outcome.cached {
+            env.ctx.counts.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        env.ctx.reporter.report(Event::StepDone { elapsed: started.elapsed(), cached: outcome.cached });
     }
+    state.cache_key = Some(key);
     state.config.config.env = Some(scope.image_env().into_iter().map(|(k, v)| format!("{k}={v}")).collect());
     Ok(state)
 }
@@ -121,11 +141,20 @@ fn onbuild_triggers(state: &mut ImageState) -> Result<Vec<Instruction>, BuildErr
     Ok(out)
 }
 
+/// What a stage's first key stands on: `scratch`, or the base image's config (which names its layers).
+fn base_identity(state: &ImageState) -> String {
+    if state.layers.is_empty() && state.config.history.is_empty() {
+        return "scratch".to_string();
+    }
+    let config = serde_json::to_vec(&state.config).unwrap_or_default();
+    format!("image {}", crate::store::digest_of(&config))
+}
+
 /// Appends the step's history entry, in BuildKit's style.
-fn record_history(ctx: &BuildCtx<'_>, state: &mut ImageState, instruction: &Instruction, layer: bool) {
+fn record_history(created: &str, state: &mut ImageState, instruction: &Instruction, layer: bool) {
     let created_by = if layer { format!("{} # buildkit", instruction.original) } else { instruction.original.clone() };
     state.config.history.push(History {
-        created: Some(ctx.created_rfc3339.clone()),
+        created: Some(created.to_string()),
         created_by: Some(created_by),
         comment: Some("buildkit.dockerfile.v0".to_string()),
         empty_layer: (!layer).then_some(true),

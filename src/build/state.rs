@@ -30,6 +30,8 @@ pub struct ImageState {
     pub base_layers: usize,
     /// How many history entries came from the base image (for `--squash`).
     pub base_history: usize,
+    /// The cache key of the last step (what a stage built on this one starts from).
+    pub cache_key: Option<crate::cache::CacheKey>,
 }
 
 impl ImageState {
@@ -37,7 +39,7 @@ impl ImageState {
     pub fn from_base(config: ImageConfig, layers: Vec<LayerRef>) -> Self {
         let base_layers = layers.len();
         let base_history = config.history.len();
-        ImageState { config, layers, cmd_set_in_stage: false, base_layers, base_history }
+        ImageState { config, layers, cmd_set_in_stage: false, base_layers, base_history, cache_key: None }
     }
 
     /// The diff ids of all layers, bottom first.

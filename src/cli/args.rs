@@ -140,6 +140,9 @@ pub struct BuildArgs {
     /// Do not use cached steps.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not use the cache for these stages (by name; repeatable).
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
     /// Base image pull policy (`--pull` alone means always).
     #[arg(long, value_enum, value_name = "POLICY", num_args = 0..=1,
           default_value = "missing", default_missing_value = "always")]

@@ -68,6 +68,7 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         from_override: args.from.clone(),
         labels: args.labels.iter().map(|l| split_pair(l, "--label")).collect::<anyhow::Result<_>>()?,
         no_cache: args.no_cache || !args.layers,
+        no_cache_filter: args.no_cache_filter.clone(),
         pull: match args.pull {
             PullArg::Missing | PullArg::False => PullPolicy::Missing,
             PullArg::Always | PullArg::True => PullPolicy::Always,

@@ -147,9 +147,10 @@ pub fn prune(root: Option<&Path>, _args: &PruneArgs) -> Result<(), Failure> {
             keep.insert(image::chain_id(&ids[..n]));
         }
     }
+    let records = crate::cache::Cache::open(&store).clear();
     let report = store.prune(&[], &keep)?;
     println!(
-        "removed {} blobs and {} snapshots, freed {}",
+        "removed {} blobs, {} snapshots and {records} cache records, freed {}",
         report.blobs_removed,
         report.snapshots_removed,
         human_size(report.bytes_freed)

@@ -108,7 +108,8 @@ impl Store {
         self.root.join("blobs/sha256")
     }
 
-    fn kiln_dir(&self) -> PathBuf {
+    /// kiln's own state beside the OCI layout (`ROOT/kiln`).
+    pub fn kiln_dir(&self) -> PathBuf {
         self.root.join("kiln")
     }
 

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod cache;
 mod config_instructions;
 mod copy_and_add;
 mod errors;

@@ -131,7 +131,7 @@ fn mounts_cache_secret_bind_and_tmpfs() {
     );
     let secret_flag = format!("id=token,src={}", secret.display());
     kiln.build(&ws, "mounts:1", &["--secret", &secret_flag]);
-    kiln.build(&ws, "mounts:2", &["--secret", &secret_flag]);
+    kiln.build(&ws, "mounts:2", &["--secret", &secret_flag, "--no-cache"]);
     let (_keep, r) = umoci_unpack(kiln.store(), "localhost/mounts:2");
     let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("cache-count").trim(), "2", "the cache mount persists between builds");

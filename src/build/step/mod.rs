@@ -15,6 +15,7 @@ pub mod workdir;
 
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
+use crate::cache::{self, CacheKey};
 use crate::layer::{self, Entry};
 use crate::plan::ResolvedStep;
 
@@ -66,25 +67,103 @@ pub enum StepError {
     Temp(std::io::Error),
 }
 
-/// Runs one resolved step against the stage's image; returns the layer it added, if any.
+/// What a step did: the layer it added (if any), whether that came from the cache, its key, and the time
+/// its history entry gets (the first run's, on a hit).
+pub struct StepOutcome {
+    /// The layer the step added.
+    pub layer: Option<LayerRef>,
+    /// Reused from the cache.
+    pub cached: bool,
+    /// The step's cache key (the next step's parent).
+    pub key: CacheKey,
+    /// History time of a step that makes layers (the first run's, on a hit); `None` for config-only steps,
+    /// which take the time of the step before them.
+    pub created: Option<String>,
+}
+
+/// Runs one resolved step on top of the step whose key is `parent`, reusing a cached result when
+/// `use_cache` and the cache has one.
 pub async fn execute(
     env: &StageEnv<'_>,
     state: &mut ImageState,
     step: &ResolvedStep,
-) -> Result<Option<LayerRef>, StepError> {
+    parent: &CacheKey,
+    use_cache: bool,
+) -> Result<StepOutcome, StepError> {
+    let repr = key_repr(step);
     match step {
-        ResolvedStep::Copy(c) => copy_step(env, state, c, false).await,
-        ResolvedStep::Add(c) => copy_step(env, state, c, true).await,
-        ResolvedStep::Workdir(dir) => workdir::execute(env, state, dir),
+        ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
+            let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_))).await?;
+            let sources = cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
+            let key = parent.child(&repr, Some(&sources));
+            cached_or_run(env, key, use_cache, async || write_layer(env, entries)).await
+        }
+        ResolvedStep::Workdir(dir) => {
+            let key = parent.child(&repr, None);
+            if let Some(hit) = lookup(env, &key, use_cache) {
+                config::workdir(&mut state.config, dir);
+                return Ok(hit);
+            }
+            let layer = workdir::execute(env, state, dir)?;
+            Ok(remember(env, key, layer))
+        }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
+            let sources = run_mounts::bind_digest(env, mounts)?;
+            let key = parent.child(&repr, sources.as_deref());
             let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
-            run::execute(env, state, &step).await
+            let state: &ImageState = state;
+            cached_or_run(env, key, use_cache, async || run::execute(env, state, &step).await).await
         }
         other => {
             apply_config(env, state, other)?;
-            Ok(None)
+            Ok(StepOutcome { layer: None, cached: false, key: parent.child(&repr, None), created: None })
         }
     }
+}
+
+/// The step as it enters its key: everything after expansion, except an ARG's values (a changed value
+/// misses only the steps that see it, through their expansion or environment).
+fn key_repr(step: &ResolvedStep) -> String {
+    match step {
+        ResolvedStep::Arg(decls) => {
+            format!("ARG {}", decls.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" "))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+async fn cached_or_run(
+    env: &StageEnv<'_>,
+    key: CacheKey,
+    use_cache: bool,
+    run: impl AsyncFnOnce() -> Result<Option<LayerRef>, StepError>,
+) -> Result<StepOutcome, StepError> {
+    if let Some(hit) = lookup(env, &key, use_cache) {
+        return Ok(hit);
+    }
+    let layer = run().await?;
+    Ok(remember(env, key, layer))
+}
+
+fn lookup(env: &StageEnv<'_>, key: &CacheKey, use_cache: bool) -> Option<StepOutcome> {
+    if !use_cache {
+        return None;
+    }
+    let record = env.ctx.cache.get(env.ctx.store, key)?;
+    let layer =
+        record.layer.map(|l| LayerRef { digest: l.digest, diff_id: l.diff_id, size: l.size, media_type: l.media_type });
+    Some(StepOutcome { layer, cached: true, key: key.clone(), created: Some(record.created) })
+}
+
+fn remember(env: &StageEnv<'_>, key: CacheKey, layer: Option<LayerRef>) -> StepOutcome {
+    let cached_layer = layer.as_ref().map(|l| cache::CachedLayer {
+        digest: l.digest.clone(),
+        diff_id: l.diff_id.clone(),
+        size: l.size,
+        media_type: l.media_type.clone(),
+    });
+    env.ctx.cache.put(&key, &cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone() });
+    StepOutcome { layer, cached: false, key, created: Some(env.ctx.created_rfc3339.clone()) }
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -118,16 +197,6 @@ fn apply_config(env: &StageEnv<'_>, state: &mut ImageState, step: &ResolvedStep)
         | ResolvedStep::Run { .. } => {}
     }
     Ok(())
-}
-
-async fn copy_step(
-    env: &StageEnv<'_>,
-    state: &mut ImageState,
-    c: &crate::plan::ResolvedCopy,
-    is_add: bool,
-) -> Result<Option<LayerRef>, StepError> {
-    let entries = add::entries(env, state, c, is_add).await?;
-    write_layer(env, entries)
 }
 
 /// Writes `entries` as a layer blob in the store; `None` when there is nothing to write.

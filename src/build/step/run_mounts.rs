@@ -121,3 +121,41 @@ fn secret(
 fn base_name(path: &str) -> String {
     path.rsplit('/').find(|s| !s.is_empty()).unwrap_or_default().to_string()
 }
+
+/// What the step's bind mounts show, for its cache key: the digest of each context source, the key of each
+/// `from=` stage (an image by its name); `None` without binds.
+pub fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<String>, StepError> {
+    let mut parts = Vec::new();
+    for m in mounts.iter().filter(|m| m.kind == RunMountKind::Bind) {
+        let source = m.source.as_deref().unwrap_or("/");
+        match &m.from {
+            None => {
+                let parts_in = layer::clean_components(source);
+                let path = parts_in.iter().fold(env.context.root().to_path_buf(), |p, c| p.join(c));
+                let entries = if path.is_dir() {
+                    layer::entries_from_dir(&path, "")?
+                } else {
+                    let name = parts_in.last().cloned().unwrap_or_default();
+                    let dir = path.parent().unwrap_or(env.context.root());
+                    layer::entries_from_dir(dir, "")?.into_iter().filter(|e| e.path == name).collect()
+                };
+                let digest = crate::cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
+                parts.push(format!("{source}={digest}"));
+            }
+            Some(from) => {
+                let names: Vec<Option<String>> = env.plan.stages.iter().map(|s| s.name.clone()).collect();
+                let identity = match plan::resolve_from(from, names.len(), &names) {
+                    Ok(plan::CopyFrom::Stage(i)) => env
+                        .done
+                        .get(&i)
+                        .and_then(|s| s.cache_key.as_ref())
+                        .map(|k| k.hex().to_string())
+                        .unwrap_or_default(),
+                    _ => from.clone(),
+                };
+                parts.push(format!("{from}:{source}={identity}"));
+            }
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join("\n")))
+}

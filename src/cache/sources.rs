@@ -1,0 +1,110 @@
+//! The digest of a step's selected sources — relative path, type, mode, owner, content, link target and
+//! xattrs of each entry, never mtimes — with file contents hashed in parallel and remembered per store by
+//! (device, inode, size, mtime, ctime), so an unchanged context is never read twice.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+
+use crate::layer::{Entry, EntryKind, FileSource};
+
+/// Remembered content digests of files, by what identifies an unchanged file without reading it.
+pub struct StatCache {
+    path: PathBuf,
+    known: Mutex<HashMap<String, String>>,
+    dirty: Mutex<bool>,
+}
+
+impl StatCache {
+    /// Loads the cache file at `path` (a missing or damaged file is an empty cache).
+    pub fn load(path: PathBuf) -> StatCache {
+        let known = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        StatCache { path, known: Mutex::new(known), dirty: Mutex::new(false) }
+    }
+
+    /// Writes the cache back when it learned something (atomically; failures only cost re-reading later).
+    pub fn save(&self) {
+        if !*self.dirty.lock().unwrap_or_else(|e| e.into_inner()) {
+            return;
+        }
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(bytes) = serde_json::to_vec(&*known) else { return };
+        let temp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if std::fs::write(&temp, bytes).is_ok() && std::fs::rename(&temp, &self.path).is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+
+    fn file_digest(&self, path: &Path) -> std::io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        let stamp = format!(
+            "{}:{}:{}:{}.{}:{}.{}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        );
+        if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&stamp) {
+            return Ok(known.clone());
+        }
+        let digest = hash_file(path)?;
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(stamp, digest.clone());
+        *self.dirty.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        Ok(digest)
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The digest of `entries` (order-independent: they are sorted by path first).
+pub fn digest(entries: &[Entry], stats: &StatCache) -> std::io::Result<String> {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let lines: Vec<std::io::Result<String>> = sorted.par_iter().map(|e| line(e, stats)).collect();
+    let mut h = Sha256::new();
+    for l in lines {
+        h.update(l?.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn line(e: &Entry, stats: &StatCache) -> std::io::Result<String> {
+    let what = match &e.kind {
+        EntryKind::File(FileSource::Path(p)) => format!("file {}", stats.file_digest(p)?),
+        EntryKind::File(FileSource::Bytes(b)) => format!("file {}", hex::encode(Sha256::digest(b))),
+        EntryKind::Dir => "dir".to_string(),
+        EntryKind::Symlink(t) => format!("symlink {t:?}"),
+        EntryKind::Hardlink(t) => format!("hardlink {t:?}"),
+        EntryKind::CharDevice(a, b) => format!("char {a}:{b}"),
+        EntryKind::BlockDevice(a, b) => format!("block {a}:{b}"),
+        EntryKind::Fifo => "fifo".to_string(),
+        EntryKind::Whiteout => "whiteout".to_string(),
+        EntryKind::OpaqueDir => "opaque".to_string(),
+    };
+    let xattrs: Vec<String> = e.xattrs.iter().map(|(k, v)| format!("{k}={}", hex::encode(v))).collect();
+    Ok(format!("{:?} {what} {:o} {}:{} [{}]", e.path, e.mode, e.uid, e.gid, xattrs.join(",")))
+}

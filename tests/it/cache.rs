@@ -1,0 +1,103 @@
+//! The step cache: what hits, what misses, and that a damaged cache only costs a rebuild.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{Kiln, Workspace, busybox_workspace};
+
+/// Builds and returns (image ID, the instructions reported as CACHED).
+fn build(kiln: &Kiln, ws: &Workspace, extra: &[&str]) -> (String, Vec<String>) {
+    let ctx = ws.path().to_string_lossy().into_owned();
+    let mut args = vec!["build", "-t", "cached:1"];
+    args.extend_from_slice(extra);
+    args.push(&ctx);
+    let run = kiln.run(&args);
+    assert_eq!(run.code, 0, "build failed:\n{}", run.stderr);
+    let mut cached = Vec::new();
+    let mut current = String::new();
+    for line in run.stderr.lines() {
+        if let Some((_, text)) = line.split_once(": ").filter(|_| line.contains(" STEP ")) {
+            current = text.to_string();
+        } else if line.contains("CACHED") {
+            cached.push(current.clone());
+        }
+    }
+    (run.stdout.lines().last().unwrap_or_default().to_string(), cached)
+}
+
+fn setup() -> (Kiln, Workspace) {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:test", &[]);
+    let ws = Workspace::new();
+    ws.file("app/main.txt", "main").file("app/extra.txt", "extra").file("unrelated.txt", "u").dockerfile(
+        "FROM localhost/busybox:test\n\
+         RUN echo early > /early\n\
+         COPY app/main.txt /app/\n\
+         WORKDIR /srv\n\
+         ARG LATE=1\n\
+         RUN echo late=$LATE > /late\n",
+    );
+    (kiln, ws)
+}
+
+#[test]
+fn an_unchanged_rebuild_is_all_cache_and_the_same_image() {
+    let (kiln, ws) = setup();
+    let (first, cached) = build(&kiln, &ws, &[]);
+    assert!(cached.is_empty(), "a cold build hits nothing: {cached:?}");
+    let (second, cached) = build(&kiln, &ws, &[]);
+    assert_eq!(cached.len(), 4, "every layer step hits: {cached:?}");
+    assert_eq!(first, second, "an unchanged rebuild gives the same image ID");
+    let (_, cached) = build(&kiln, &ws, &["--no-cache"]);
+    assert!(cached.is_empty(), "--no-cache: {cached:?}");
+}
+
+#[test]
+fn only_selected_sources_and_visible_args_count() {
+    let (kiln, ws) = setup();
+    build(&kiln, &ws, &[]);
+    ws.file("unrelated.txt", "changed").file("app/extra.txt", "changed too");
+    let (_, cached) = build(&kiln, &ws, &[]);
+    assert_eq!(cached.len(), 4, "files the COPY does not select do not matter: {cached:?}");
+
+    let main = ws.path().join("app/main.txt");
+    std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, cached) = build(&kiln, &ws, &[]);
+    assert_eq!(cached, vec!["RUN echo early > /early".to_string()], "a selected file's mode misses from the COPY on");
+
+    build(&kiln, &ws, &[]);
+    let (_, cached) = build(&kiln, &ws, &["--build-arg", "LATE=2"]);
+    // As Docker documents: an ARG misses at its first use, and every RUN after it uses it (as environment).
+    assert_eq!(cached.len(), 3, "a changed arg misses only the RUN that sees it: {cached:?}");
+    assert!(!cached.iter().any(|c| c.contains("late")), "{cached:?}");
+}
+
+#[test]
+fn a_cache_entry_whose_blob_vanished_is_rebuilt() {
+    let (kiln, ws) = setup();
+    build(&kiln, &ws, &[]);
+    // Remove every layer blob behind the cache's back (as a crash or a manual clean-up might).
+    let out = kiln.ok(&["inspect", "cached:1"]);
+    let inspect: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    let blobs = kiln.store().join("blobs/sha256");
+    let layers = inspect.pointer("/Manifest/layers").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+    let mut removed = 0;
+    for layer in layers.iter().skip(1) {
+        let digest = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        removed += usize::from(std::fs::remove_file(blobs.join(digest)).is_ok());
+    }
+    assert!(removed > 0, "the test removed blobs: {out}");
+    let (_, cached) = build(&kiln, &ws, &[]);
+    assert!(cached.len() < 4, "steps whose layers vanished run again: {cached:?}");
+    kiln.ok(&["push", "cached:1", &format!("oci:{}:check", ws.path().join("layout").display())]);
+}
+
+#[test]
+fn prune_clears_the_cache() {
+    let (kiln, ws) = setup();
+    build(&kiln, &ws, &[]);
+    kiln.ok(&["rmi", "cached:1"]);
+    let out = kiln.ok(&["prune"]);
+    assert!(out.contains("cache records"), "{out}");
+    let (_, cached) = build(&kiln, &ws, &[]);
+    assert!(cached.is_empty(), "{cached:?}");
+}
