@@ -39,6 +39,10 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// `--no-cache-filter`: stages (by name) that never use the cache.
     pub no_cache_filter: Vec<String>,
+    /// `--cache-from`: registry repositories to look step results up in, in order.
+    pub cache_from: Vec<String>,
+    /// `--cache-to`: the registry repository step results are shared through.
+    pub cache_to: Option<String>,
     /// `--pull`.
     pub pull: PullPolicy,
     /// `--format`.

@@ -140,6 +140,12 @@ pub struct BuildArgs {
     /// Do not use cached steps.
     #[arg(long)]
     pub no_cache: bool,
+    /// Look step results up in this registry repository too (repeatable).
+    #[arg(long = "cache-from", value_name = "REPO")]
+    pub cache_from: Vec<String>,
+    /// Share every step's result through this registry repository.
+    #[arg(long = "cache-to", value_name = "REPO")]
+    pub cache_to: Option<String>,
     /// Do not use the cache for these stages (by name; repeatable).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,

@@ -69,6 +69,8 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         labels: args.labels.iter().map(|l| split_pair(l, "--label")).collect::<anyhow::Result<_>>()?,
         no_cache: args.no_cache || !args.layers,
         no_cache_filter: args.no_cache_filter.clone(),
+        cache_from: args.cache_from.clone(),
+        cache_to: args.cache_to.clone(),
         pull: match args.pull {
             PullArg::Missing | PullArg::False => PullPolicy::Missing,
             PullArg::Always | PullArg::True => PullPolicy::Always,

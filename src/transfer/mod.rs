@@ -4,6 +4,7 @@
 //! This is where the store meets the `registry` module: the registry client knows nothing of the store
 //! and sees it only through the small blob traits implemented in `store_io`.
 
+pub mod cache_repo;
 pub mod destination;
 pub mod export;
 pub mod pull;

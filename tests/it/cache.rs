@@ -101,3 +101,31 @@ fn prune_clears_the_cache() {
     let (_, cached) = build(&kiln, &ws, &[]);
     assert!(cached.is_empty(), "{cached:?}");
 }
+
+#[test]
+fn two_stores_share_steps_through_a_registry_cache() {
+    let Some(registry) = crate::harness::Registry::start() else { return };
+    let first = Kiln::new();
+    let base = registry.name("base/busybox:1");
+    first.build(&busybox_workspace(), &base, &["--push", "--tls-verify=false"]);
+    let ws = Workspace::new();
+    ws.file("app/main.txt", "main")
+        .dockerfile(&format!("FROM {base}\nRUN echo shared > /shared\nCOPY app /app\nRUN echo done > /done\n"));
+    let repo = registry.name("cache/app");
+    let (id_first, cached) = build(&first, &ws, &["--cache-to", &repo, "--tls-verify=false"]);
+    assert!(cached.is_empty(), "{cached:?}");
+
+    // A second, empty store (another pod) finds every step in the registry and makes the same image.
+    let second = Kiln::new();
+    let (id_second, cached) = build(&second, &ws, &["--cache-from", &repo, "--tls-verify=false"]);
+    assert_eq!(cached.len(), 3, "every step came from the registry cache: {cached:?}");
+    assert_eq!(id_first, id_second);
+    second.ok(&["push", "cached:1", &format!("oci:{}:check", ws.path().join("layout").display())]);
+
+    // A different Dockerfile sharing the early steps reuses them.
+    let other = Workspace::new();
+    other.dockerfile(&format!("FROM {base}\nRUN echo shared > /shared\nRUN echo other > /other\n"));
+    let third = Kiln::new();
+    let (_, cached) = build(&third, &other, &["--cache-from", &repo, "--tls-verify=false"]);
+    assert_eq!(cached, vec!["RUN echo shared > /shared".to_string()], "{cached:?}");
+}

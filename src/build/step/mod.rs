@@ -13,11 +13,13 @@ pub mod run;
 mod run_mounts;
 pub mod workdir;
 
+use crate::build::events::Event;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::cache::{self, CacheKey};
 use crate::layer::{self, Entry};
 use crate::plan::ResolvedStep;
+use crate::transfer::cache_repo;
 
 /// Why a step failed (the stage loop adds the `Dockerfile:LINE` place).
 #[derive(Debug, thiserror::Error)]
@@ -100,12 +102,12 @@ pub async fn execute(
         }
         ResolvedStep::Workdir(dir) => {
             let key = parent.child(&repr, None);
-            if let Some(hit) = lookup(env, &key, use_cache) {
+            if let Some(hit) = lookup(env, &key, use_cache).await {
                 config::workdir(&mut state.config, dir);
                 return Ok(hit);
             }
             let layer = workdir::execute(env, state, dir)?;
-            Ok(remember(env, key, layer))
+            Ok(remember(env, key, layer).await)
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
             let sources = run_mounts::bind_digest(env, mounts)?;
@@ -138,32 +140,73 @@ async fn cached_or_run(
     use_cache: bool,
     run: impl AsyncFnOnce() -> Result<Option<LayerRef>, StepError>,
 ) -> Result<StepOutcome, StepError> {
-    if let Some(hit) = lookup(env, &key, use_cache) {
+    if let Some(hit) = lookup(env, &key, use_cache).await {
         return Ok(hit);
     }
     let layer = run().await?;
-    Ok(remember(env, key, layer))
+    Ok(remember(env, key, layer).await)
 }
 
-fn lookup(env: &StageEnv<'_>, key: &CacheKey, use_cache: bool) -> Option<StepOutcome> {
+/// The step's result from the local cache, else from the `--cache-from` repositories (recorded locally).
+async fn lookup(env: &StageEnv<'_>, key: &CacheKey, use_cache: bool) -> Option<StepOutcome> {
     if !use_cache {
         return None;
     }
-    let record = env.ctx.cache.get(env.ctx.store, key)?;
+    let record = match env.ctx.cache.get(env.ctx.store, key) {
+        Some(record) => record,
+        None => {
+            let record = remote_lookup(env, key).await?;
+            env.ctx.cache.put(key, &record);
+            record
+        }
+    };
+    share(env, key, &record).await;
+    let created = record.created.clone();
     let layer =
         record.layer.map(|l| LayerRef { digest: l.digest, diff_id: l.diff_id, size: l.size, media_type: l.media_type });
-    Some(StepOutcome { layer, cached: true, key: key.clone(), created: Some(record.created) })
+    Some(StepOutcome { layer, cached: true, key: key.clone(), created: Some(created) })
 }
 
-fn remember(env: &StageEnv<'_>, key: CacheKey, layer: Option<LayerRef>) -> StepOutcome {
+async fn remote_lookup(env: &StageEnv<'_>, key: &CacheKey) -> Option<cache::Record> {
+    for repo in &env.ctx.options.cache_from {
+        let Ok(reference) = crate::image::Reference::parse_with_search(repo, &env.ctx.options.search_registries) else {
+            env.ctx.reporter.report(Event::Warning(format!("--cache-from {repo}: not a repository reference")));
+            continue;
+        };
+        match cache_repo::fetch(env.ctx.client, env.ctx.store, &reference, key).await {
+            Ok(Some(record)) => return Some(record),
+            Ok(None) => {}
+            Err(e) => env.ctx.reporter.report(Event::Warning(format!("--cache-from {repo}: {e}"))),
+        }
+    }
+    None
+}
+
+/// Publishes the step's record to `--cache-to`; a failure is a warning, never a failed build.
+async fn share(env: &StageEnv<'_>, key: &CacheKey, record: &cache::Record) {
+    let Some(repo) = &env.ctx.options.cache_to else { return };
+    let result = match crate::image::Reference::parse_with_search(repo, &env.ctx.options.search_registries) {
+        Ok(reference) => {
+            cache_repo::publish(env.ctx.client, env.ctx.store, &reference, key, record).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        env.ctx.reporter.report(Event::Warning(format!("--cache-to {repo}: {e}")));
+    }
+}
+
+async fn remember(env: &StageEnv<'_>, key: CacheKey, layer: Option<LayerRef>) -> StepOutcome {
     let cached_layer = layer.as_ref().map(|l| cache::CachedLayer {
         digest: l.digest.clone(),
         diff_id: l.diff_id.clone(),
         size: l.size,
         media_type: l.media_type.clone(),
     });
-    env.ctx.cache.put(&key, &cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone() });
-    StepOutcome { layer, cached: false, key, created: Some(env.ctx.created_rfc3339.clone()) }
+    let record = cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone() };
+    env.ctx.cache.put(&key, &record);
+    share(env, &key, &record).await;
+    StepOutcome { layer, cached: false, key, created: Some(record.created) }
 }
 
 fn tail_text(tail: &[String]) -> String {

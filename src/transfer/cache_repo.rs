@@ -1,0 +1,99 @@
+//! The step cache shared through a registry (`--cache-to` / `--cache-from`), for build pods that start
+//! empty. Each step's record is a small OCI manifest tagged with the step's key in the cache repository: its
+//! config blob is the [`Record`] as JSON (media type [`RECORD_TYPE`]), its one layer (if any) the step's
+//! layer blob. Any OCI registry stores it; a lookup is one manifest GET.
+
+use oci_spec::image::Digest;
+
+use crate::cache::{CacheKey, Record};
+use crate::image::Reference;
+use crate::registry::{BlobSink, Client, RegistryError};
+use crate::store::Store;
+use crate::transfer::store_io::StoreBlobs;
+
+/// Media type of a cache record's config blob.
+pub const RECORD_TYPE: &str = "application/vnd.kiln.cache.record.v1+json";
+
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Looks `key` up in `repo`: `Ok(None)` when the registry has no such tag; on a hit the layer blob is
+/// fetched into `store` (when missing there) and the record returned.
+pub async fn fetch(
+    client: &Client,
+    store: &Store,
+    repo: &Reference,
+    key: &CacheKey,
+) -> Result<Option<Record>, RegistryError> {
+    let (bytes, _, _) = match client.get_manifest(repo, key.hex()).await {
+        Ok(found) => found,
+        Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+    let Some(config) =
+        manifest.pointer("/config/digest").and_then(|d| d.as_str()).and_then(|d| d.parse::<Digest>().ok())
+    else {
+        return Ok(None);
+    };
+    let mut record_bytes = Vec::new();
+    client.get_blob(repo, &config, &mut record_bytes).await?;
+    let Ok(record) = serde_json::from_slice::<Record>(&record_bytes) else { return Ok(None) };
+    if let Some(layer) = &record.layer
+        && !store.has_blob(&layer.digest)
+    {
+        let sink = StoreBlobs(store);
+        let mut ingest = sink.begin().map_err(|source| local("store a cached layer", source))?;
+        client.get_blob(repo, &layer.digest, &mut ingest).await?;
+        ingest.commit(&layer.digest).map_err(|source| local("store a cached layer", source))?;
+    }
+    Ok(Some(record))
+}
+
+/// Publishes `record` under `key` in `repo` (blobs the registry has are not sent again).
+pub async fn publish(
+    client: &Client,
+    store: &Store,
+    repo: &Reference,
+    key: &CacheKey,
+    record: &Record,
+) -> Result<(), RegistryError> {
+    let record_json =
+        serde_json::to_vec(record).map_err(|e| local("encode a cache record", std::io::Error::other(e)))?;
+    let (config_digest, config_size) =
+        store.put_bytes(&record_json).map_err(|e| local("store a cache record", std::io::Error::other(e)))?;
+    upload(client, store, repo, &config_digest, config_size).await?;
+    let mut layers = Vec::new();
+    if let Some(layer) = &record.layer {
+        upload(client, store, repo, &layer.digest, layer.size).await?;
+        layers.push(
+            serde_json::json!({"mediaType": layer.media_type, "digest": layer.digest.to_string(), "size": layer.size}),
+        );
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": RECORD_TYPE, "digest": config_digest.to_string(), "size": config_size},
+        "layers": layers,
+    });
+    let bytes =
+        serde_json::to_vec(&manifest).map_err(|e| local("encode a cache manifest", std::io::Error::other(e)))?;
+    client.put_manifest(repo, key.hex(), &bytes, MANIFEST_TYPE).await?;
+    Ok(())
+}
+
+async fn upload(
+    client: &Client,
+    store: &Store,
+    repo: &Reference,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), RegistryError> {
+    if client.blob_exists(repo, digest).await? {
+        return Ok(());
+    }
+    client.push_blob(repo, digest, size, &store.blob_path(digest)).await
+}
+
+fn local(op: &'static str, source: std::io::Error) -> RegistryError {
+    RegistryError::Local { op, path: "cache".into(), source }
+}
