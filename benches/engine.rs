@@ -1,10 +1,13 @@
-//! Throughput of kiln's hot paths: parsing a large Dockerfile, writing a layer (gzip and zstd), and the
-//! metadata-walk diff over 100k unchanged files (the chroot-mode snapshotter).
+//! Throughput of kiln's hot paths: parsing a large Dockerfile, writing a layer (gzip and zstd), the
+//! metadata-walk diff over 100k unchanged files (the chroot-mode snapshotter), context hashing (cold and
+//! warm stat cache) and cache-key computation.
 
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kiln::cache::CacheKey;
+use kiln::cache::sources::{self, StatCache};
 use kiln::layer::{self, Compression, Entry, EntryKind, FileSource, WriteOptions};
 
 fn large_dockerfile() -> String {
@@ -91,5 +94,40 @@ fn diff(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, write_layers, diff);
+fn context_hashing(c: &mut Criterion) {
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    for i in 0..2000 {
+        let dir = ctx.join(format!("d{:02}", i % 50));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:05}")), vec![(i % 251) as u8; 32 << 10]).unwrap();
+    }
+    let entries = layer::entries_from_dir(&ctx, "").unwrap();
+    let stats_path = work.path().join("stats.json");
+    let mut group = c.benchmark_group("context hashing");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(2000 * (32 << 10)));
+    group.bench_function("2000 files cold", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_file(&stats_path);
+            let stats = StatCache::load(stats_path.clone());
+            sources::digest(&entries, &stats).unwrap()
+        })
+    });
+    let warm = StatCache::load(stats_path.clone());
+    sources::digest(&entries, &warm).unwrap();
+    group.bench_function("2000 files warm", |b| b.iter(|| sources::digest(&entries, &warm).unwrap()));
+    group.finish();
+}
+
+fn cache_keys(c: &mut Criterion) {
+    let base = CacheKey::base("scratch", "linux/amd64");
+    let repr = format!(
+        "Run {{ cmd: Shell(\"make -j all\"), env: {:?} }}",
+        (0..50).map(|i| (format!("K{i}"), "v".repeat(40))).collect::<Vec<_>>()
+    );
+    c.bench_function("cache key of a RUN step", |b| b.iter(|| base.child(black_box(&repr), Some("abc"))));
+}
+
+criterion_group!(benches, parse, write_layers, diff, context_hashing, cache_keys);
 criterion_main!(benches);
