@@ -152,11 +152,7 @@ impl Client {
             let response = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last_err = Some(RegistryError::Connect {
-                        registry: host.to_string(),
-                        op: op.to_string(),
-                        message: e.to_string(),
-                    });
+                    last_err = Some(crate::registry::error::connect_error(host, &op, &e));
                     continue;
                 }
             };
@@ -172,11 +168,7 @@ impl Client {
                     }
                     Ok(r) => return Ok(r),
                     Err(e) => {
-                        last_err = Some(RegistryError::Connect {
-                            registry: host.to_string(),
-                            op: op.to_string(),
-                            message: e.to_string(),
-                        });
+                        last_err = Some(crate::registry::error::connect_error(host, &op, &e));
                         continue;
                     }
                 }
@@ -262,11 +254,7 @@ impl Client {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
         let token_op = format!("token request for {op}");
-        let response = req.send().await.map_err(|e| RegistryError::Connect {
-            registry: host.to_string(),
-            op: token_op.clone(),
-            message: e.to_string(),
-        })?;
+        let response = req.send().await.map_err(|e| crate::registry::error::connect_error(host, &token_op, &e))?;
         if !response.status().is_success() {
             return Err(status_error(host, &token_op, response).await);
         }

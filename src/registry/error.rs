@@ -72,3 +72,21 @@ pub enum RegistryError {
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
 }
+
+/// A connection error with its whole cause chain (reqwest's own message hides the TLS reason) and, for a
+/// certificate problem, what to do about it.
+pub fn connect_error(registry: &str, op: &str, error: &reqwest::Error) -> RegistryError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if message.to_lowercase().contains("certificate") {
+        message.push_str(
+            " (a registry with a private CA needs --cert-dir DIR or --ca-file FILE; --tls-verify=false skips the check)",
+        );
+    }
+    RegistryError::Connect { registry: registry.to_string(), op: op.to_string(), message }
+}

@@ -58,11 +58,7 @@ impl Client {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::Connect { registry: host.to_string(), op: op.clone(), message: e.to_string() })?
-            .to_vec();
+        let bytes = response.bytes().await.map_err(|e| crate::registry::error::connect_error(host, &op, &e))?.to_vec();
         let actual = sha256(&bytes);
         if part.starts_with("sha256:") && part != actual {
             return Err(RegistryError::DigestMismatch {
@@ -101,11 +97,7 @@ impl Client {
         let mut size = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Connect {
-                registry: host.to_string(),
-                op: op.clone(),
-                message: e.to_string(),
-            })?;
+            let chunk = chunk.map_err(|e| crate::registry::error::connect_error(host, &op, &e))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
             sink.write_all(&chunk).map_err(|source| RegistryError::Local {

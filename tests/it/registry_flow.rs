@@ -119,3 +119,28 @@ fn a_registry_that_lies_about_a_blob_is_caught() {
     assert!(!kiln.store().join("blobs/sha256").join(&layer_digest[7..]).exists(), "nothing wrong is stored");
     assert_eq!(kiln.ok(&["images", "-q"]).trim(), "");
 }
+
+#[test]
+fn a_registry_with_a_private_ca() {
+    let Some(registry) = Registry::with_tls() else { return };
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "tls:1", &[]);
+    let dest = format!("docker://{}", registry.name("secure/app:1"));
+    let refused = kiln.fails(&["push", "tls:1", &dest]);
+    assert!(refused.stderr.contains(&registry.addr), "names the registry: {}", refused.stderr);
+    assert!(refused.stderr.to_lowercase().contains("certificate"), "says it is the certificate: {}", refused.stderr);
+    let ca = registry.ca.clone().unwrap();
+    kiln.ok(&["push", "tls:1", &dest, "--ca-file", &ca.to_string_lossy()]);
+    let cert_dir = registry.cert_dir();
+    kiln.ok(&[
+        "push",
+        "tls:1",
+        &format!("docker://{}", registry.name("secure/app:2")),
+        "--cert-dir",
+        &cert_dir.to_string_lossy(),
+    ]);
+    if require("skopeo") {
+        let cert_flag = format!("--cert-dir={}", cert_dir.display());
+        tool("skopeo", &["inspect", &cert_flag, &registry.docker_ref("secure/app:2")]);
+    }
+}

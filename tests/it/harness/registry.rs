@@ -1,5 +1,5 @@
 //! A real registry (Debian's `docker-registry`, CNCF distribution) on 127.0.0.1 with a free port and its
-//! own storage, optionally behind htpasswd basic auth; killed on drop.
+//! own storage, optionally behind htpasswd basic auth or TLS from a private CA; killed on drop.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -10,13 +10,28 @@ pub struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The private CA of a TLS registry (also `ca.crt` in [`Registry::cert_dir`]).
+    pub ca: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
     /// Starts an open registry, or `None` (after saying why) when the tool is missing outside CI.
     pub fn start() -> Option<Registry> {
-        Registry::start_with(None)
+        Registry::start_with(None, false)
+    }
+
+    /// Starts a registry serving HTTPS for 127.0.0.1 with a certificate from a private CA ([`Registry::ca`]).
+    pub fn with_tls() -> Option<Registry> {
+        if !super::require("openssl") {
+            return None;
+        }
+        Registry::start_with(None, true)
+    }
+
+    /// A directory holding the certificate as `ca.crt` (the `--cert-dir` layout podman uses).
+    pub fn cert_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("certs")
     }
 
     /// Starts a registry that requires `user`/`pass` (bcrypt htpasswd, as distribution requires).
@@ -24,10 +39,10 @@ impl Registry {
         if !super::require("htpasswd") {
             return None;
         }
-        Registry::start_with(Some((user, pass)))
+        Registry::start_with(Some((user, pass)), false)
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Option<Registry> {
+    fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Option<Registry> {
         if !super::require("docker-registry") {
             return None;
         }
@@ -44,6 +59,71 @@ impl Registry {
             std::fs::write(&file, line).expect("htpasswd file");
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n", file.display()));
         }
+        let ca = tls.then(|| {
+            // A private CA and a server certificate it signed, as an internal registry has them.
+            let certs = dir.path().join("certs");
+            std::fs::create_dir_all(&certs).expect("certs dir");
+            let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+            let ca = certs.join("ca.crt").to_string_lossy().into_owned();
+            let subj_ca = "/CN=kiln-test-ca";
+            super::tool(
+                "openssl",
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    subj_ca,
+                    "-keyout",
+                    &p("ca.key"),
+                    "-out",
+                    &ca,
+                ],
+            );
+            let subj = "/CN=127.0.0.1";
+            super::tool(
+                "openssl",
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    subj,
+                    "-keyout",
+                    &p("server.key"),
+                    "-out",
+                    &p("server.csr"),
+                ],
+            );
+            std::fs::write(p("ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext file");
+            super::tool(
+                "openssl",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &p("server.csr"),
+                    "-CA",
+                    &ca,
+                    "-CAkey",
+                    &p("ca.key"),
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &p("ext"),
+                    "-out",
+                    &p("server.crt"),
+                ],
+            );
+            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", p("server.crt"), p("server.key")));
+            certs.join("ca.crt")
+        });
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("config");
         let child = Command::new("docker-registry")
@@ -53,7 +133,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry starts");
-        let registry = Registry { child, addr, _dir: dir };
+        let registry = Registry { child, addr, ca, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&registry.addr).is_err() {
             assert!(Instant::now() < deadline, "registry did not start on {}", registry.addr);
