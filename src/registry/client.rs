@@ -152,7 +152,7 @@ impl Client {
             let response = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last_err = Some(crate::registry::error::connect_error(host, &op, &e));
+                    last_err = Some(crate::registry::error::connect_error(host, op, &e));
                     continue;
                 }
             };
@@ -168,7 +168,7 @@ impl Client {
                     }
                     Ok(r) => return Ok(r),
                     Err(e) => {
-                        last_err = Some(crate::registry::error::connect_error(host, &op, &e));
+                        last_err = Some(crate::registry::error::connect_error(host, op, &e));
                         continue;
                     }
                 }
