@@ -1,8 +1,8 @@
 //! A step's changes as layer entries: from an overlay upper directory (whiteout devices and opaque
 //! markers become OCI whiteouts), or — where no overlay could be mounted — by comparing the changed tree
-//! with its original by metadata (type, size, mode, owner, mtime, ctime, link target, inode).
+//! with its original by metadata (type, size, mode, owner, mtime, link target).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -69,68 +69,67 @@ pub fn entries_from_overlay_upper(upper: &Path) -> Result<Vec<Entry>, LayerError
 #[derive(PartialEq, Eq)]
 struct Stamp {
     kind: u32,
-    ino: u64,
     size: u64,
     mode: u32,
     uid: u32,
     gid: u32,
     mtime: (i64, i64),
-    ctime: (i64, i64),
 }
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {
     Stamp {
         kind: meta.mode() & 0o170000,
-        ino: meta.ino(),
         size: meta.size(),
         mode: meta.mode(),
         uid: meta.uid(),
         gid: meta.gid(),
         mtime: (meta.mtime(), meta.mtime_nsec()),
-        ctime: (meta.ctime(), meta.ctime_nsec()),
     }
+}
+
+/// A tree's paths with their stamps (and link targets), from one walk.
+struct Walked {
+    stamps: HashMap<String, Stamp>,
+    targets: HashMap<String, std::path::PathBuf>,
+    /// Paths in walk order (sorted by name), with their absolute path.
+    order: Vec<(String, std::path::PathBuf)>,
+}
+
+fn walk_tree(root: &Path) -> Result<Walked, LayerError> {
+    let mut walked = Walked { stamps: HashMap::new(), targets: HashMap::new(), order: Vec::new() };
+    for item in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let item = item.map_err(walk_err(root))?;
+        let rel = item.path().strip_prefix(root).unwrap_or(item.path()).to_string_lossy().into_owned();
+        let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
+        if meta.file_type().is_symlink() {
+            walked.targets.insert(rel.clone(), std::fs::read_link(item.path()).unwrap_or_default());
+        }
+        walked.stamps.insert(rel.clone(), stamp(&meta));
+        walked.order.push((rel, item.into_path()));
+    }
+    Ok(walked)
 }
 
 /// Entries that turn `lower` into `changed`: new or modified paths, and whiteouts for deleted ones.
 /// `changed` must be a copy of `lower` that preserved metadata (see [`copy_tree`]), so that unchanged
-/// files compare equal by metadata alone.
+/// files compare equal by metadata alone. The two trees are walked in parallel.
 pub fn diff_trees(lower: &Path, changed: &Path) -> Result<Vec<Entry>, LayerError> {
-    let mut before: HashMap<String, Stamp> = HashMap::new();
-    let mut before_targets: HashMap<String, std::path::PathBuf> = HashMap::new();
-    for item in walkdir::WalkDir::new(lower).min_depth(1) {
-        let item = item.map_err(walk_err(lower))?;
-        let rel = item.path().strip_prefix(lower).unwrap_or(item.path()).to_string_lossy().into_owned();
-        let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
-        if meta.file_type().is_symlink() {
-            before_targets.insert(rel.clone(), std::fs::read_link(item.path()).unwrap_or_default());
-        }
-        before.insert(rel, stamp(&meta));
-    }
+    let (before, after) = rayon::join(|| walk_tree(lower), || walk_tree(changed));
+    let (before, after) = (before?, after?);
     let mut links = HashMap::new();
     let mut out = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for item in walkdir::WalkDir::new(changed).min_depth(1).sort_by_file_name() {
-        let item = item.map_err(walk_err(changed))?;
-        let rel = item.path().strip_prefix(changed).unwrap_or(item.path()).to_string_lossy().into_owned();
-        let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
-        seen.insert(rel.clone());
-        let same = match before.get(&rel) {
-            Some(old) => {
-                let mut now = stamp(&meta);
-                // A copy has new inode numbers and ctimes; compare what a change would alter.
-                now.ino = old.ino;
-                now.ctime = old.ctime;
-                let targets_equal = !meta.file_type().is_symlink()
-                    || before_targets.get(&rel) == std::fs::read_link(item.path()).ok().as_ref();
-                *old == now && targets_equal
-            }
+    for (rel, abs) in &after.order {
+        let now = &after.stamps[rel];
+        let same = match before.stamps.get(rel) {
+            // A copy has new inode numbers and ctimes, so the stamp leaves them out.
+            Some(old) => old == now && before.targets.get(rel) == after.targets.get(rel),
             None => false,
         };
-        if !same && !meta.file_type().is_socket() {
-            out.push(entry_from_disk(item.path(), &rel, &mut links)?);
+        if !same && now.kind != 0o140000 {
+            out.push(entry_from_disk(abs, rel, &mut links)?);
         }
     }
-    let mut deleted: Vec<&String> = before.keys().filter(|p| !seen.contains(*p)).collect();
+    let mut deleted: Vec<&String> = before.stamps.keys().filter(|p| !after.stamps.contains_key(*p)).collect();
     deleted.sort();
     let mut last_deleted_dir: Option<String> = None;
     for path in deleted {
