@@ -233,3 +233,21 @@ fn an_image_built_with_run_runs_in_podman() {
     kiln.build(&ws, &name, &["--push", "--tls-verify=false"]);
     assert_eq!(crate::harness::podman_run(&name, &[]).trim(), "built by kiln as 2000");
 }
+
+#[test]
+fn a_locked_cache_mount_is_used_by_one_step_at_a_time() {
+    let kiln = Kiln::new();
+    base(&kiln);
+    let ws = Workspace::new();
+    // Fails when another step holds the cache at the same time.
+    ws.dockerfile(
+        "FROM localhost/busybox:test\n\
+         RUN --mount=type=cache,id=shared-tool,target=/c,sharing=locked \
+         test ! -e /c/busy && touch /c/busy && sleep 1 && rm /c/busy\n",
+    );
+    let ctx = ws.path().to_string_lossy().into_owned();
+    let args = ["build", "--no-cache", "-t", "locked:1", ctx.as_str()];
+    let mut children: Vec<_> = (0..2).map(|_| kiln.spawn(&args)).collect();
+    let ok = children.iter_mut().all(|c| c.wait().is_ok_and(|s| s.success()));
+    assert!(ok, "both builds succeed: the second waited for the first");
+}

@@ -49,8 +49,10 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let ids = accounts.resolve(&user, Some(0))?;
     let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
     let mut process_env = run.env.to_vec();
-    let (mounts, secret_env) = run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
-    process_env.extend(secret_env);
+    // The cache-directory locks are held until the step is done.
+    let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
+        run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
+    process_env.extend(vars);
     let (args, script) = command_args(run, scratch.path())?;
     let mut spec = RunSpec {
         isolation: sandbox.isolation,

@@ -9,31 +9,49 @@ use crate::build::stage::StageEnv;
 use crate::build::step::StepError;
 use crate::build::step::add::from_root;
 use crate::layer;
-use crate::plan::{self, RunMount, RunMountKind};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::plan::{self, RunMount, RunMountKind, Sharing};
 use crate::sandbox::SandboxMount;
 
-/// Sandbox mounts for `mounts`, and the environment variables secrets with `env=` add.
+/// What a step's `--mount`s become: sandbox mounts, environment variables (secrets with `env=`), and the
+/// locks of `sharing=locked|private` cache directories, held until the step ends.
+#[derive(Default)]
+pub struct Prepared {
+    /// Mounts for the sandbox.
+    pub mounts: Vec<SandboxMount>,
+    /// Extra environment for the command.
+    pub vars: Vec<(String, String)>,
+    /// Cache-directory locks.
+    pub locks: Vec<Flock<std::fs::File>>,
+}
+
+/// Sandbox mounts for `mounts`, and what else the step needs while it runs (see [`Prepared`]).
 pub async fn prepare(
     env: &StageEnv<'_>,
     mounts: &[RunMount],
     cwd: &str,
     scratch: &Path,
-) -> Result<(Vec<SandboxMount>, Vec<(String, String)>), StepError> {
-    let mut out = Vec::new();
-    let mut vars = Vec::new();
+) -> Result<Prepared, StepError> {
+    let mut prepared = Prepared::default();
+    let (out, vars) = (&mut prepared.mounts, &mut prepared.vars);
     for (n, m) in mounts.iter().enumerate() {
         let target = absolute(&m.target, cwd);
         match m.kind {
             RunMountKind::Tmpfs => out.push(SandboxMount::Tmpfs { target, size: m.size }),
-            RunMountKind::Cache => out.push(cache(env, m, target)?),
+            RunMountKind::Cache => {
+                let (mount, lock) = cache(env, m, target, &scratch.join(format!("cache-{n}")))?;
+                out.push(mount);
+                prepared.locks.extend(lock);
+            }
             RunMountKind::Bind => out.push(bind(env, m, target, &scratch.join(format!("bind-{n}"))).await?),
-            RunMountKind::Secret => secret(env, m, scratch, &mut out, &mut vars)?,
+            RunMountKind::Secret => secret(env, m, scratch, out, vars)?,
             RunMountKind::Ssh => {
                 return Err(StepError::Unsupported("RUN --mount=type=ssh is not supported yet".to_string()));
             }
         }
     }
-    Ok((out, vars))
+    Ok(prepared)
 }
 
 /// A relative mount target is relative to the working directory (as in BuildKit).
@@ -41,9 +59,32 @@ fn absolute(target: &str, cwd: &str) -> String {
     if target.starts_with('/') { target.to_string() } else { format!("{}/{target}", cwd.trim_end_matches('/')) }
 }
 
-fn cache(env: &StageEnv<'_>, m: &RunMount, target: String) -> Result<SandboxMount, StepError> {
+/// The cache directory for `m`, with BuildKit's sharing modes: `shared` as is, `locked` one step at a time
+/// (waits), `private` the shared directory when free, else a fresh one for this step only.
+fn cache(
+    env: &StageEnv<'_>,
+    m: &RunMount,
+    target: String,
+    fresh: &Path,
+) -> Result<(SandboxMount, Option<Flock<std::fs::File>>), StepError> {
     let id = m.id.clone().unwrap_or_else(|| target.clone());
-    let dir = env.ctx.store.cache_mount_dir(&id)?;
+    let shared = env.ctx.store.cache_mount_dir(&id)?;
+    let lock_file = || std::fs::File::open(&shared).map_err(StepError::Temp);
+    let (dir, lock) = match m.sharing {
+        Sharing::Shared => (shared.clone(), None),
+        Sharing::Locked => {
+            let lock =
+                Flock::lock(lock_file()?, FlockArg::LockExclusive).map_err(|(_, e)| StepError::Temp(e.into()))?;
+            (shared.clone(), Some(lock))
+        }
+        Sharing::Private => match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => (shared.clone(), Some(lock)),
+            Err(_) => {
+                std::fs::create_dir_all(fresh).map_err(StepError::Temp)?;
+                (fresh.to_path_buf(), None)
+            }
+        },
+    };
     // A new cache directory gets the mount's owner and mode (root, 0755 by default), as BuildKit does.
     let meta = std::fs::metadata(&dir).map_err(StepError::Temp)?;
     if std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false) {
@@ -54,7 +95,7 @@ fn cache(env: &StageEnv<'_>, m: &RunMount, target: String) -> Result<SandboxMoun
                 .map_err(StepError::Temp)?;
         }
     }
-    Ok(SandboxMount::Bind { source: dir, target, readonly: m.readonly })
+    Ok((SandboxMount::Bind { source: dir, target, readonly: m.readonly }, lock))
 }
 
 async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) -> Result<SandboxMount, StepError> {
