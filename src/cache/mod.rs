@@ -89,8 +89,42 @@ impl Cache {
         let record: Record = serde_json::from_slice(&text).ok()?;
         match &record.layer {
             Some(layer) if !store.has_blob(&layer.digest) => None,
-            _ => Some(record),
+            _ => {
+                // The record's mtime is its last use, for `prune --keep-storage`.
+                let now = filetime::FileTime::now();
+                let _ = filetime::set_file_mtime(self.path(key), now);
+                Some(record)
+            }
         }
+    }
+
+    /// Keeps the most recently used records whose layers fit in `budget` bytes (a layer shared by several
+    /// records counts once) and removes the others; returns the layers of the kept ones and how many went.
+    pub fn evict_to(&self, budget: u64) -> (Vec<Digest>, usize) {
+        let mut records: Vec<(PathBuf, std::time::SystemTime, Record)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let used = e.metadata().and_then(|m| m.modified()).ok()?;
+                let record = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                Some((e.path(), used, record))
+            })
+            .collect();
+        records.sort_by(|a, b| b.1.cmp(&a.1));
+        let mut kept: Vec<Digest> = Vec::new();
+        let (mut used, mut removed) = (0u64, 0usize);
+        for (path, _, record) in records {
+            let extra = record.layer.as_ref().filter(|l| !kept.contains(&l.digest)).map_or(0, |l| l.size);
+            if used + extra <= budget {
+                used += extra;
+                kept.extend(record.layer.map(|l| l.digest));
+            } else {
+                let _ = std::fs::remove_file(path);
+                removed += 1;
+            }
+        }
+        (kept, removed)
     }
 
     /// Stores `record` under `key` (atomically; a failure only costs a later miss).

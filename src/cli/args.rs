@@ -51,7 +51,7 @@ pub enum Command {
 pub struct RegistryFlags {
     /// Require HTTPS and verify certificates (`--tls-verify=false` allows plain HTTP and untrusted certificates).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
-          num_args = 0..=1, default_missing_value = "true")]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub tls_verify: bool,
     /// Credentials file (default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json).
     #[arg(long, value_name = "FILE")]
@@ -149,8 +149,8 @@ pub struct BuildArgs {
     /// Do not use the cache for these stages (by name; repeatable).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
-    /// Base image pull policy (`--pull` alone means always).
-    #[arg(long, value_enum, value_name = "POLICY", num_args = 0..=1,
+    /// Base image pull policy: `--pull` alone means always; a value needs `=` (`--pull=never`), as with podman.
+    #[arg(long, value_enum, value_name = "POLICY", num_args = 0..=1, require_equals = true,
           default_value = "missing", default_missing_value = "always")]
     pub pull: PullArg,
     /// Image format.
@@ -164,7 +164,7 @@ pub struct BuildArgs {
     pub squash: bool,
     /// Cache intermediate steps (`--layers=false` turns the step cache off).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
-          num_args = 0..=1, default_missing_value = "true")]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub layers: bool,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
@@ -241,7 +241,12 @@ pub struct RmiArgs {
 
 /// `kiln prune` flags.
 #[derive(Debug, Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Keep the most recently used build cache up to this size (`10GB`, `512MiB`, bytes); without it the
+    /// whole build cache goes.
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+}
 
 /// `kiln push` flags.
 #[derive(Debug, Args)]

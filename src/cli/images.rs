@@ -84,6 +84,28 @@ fn split_name(name: &str) -> (String, String) {
     }
 }
 
+/// `10GB`, `512MiB`, `1.5G`, `4096` → bytes (decimal and binary units, as podman accepts them).
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 =
+        number.parse().map_err(|_| anyhow::anyhow!("--keep-storage {text:?}: expected a size like 10GB"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => anyhow::bail!("--keep-storage {text:?}: unknown unit {other:?}"),
+    };
+    Ok((value * factor) as u64)
+}
+
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
@@ -136,7 +158,7 @@ pub fn rmi(root: Option<&Path>, args: &RmiArgs) -> Result<(), Failure> {
 }
 
 /// Runs `kiln prune`: frees blobs and snapshots no image needs.
-pub fn prune(root: Option<&Path>, _args: &PruneArgs) -> Result<(), Failure> {
+pub fn prune(root: Option<&Path>, args: &PruneArgs) -> Result<(), Failure> {
     let store = env::open_store(root)?;
     let mut keep = HashSet::new();
     for (_, d) in store.list_tags()? {
@@ -147,8 +169,12 @@ pub fn prune(root: Option<&Path>, _args: &PruneArgs) -> Result<(), Failure> {
             keep.insert(image::chain_id(&ids[..n]));
         }
     }
-    let records = crate::cache::Cache::open(&store).clear();
-    let report = store.prune(&[], &keep)?;
+    let cache = crate::cache::Cache::open(&store);
+    let (cache_roots, records) = match &args.keep_storage {
+        Some(size) => cache.evict_to(parse_size(size)?),
+        None => (Vec::new(), cache.clear()),
+    };
+    let report = store.prune(&cache_roots, &keep)?;
     println!(
         "removed {} blobs, {} snapshots and {records} cache records, freed {}",
         report.blobs_removed,

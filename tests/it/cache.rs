@@ -129,3 +129,48 @@ fn two_stores_share_steps_through_a_registry_cache() {
     let (_, cached) = build(&third, &other, &["--cache-from", &repo, "--tls-verify=false"]);
     assert_eq!(cached, vec!["RUN echo shared > /shared".to_string()], "{cached:?}");
 }
+
+#[test]
+fn prune_keep_storage_keeps_the_most_recently_used_steps() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:test", &[]);
+    let make = |name: &str| {
+        let ws = Workspace::new();
+        ws.dockerfile(&format!("FROM localhost/busybox:test\nRUN head -c 3000000 /dev/urandom > /{name}\n"));
+        ws
+    };
+    let (a, b) = (make("a"), make("b"));
+    build(&kiln, &a, &[]);
+    build(&kiln, &b, &[]);
+    kiln.ok(&["rmi", "cached:1"]);
+    let out = kiln.ok(&["prune", "--keep-storage", "5MB"]);
+    assert!(out.contains("1 cache records"), "only the older 3 MB step goes: {out}");
+    let (_, cached) = build(&kiln, &b, &[]);
+    assert_eq!(cached.len(), 1, "the most recent step stays: {cached:?}");
+    let (_, cached) = build(&kiln, &a, &[]);
+    assert!(cached.is_empty(), "the older one was evicted: {cached:?}");
+    let bad = kiln.fails(&["prune", "--keep-storage", "lots"]);
+    assert!(bad.stderr.contains("--keep-storage"), "{}", bad.stderr);
+}
+
+#[test]
+fn pull_misses_when_the_base_image_changed() {
+    let Some(registry) = crate::harness::Registry::start() else { return };
+    let publisher = Kiln::new();
+    let base = registry.name("base/moving:1");
+    let base_ws = busybox_workspace();
+    publisher.build(&base_ws, &base, &["--push", "--tls-verify=false"]);
+    let kiln = Kiln::new();
+    let ws = Workspace::new();
+    ws.dockerfile(&format!("FROM {base}\nRUN echo app > /app\n"));
+    build(&kiln, &ws, &["--tls-verify=false"]);
+    let (_, cached) = build(&kiln, &ws, &["--tls-verify=false", "--pull"]);
+    assert_eq!(cached.len(), 1, "same base digest: still a hit: {cached:?}");
+
+    base_ws.file("rootfs/etc/motd", "a new base");
+    publisher.build(&base_ws, &base, &["--push", "--tls-verify=false"]);
+    let (_, cached) = build(&kiln, &ws, &["--tls-verify=false"]);
+    assert_eq!(cached.len(), 1, "without --pull the local base is used: {cached:?}");
+    let (_, cached) = build(&kiln, &ws, &["--tls-verify=false", "--pull"]);
+    assert!(cached.is_empty(), "--pull fetched the new base, so its steps miss: {cached:?}");
+}
