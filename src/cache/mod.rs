@@ -111,7 +111,7 @@ impl Cache {
                 Some((e.path(), used, record))
             })
             .collect();
-        records.sort_by(|a, b| b.1.cmp(&a.1));
+        records.sort_by_key(|r| std::cmp::Reverse(r.1));
         let mut kept: Vec<Digest> = Vec::new();
         let (mut used, mut removed) = (0u64, 0usize);
         for (path, _, record) in records {
