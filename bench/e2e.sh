@@ -39,13 +39,17 @@ printf 'FROM scratch\nCOPY rootfs/ /\n' > "$WORK/base/Dockerfile"
 # c2: ten trivial RUN steps.
 mkdir -p "$WORK/c2"
 { echo "FROM localhost/bench-base"; i=1; while [ $i -le 10 ]; do echo "RUN echo step $i > /step$i"; i=$((i+1)); done; } > "$WORK/c2/Dockerfile"
-run_case() { # run_case NAME CONTEXT PREPARE_EACH(kiln|buildah store reset: yes/no)
+# run_case NAME CONTEXT MODE: MODE cold = empty stores each time, warm = keep them, touch = change one
+# selected file before each timed build (a new content every time, so every run is a real one-file change).
+run_case() {
 	k=""; b=""
 	for n in $(seq "$REPEAT"); do
 		if [ "$3" = cold ]; then rm -rf "$WORK/kstore"; cp -a "$WORK/kiln-base" "$WORK/kstore"; fi
+		[ "$3" = touch ] && echo "kiln $n" >> "$WORK/c1/data/d000/f000000"
 		k="$k $(time_cmd "$KILN" --root "$WORK/kstore" build -q -t bench "$2")"
 		if [ -n "$BUILDAH" ]; then
 			[ "$3" = cold ] && $BUILDAH rmi -a -f >/dev/null 2>&1 && $BUILDAH bud --runtime runc --layers -q -t localhost/bench-base "$WORK/base" >/dev/null 2>&1
+			[ "$3" = touch ] && echo "buildah $n" >> "$WORK/c1/data/d000/f000000"
 			b="$b $(time_cmd $BUILDAH bud --runtime runc --layers -q -t bench "$2")"
 		fi
 	done
@@ -71,8 +75,7 @@ PY
 printf 'FROM localhost/bench-base\nCOPY data /data\n' > "$WORK/c1/Dockerfile"
 run_case "c1 COPY $FILES files, cold" "$WORK/c1" cold
 run_case "c1 COPY, no change" "$WORK/c1" warm
-echo changed >> "$WORK/c1/data/d000/f000000"
-run_case "c1 COPY, one file changed" "$WORK/c1" warm
+run_case "c1 COPY, one file changed" "$WORK/c1" touch
 
 # Reference for c1: tar | pigz + sha256 of the same tree.
 if command -v pigz >/dev/null 2>&1; then
