@@ -172,34 +172,62 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
 }
 
 /// Resolves `target` inside `root`, creating what is missing (a directory, or an empty file when `file`),
-/// and records what it created.
+/// and records what it created. A symlink at the end is followed inside the root (an image's
+/// `/etc/resolv.conf -> ../run/...` gets its target created there).
 pub fn mount_point(root: &Path, target: &str, file: bool, created: &mut Created) -> Result<PathBuf, SetupError> {
-    let parts = clean_components(target);
-    let Some((last, parents)) = parts.split_last() else { return Ok(root.to_path_buf()) };
+    let mut target = target.to_string();
+    for _ in 0..40 {
+        let parts = clean_components(&target);
+        let Some((last, parents)) = parts.split_last() else { return Ok(root.to_path_buf()) };
+        let dir = parent_dir(root, parents, &target, created)?;
+        let path = dir.join(last);
+        match std::fs::symlink_metadata(&path) {
+            Err(_) => {
+                if file { std::fs::File::create(&path).map(drop) } else { std::fs::create_dir(&path) }
+                    .map_err(fail(format!("create {}", path.display())))?;
+                record(root, &path, created);
+                return Ok(path);
+            }
+            Ok(meta) if meta.file_type().is_symlink() => {
+                target = link_target(root, &dir, &path)?;
+            }
+            Ok(_) => return Ok(path),
+        }
+    }
+    Err(fail(format!("resolve {target}"))(std::io::Error::other("too many levels of symbolic links")))
+}
+
+/// The directory `parents` names inside `root` (symlinks followed in the root), created where missing.
+fn parent_dir(root: &Path, parents: &[String], target: &str, created: &mut Created) -> Result<PathBuf, SetupError> {
     let mut dir = root.to_path_buf();
     for i in 0..parents.len() {
         match resolve_dir(root, &parents[..=i], false, target) {
             Ok(path) => dir = path,
             Err(_) => {
                 let path = dir.join(&parents[i]);
-                std::fs::create_dir(&path).map_err(fail(format!("create {}", path.display())))?;
-                record(root, &path, created);
-                dir = path;
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    // A dangling link (`/var/run -> /run` without /run): create its target inside the root.
+                    dir = mount_point(root, &link_target(root, &dir, &path)?, false, created)?;
+                } else {
+                    std::fs::create_dir(&path).map_err(fail(format!("create {}", path.display())))?;
+                    record(root, &path, created);
+                    dir = path;
+                }
             }
         }
     }
-    let path = dir.join(last);
-    if std::fs::symlink_metadata(&path).is_err() {
-        if file { std::fs::File::create(&path).map(drop) } else { std::fs::create_dir(&path) }
-            .map_err(fail(format!("create {}", path.display())))?;
-        record(root, &path, created);
-    } else if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        let mut all = parents.to_vec();
-        all.push(last.clone());
-        return resolve_dir(root, &all, true, target)
-            .map_err(|e| fail(format!("resolve {target}"))(std::io::Error::other(e)));
+    Ok(dir)
+}
+
+/// Where the symlink `link` (in `dir`) points, as an absolute path inside `root`.
+fn link_target(root: &Path, dir: &Path, link: &Path) -> Result<String, SetupError> {
+    let to = std::fs::read_link(link).map_err(fail(format!("read link {}", link.display())))?;
+    let to = to.to_string_lossy();
+    if to.starts_with('/') {
+        return Ok(to.into_owned());
     }
-    Ok(path)
+    let rel_dir = dir.strip_prefix(root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
+    Ok(format!("/{rel_dir}/{to}"))
 }
 
 fn record(root: &Path, path: &Path, created: &mut Created) {

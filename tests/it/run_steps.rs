@@ -251,3 +251,28 @@ fn a_locked_cache_mount_is_used_by_one_step_at_a_time() {
     let ok = children.iter_mut().all(|c| c.wait().is_ok_and(|s| s.success()));
     assert!(ok, "both builds succeed: the second waited for the first");
 }
+
+#[test]
+fn mount_points_behind_symlinks_stay_inside_and_out_of_the_layer() {
+    if !require("umoci") {
+        return;
+    }
+    let kiln = Kiln::new();
+    let ws = Workspace::new();
+    let rootfs = ws.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    // As in Ubuntu images: resolv.conf points into /run, which the image does not have.
+    std::os::unix::fs::symlink("../run/systemd/stub-resolv.conf", rootfs.join("etc/resolv.conf")).unwrap();
+    std::os::unix::fs::symlink("/var/run", rootfs.join("cache-link")).unwrap();
+    ws.dockerfile(
+        "FROM scratch\nCOPY rootfs/ /\n\
+         RUN --mount=type=cache,target=/cache-link/c grep -q nameserver /etc/resolv.conf && echo ok > /made\n",
+    );
+    kiln.build(&ws, "links:1", &[]);
+    let (_keep, r) = umoci_unpack(kiln.store(), "localhost/links:1");
+    assert_eq!(std::fs::read_to_string(r.join("made")).unwrap(), "ok\n");
+    assert!(r.join("etc/resolv.conf").symlink_metadata().unwrap().file_type().is_symlink(), "the image's link stays");
+    for stub in ["run", "var"] {
+        assert!(r.join(stub).symlink_metadata().is_err(), "{stub}: created only to mount on, so not in the image");
+    }
+}
