@@ -79,7 +79,10 @@ impl BuildCtx<'_> {
     pub fn sandbox(&self) -> Result<crate::sandbox::Sandbox, step::StepError> {
         let found = self.sandbox.get_or_init(|| {
             let scratch = self.store.temp_dir().map_err(|e| e.to_string())?;
-            let found = crate::sandbox::detect(self.options.isolation, scratch.path()).map_err(|e| e.to_string())?;
+            let found = crate::sandbox::detect(self.options.isolation, scratch.path()).map_err(|e| match e {
+                crate::sandbox::SandboxError::Unavailable(why) => why,
+                other => other.to_string(),
+            })?;
             self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
             Ok(found)
         });

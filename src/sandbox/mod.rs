@@ -18,6 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 pub use command::DEFAULT_PATH;
 pub use spec::{Isolation, Network, RootfsSpec, RunSpec, SandboxMount};
+use userns::UserNs;
 
 /// Runs the sandbox child role, or enters kiln's user namespace, before anything else starts a thread.
 /// `Some(code)` means this process's work is done and `main` must exit with `code`.
@@ -78,9 +79,9 @@ pub fn detect(requested: Requested, scratch: &Path) -> Result<Sandbox, SandboxEr
         UserNs::Unavailable(why) => return Err(SandboxError::Unavailable(why.clone())),
     };
     match requested {
-        Requested::Exactly(Isolation::Chroot) => {
-            chroot_works().map(|()| Sandbox { isolation: Isolation::Chroot, rootfs: RootfsKind::Copy })
-        }
+        Requested::Exactly(Isolation::Chroot) => chroot_works()
+            .map(|()| Sandbox { isolation: Isolation::Chroot, rootfs: RootfsKind::Copy })
+            .map_err(SandboxError::Unavailable),
         Requested::Exactly(mode) if mode != namespaced => Err(SandboxError::Unavailable(format!(
             "--isolation {} needs {}; this kiln runs {}",
             mode.name(),
@@ -96,13 +97,11 @@ pub fn detect(requested: Requested, scratch: &Path) -> Result<Sandbox, SandboxEr
             Ok(rootfs) => Ok(Sandbox { isolation: namespaced, rootfs }),
             Err(SandboxError::Unavailable(why)) => chroot_works()
                 .map(|()| Sandbox { isolation: Isolation::Chroot, rootfs: RootfsKind::Copy })
-                .map_err(|e| SandboxError::Unavailable(format!("{why}; and chroot: {e}"))),
+                .map_err(|e| SandboxError::Unavailable(format!("{why}; and {e}"))),
             Err(e) => Err(e),
         },
     }
 }
-
-use userns::UserNs;
 
 fn probe(mode: Isolation, scratch: &Path) -> Result<RootfsKind, SandboxError> {
     let mode_arg = if mode == Isolation::Rootless { "rootless" } else { "root" };
@@ -123,20 +122,22 @@ fn probe(mode: Isolation, scratch: &Path) -> Result<RootfsKind, SandboxError> {
     })
 }
 
-fn chroot_works() -> Result<(), SandboxError> {
+/// Whether this process may chroot (the only privilege chroot mode needs); the reason when not.
+fn chroot_works() -> Result<(), String> {
     // chroot("/") changes nothing but needs the same privilege as a real one.
-    let status = Command::new("/proc/self/exe")
+    let output = Command::new("/proc/self/exe")
         .args([child::CHILD_ARG, "probe-chroot"])
         .stdin(Stdio::null())
         .output()
-        .map_err(SandboxError::Spawn)?;
-    if status.status.success() {
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    if output.status.success() {
         Ok(())
     } else {
-        Err(SandboxError::Unavailable(format!(
-            "chroot is not permitted ({}); run as root or allow user namespaces",
-            String::from_utf8_lossy(&status.stderr).trim()
-        )))
+        Err(format!(
+            "chroot is not permitted ({}): chroot mode needs CAP_SYS_CHROOT, the other modes user namespaces or \
+             CAP_SYS_ADMIN",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 

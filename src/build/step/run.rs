@@ -211,7 +211,6 @@ impl Workspace {
         sandbox: Sandbox,
         scratch: &Path,
     ) -> Result<Workspace, StepError> {
-        let temp = |e| StepError::Temp(e);
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
             let lower = match rootfs::materialize(store, &state.layers)? {
                 Some(path) => path,
@@ -224,7 +223,7 @@ impl Workspace {
         let lowers = rootfs::lowers(store, &state.layers)?;
         let [upper, work, merged] = ["upper", "work", "merged"].map(|n| scratch.join(n));
         for dir in [&upper, &work, &merged] {
-            std::fs::create_dir(dir).map_err(temp)?;
+            std::fs::create_dir(dir).map_err(StepError::Temp)?;
         }
         let names = lowers.iter().map(|l| l.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
         let rootfs = RootfsSpec::Overlay {
