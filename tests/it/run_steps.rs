@@ -276,3 +276,25 @@ fn mount_points_behind_symlinks_stay_inside_and_out_of_the_layer() {
         assert!(r.join(stub).symlink_metadata().is_err(), "{stub}: created only to mount on, so not in the image");
     }
 }
+
+#[test]
+fn no_isolation_at_all_says_what_is_missing() {
+    if !is_root() || !require("setpriv") {
+        assert!(!ci(), "CI runs as root: this must be tested there");
+        eprintln!("skipping: dropping capabilities with setpriv takes root");
+        return;
+    }
+    let caps = "-sys_admin,-sys_chroot";
+    let mut launcher: Vec<std::path::PathBuf> =
+        ["setpriv", "--bounding-set", caps, "--inh-caps", caps, "--"].iter().map(std::path::PathBuf::from).collect();
+    launcher.push(env!("CARGO_BIN_EXE_kiln").into());
+    let kiln = Kiln::launched_by(launcher);
+    let ws = Workspace::new();
+    let rootfs = ws.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    ws.dockerfile("FROM scratch\nCOPY rootfs/ /\nRUN true\n");
+    let run = kiln.fails(&["build", "-t", "none:1", &ws.path().to_string_lossy()]);
+    assert!(run.stderr.contains("Dockerfile:3"), "{}", run.stderr);
+    assert!(run.stderr.contains("CAP_SYS_CHROOT"), "says what to grant: {}", run.stderr);
+    assert!(!kiln.ok(&["images"]).contains("none"), "no image from a failed build");
+}
