@@ -84,6 +84,7 @@ pub fn load(store: &Store, descriptor: &Descriptor) -> Result<ImageState, BuildE
             diff_id: diff_id.clone(),
             size: l.size(),
             media_type: l.media_type().to_string(),
+            remote: None,
         })
         .collect();
     Ok(ImageState::from_base(config, layers))

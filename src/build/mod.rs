@@ -99,6 +99,10 @@ pub struct BuildOutcome {
     pub manifest: Descriptor,
     /// The names given to it.
     pub tags: Vec<String>,
+    /// Repositories that hold layers the store lacks (for the push to mount from).
+    pub mount_from: Vec<crate::image::Reference>,
+    /// Tagged in the local store (false when its layers stayed in the registry cache).
+    pub local: bool,
 }
 
 /// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
@@ -157,6 +161,11 @@ pub async fn build(
         message: "the target stage was not built".to_string(),
     })?;
     if options.squash {
+        step::ensure_local(&ctx, &final_state.layers).await.map_err(|e| BuildError::Step {
+            location: ctx.file_label.clone(),
+            instruction: "--squash".to_string(),
+            source: e,
+        })?;
         squash::squash(&ctx, &mut final_state)?;
     }
     if !options.labels.is_empty() {
@@ -179,6 +188,34 @@ pub async fn build(
         started.elapsed().as_secs_f64()
     ));
     let committed = commit::commit(store, &final_state, options.format)?;
+    let remote: Vec<&state::LayerRef> =
+        final_state.layers.iter().filter(|l| l.remote.is_some() && !store.has_blob(&l.digest)).collect();
+    let mount_from: Vec<crate::image::Reference> = remote.iter().filter_map(|l| l.remote.clone()).collect();
+    // Mounting works only within one registry: every destination must be where the cached layers are.
+    let same_registry = !options.tags.is_empty()
+        && options.tags.iter().all(|t| {
+            crate::image::Reference::parse(t).is_ok_and(|t| mount_from.iter().all(|m| m.registry() == t.registry()))
+        });
+    if !remote.is_empty() && options.layers_may_stay_remote && same_registry {
+        // Pushed right after to the registry that has these layers: mounted there, never downloaded. The
+        // store never names an image whose blobs it lacks, so this one is not tagged locally.
+        ctx.info(format!(
+            "{} layers stay in the registry cache; the image is not kept in the local store",
+            remote.len()
+        ));
+        return Ok(BuildOutcome {
+            image_id: committed.config.digest().to_string(),
+            manifest: committed.manifest,
+            tags: options.tags.clone(),
+            mount_from,
+            local: false,
+        });
+    }
+    step::ensure_local(&ctx, &final_state.layers).await.map_err(|e| BuildError::Step {
+        location: ctx.file_label.clone(),
+        instruction: "fetching cached layers".to_string(),
+        source: e,
+    })?;
     for tag in &options.tags {
         store.set_tag(tag, &committed.manifest)?;
     }
@@ -189,6 +226,8 @@ pub async fn build(
         image_id: committed.config.digest().to_string(),
         manifest: committed.manifest,
         tags: options.tags.clone(),
+        mount_from: Vec::new(),
+        local: true,
     })
 }
 

@@ -41,6 +41,9 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// `--cache-from`: registry repositories to look step results up in, in order.
     pub cache_from: Vec<String>,
+    /// The image is pushed right after the build: layers found in `--cache-from` need not be downloaded
+    /// (the push mounts them), and the image is then not kept locally.
+    pub layers_may_stay_remote: bool,
     /// `--cache-to`: the registry repository step results are shared through.
     pub cache_to: Option<String>,
     /// `--pull`.

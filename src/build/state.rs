@@ -15,6 +15,9 @@ pub struct LayerRef {
     pub size: u64,
     /// Media type of the blob as stored.
     pub media_type: String,
+    /// A registry repository holding the blob when the store does not yet (a `--cache-from` hit, fetched
+    /// only when a later step needs the layer's files).
+    pub remote: Option<crate::image::Reference>,
 }
 
 /// The state of one stage's image between steps.

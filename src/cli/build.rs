@@ -28,7 +28,8 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
         let outcome = build::build(&store, &client, &options, &progress).await?;
         if args.push {
             for tag in &outcome.tags {
-                super::transfer::push_one(&store, &client, &outcome.manifest, tag, None, &progress).await?;
+                let mounts = &outcome.mount_from;
+                super::transfer::push_one(&store, &client, &outcome.manifest, tag, None, mounts, &progress).await?;
             }
         }
         anyhow::Ok(outcome)
@@ -70,6 +71,7 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         no_cache: args.no_cache || !args.layers,
         no_cache_filter: args.no_cache_filter.clone(),
         cache_from: args.cache_from.clone(),
+        layers_may_stay_remote: args.push && !args.cache_from.is_empty(),
         cache_to: args.cache_to.clone(),
         pull: match args.pull {
             PullArg::Missing | PullArg::False => PullPolicy::Missing,

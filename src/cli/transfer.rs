@@ -22,16 +22,18 @@ pub async fn push_one(
     manifest: &Descriptor,
     dest: &str,
     docker_format: Option<bool>,
+    extra_mounts: &[Reference],
     reporter: &dyn Reporter,
 ) -> anyhow::Result<String> {
     let reference = Reference::parse(dest).with_context(|| format!("invalid destination {dest:?}"))?;
     reporter.report(Event::Info(format!("pushing {reference}")));
-    let mount_from: Vec<Reference> = store
+    let mut mount_from: Vec<Reference> = store
         .list_tags()?
         .into_iter()
         .filter(|(_, d)| d.digest() == manifest.digest())
         .filter_map(|(name, _)| Reference::parse(&name).ok())
         .collect();
+    mount_from.extend(extra_mounts.iter().cloned());
     let digest = push::push(store, client, manifest, &reference, docker_format, &mount_from).await?;
     reporter.report(Event::Info(format!("pushed {reference}@{digest}")));
     Ok(digest.to_string())
@@ -47,7 +49,7 @@ pub fn push(root: Option<&Path>, args: &PushArgs) -> Result<(), Failure> {
     let digest = match destination {
         Destination::Registry(dest) => {
             let client = env::registry_client(&args.registry)?;
-            runtime()?.block_on(push_one(&store, &client, &manifest, &dest, docker_format, &progress))?
+            runtime()?.block_on(push_one(&store, &client, &manifest, &dest, docker_format, &[], &progress))?
         }
         Destination::OciDir { path, tag } => {
             export::to_oci_dir(&store, &manifest, &path, tag.as_deref())?;

@@ -1,7 +1,8 @@
 //! The step cache shared through a registry (`--cache-to` / `--cache-from`), for build pods that start
 //! empty. Each step's record is a small OCI manifest tagged with the step's key in the cache repository: its
 //! config blob is the [`Record`] as JSON (media type [`RECORD_TYPE`]), its one layer (if any) the step's
-//! layer blob. Any OCI registry stores it; a lookup is one manifest GET.
+//! layer blob. Any OCI registry stores it; a lookup is one manifest GET and one small blob GET; the layer
+//! itself is fetched only when a later step reads it, and a push to the same registry mounts it instead.
 
 use oci_spec::image::Digest;
 
@@ -16,14 +17,9 @@ pub const RECORD_TYPE: &str = "application/vnd.kiln.cache.record.v1+json";
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// Looks `key` up in `repo`: `Ok(None)` when the registry has no such tag; on a hit the layer blob is
-/// fetched into `store` (when missing there) and the record returned.
-pub async fn fetch(
-    client: &Client,
-    store: &Store,
-    repo: &Reference,
-    key: &CacheKey,
-) -> Result<Option<Record>, RegistryError> {
+/// Looks `key` up in `repo`: `Ok(None)` when the registry has no such tag, else the record (its layer is
+/// fetched separately, and only when needed: [`fetch_layer`]).
+pub async fn fetch_record(client: &Client, repo: &Reference, key: &CacheKey) -> Result<Option<Record>, RegistryError> {
     let (bytes, _, _) = match client.get_manifest(repo, key.hex()).await {
         Ok(found) => found,
         Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
@@ -37,16 +33,20 @@ pub async fn fetch(
     };
     let mut record_bytes = Vec::new();
     client.get_blob(repo, &config, &mut record_bytes).await?;
-    let Ok(record) = serde_json::from_slice::<Record>(&record_bytes) else { return Ok(None) };
-    if let Some(layer) = &record.layer
-        && !store.has_blob(&layer.digest)
-    {
-        let sink = StoreBlobs(store);
-        let mut ingest = sink.begin().map_err(|source| local("store a cached layer", source))?;
-        client.get_blob(repo, &layer.digest, &mut ingest).await?;
-        ingest.commit(&layer.digest).map_err(|source| local("store a cached layer", source))?;
-    }
-    Ok(Some(record))
+    Ok(serde_json::from_slice::<Record>(&record_bytes).ok())
+}
+
+/// Downloads a cached layer blob from `repo` into `store` (digest verified on the way).
+pub async fn fetch_layer(
+    client: &Client,
+    store: &Store,
+    repo: &Reference,
+    digest: &Digest,
+) -> Result<(), RegistryError> {
+    let sink = StoreBlobs(store);
+    let mut ingest = sink.begin().map_err(|source| local("store a cached layer", source))?;
+    client.get_blob(repo, digest, &mut ingest).await?;
+    ingest.commit(digest).map_err(|source| local("store a cached layer", source))
 }
 
 /// Publishes `record` under `key` in `repo` (blobs the registry has are not sent again).

@@ -174,3 +174,45 @@ fn pull_misses_when_the_base_image_changed() {
     let (_, cached) = build(&kiln, &ws, &["--tls-verify=false", "--pull"]);
     assert!(cached.is_empty(), "--pull fetched the new base, so its steps miss: {cached:?}");
 }
+
+#[test]
+fn a_remote_hit_pushed_to_the_same_registry_downloads_no_layer() {
+    if !crate::harness::require("skopeo") || !crate::harness::require("umoci") {
+        return;
+    }
+    let Some(registry) = crate::harness::Registry::start() else { return };
+    let first = Kiln::new();
+    let base = registry.name("base/busybox:1");
+    first.build(&busybox_workspace(), &base, &["--push", "--tls-verify=false"]);
+    let ws = Workspace::new();
+    ws.file("big.bin", vec![7u8; 1 << 20])
+        .dockerfile(&format!("FROM {base}\nCOPY big.bin /big.bin\nRUN echo one > /one\n"));
+    let repo = registry.name("cache/app");
+    build(&first, &ws, &["--cache-to", &repo, "--tls-verify=false"]);
+    let layer_count = |kiln: &Kiln| std::fs::read_dir(kiln.store().join("blobs/sha256")).map_or(0, |d| d.count());
+
+    // A pod with only the base: both steps hit remotely and the push mounts their layers.
+    let pod = Kiln::new();
+    let pulled = pod.ok(&["pull", &base, "--tls-verify=false"]);
+    assert!(!pulled.is_empty());
+    let before = layer_count(&pod);
+    let app = registry.name("team/app:1");
+    let ctx = ws.path().to_string_lossy().into_owned();
+    let run = pod.run(&["build", "-t", &app, "--cache-from", &repo, "--push", "--tls-verify=false", &ctx]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("CACHED").count(), 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("fetching cached layer"), "no layer was downloaded: {}", run.stderr);
+    assert!(layer_count(&pod) <= before + 2, "only the new config and manifest were stored");
+    let layout = tempfile::tempdir().unwrap();
+    let dest = format!("oci:{}:app", layout.path().display());
+    crate::harness::tool("skopeo", &["copy", "--src-tls-verify=false", &registry.docker_ref("team/app:1"), &dest]);
+    let (_keep, rootfs) = crate::harness::umoci_unpack(layout.path(), "app");
+    assert_eq!(std::fs::read_to_string(rootfs.join("one")).unwrap(), "one\n", "the pushed image is whole");
+
+    // A later step that needs the files fetches exactly the cached layers it reads.
+    ws.dockerfile(&format!("FROM {base}\nCOPY big.bin /big.bin\nRUN echo one > /one\nRUN cat /one > /two\n"));
+    let run = pod.run(&["build", "-t", "app:2", "--cache-from", &repo, "--tls-verify=false", &ctx]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("fetching cached layer").count(), 2, "{}", run.stderr);
+    pod.ok(&["push", "app:2", &format!("oci:{}:two", layout.path().display())]);
+}

@@ -157,6 +157,7 @@ pub(crate) async fn from_root(
             let Some(done) = env.done.get(index) else {
                 return Err(StepError::Unsupported(format!("stage {index} has not been built")));
             };
+            super::ensure_local(env.ctx, &done.layers).await?;
             (done.layers.clone(), format!("stage {}", env.stage_label(*index)))
         }
         Some(CopyFrom::Image(name)) => {

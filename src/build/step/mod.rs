@@ -61,6 +61,9 @@ pub enum StepError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
+    /// A layer from the registry cache could not be fetched.
+    #[error("cannot fetch a cached layer: {0}")]
+    Cache(#[source] Box<crate::registry::RegistryError>),
     /// The sandbox could not run the command.
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
@@ -95,6 +98,7 @@ pub async fn execute(
     let repr = key_repr(step);
     match step {
         ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
+            ensure_local(env.ctx, &state.layers).await?;
             let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_))).await?;
             let sources = cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
             let key = parent.child(&repr, Some(&sources));
@@ -106,6 +110,7 @@ pub async fn execute(
                 config::workdir(&mut state.config, dir);
                 return Ok(hit);
             }
+            ensure_local(env.ctx, &state.layers).await?;
             let layer = workdir::execute(env, state, dir)?;
             Ok(remember(env, key, layer).await)
         }
@@ -114,7 +119,11 @@ pub async fn execute(
             let key = parent.child(&repr, sources.as_deref());
             let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
             let state: &ImageState = state;
-            cached_or_run(env, key, use_cache, async || run::execute(env, state, &step).await).await
+            cached_or_run(env, key, use_cache, async || {
+                ensure_local(env.ctx, &state.layers).await?;
+                run::execute(env, state, &step).await
+            })
+            .await
         }
         other => {
             apply_config(env, state, other)?;
@@ -152,29 +161,35 @@ async fn lookup(env: &StageEnv<'_>, key: &CacheKey, use_cache: bool) -> Option<S
     if !use_cache {
         return None;
     }
-    let record = match env.ctx.cache.get(env.ctx.store, key) {
-        Some(record) => record,
+    let (record, remote) = match env.ctx.cache.get(env.ctx.store, key) {
+        Some(record) => (record, None),
         None => {
-            let record = remote_lookup(env, key).await?;
+            let (record, repo) = remote_lookup(env, key).await?;
             env.ctx.cache.put(key, &record);
-            record
+            (record, Some(repo))
         }
     };
     share(env, key, &record).await;
     let created = record.created.clone();
-    let layer =
-        record.layer.map(|l| LayerRef { digest: l.digest, diff_id: l.diff_id, size: l.size, media_type: l.media_type });
+    let layer = record.layer.map(|l| LayerRef {
+        digest: l.digest,
+        diff_id: l.diff_id,
+        size: l.size,
+        media_type: l.media_type,
+        remote: remote.clone(),
+    });
     Some(StepOutcome { layer, cached: true, key: key.clone(), created: Some(created) })
 }
 
-async fn remote_lookup(env: &StageEnv<'_>, key: &CacheKey) -> Option<cache::Record> {
+/// The record of `key` in the first `--cache-from` repository that has it, and that repository.
+async fn remote_lookup(env: &StageEnv<'_>, key: &CacheKey) -> Option<(cache::Record, crate::image::Reference)> {
     for repo in &env.ctx.options.cache_from {
         let Ok(reference) = crate::image::Reference::parse_with_search(repo, &env.ctx.options.search_registries) else {
             env.ctx.reporter.report(Event::Warning(format!("--cache-from {repo}: not a repository reference")));
             continue;
         };
-        match cache_repo::fetch(env.ctx.client, env.ctx.store, &reference, key).await {
-            Ok(Some(record)) => return Some(record),
+        match cache_repo::fetch_record(env.ctx.client, &reference, key).await {
+            Ok(Some(record)) => return Some((record, reference)),
             Ok(None) => {}
             Err(e) => env.ctx.reporter.report(Event::Warning(format!("--cache-from {repo}: {e}"))),
         }
@@ -265,5 +280,19 @@ pub fn write_layer_with(ctx: &crate::build::BuildCtx<'_>, entries: Vec<Entry>) -
         diff_id: digests.diff_id,
         size,
         media_type: ctx.options.compression.media_type(true).to_string(),
+        remote: None,
     }))
+}
+
+/// Fetches the blobs of `layers` that are only in a `--cache-from` repository, before a step reads them.
+pub async fn ensure_local(ctx: &crate::build::BuildCtx<'_>, layers: &[LayerRef]) -> Result<(), StepError> {
+    for layer in layers {
+        if let Some(repo) = &layer.remote
+            && !ctx.store.has_blob(&layer.digest)
+        {
+            ctx.info(format!("fetching cached layer {} from {repo}", layer.digest));
+            cache_repo::fetch_layer(ctx.client, ctx.store, repo, &layer.digest).await.map_err(|e| StepError::Cache(Box::new(e)))?;
+        }
+    }
+    Ok(())
 }
