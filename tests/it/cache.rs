@@ -216,3 +216,35 @@ fn a_remote_hit_pushed_to_the_same_registry_downloads_no_layer() {
     assert_eq!(run.stderr.matches("fetching cached layer").count(), 2, "{}", run.stderr);
     pod.ok(&["push", "app:2", &format!("oci:{}:two", layout.path().display())]);
 }
+
+#[test]
+fn concurrent_builds_share_one_cache_repository() {
+    let Some(registry) = crate::harness::Registry::start() else { return };
+    let publisher = Kiln::new();
+    let base = registry.name("base/busybox:1");
+    publisher.build(&busybox_workspace(), &base, &["--push", "--tls-verify=false"]);
+    let repo = registry.name("cache/shared");
+    let dockerfile = |last: &str| {
+        let ws = Workspace::new();
+        ws.dockerfile(&format!("FROM {base}\nRUN echo common > /common && sleep 1\nRUN echo {last} > /{last}\n"));
+        ws
+    };
+    let (a, b) = (dockerfile("a"), dockerfile("b"));
+    let (pod_a, pod_b) = (Kiln::new(), Kiln::new());
+    let flags = ["--cache-to", repo.as_str(), "--cache-from", repo.as_str(), "--tls-verify=false"];
+    let spawn = |kiln: &Kiln, ws: &Workspace| {
+        let ctx = ws.path().to_string_lossy().into_owned();
+        let mut args = vec!["build", "-t", "shared:1"];
+        args.extend_from_slice(&flags);
+        args.push(&ctx);
+        kiln.spawn(&args)
+    };
+    let (mut ca, mut cb) = (spawn(&pod_a, &a), spawn(&pod_b, &b));
+    assert!(ca.wait().unwrap().success() && cb.wait().unwrap().success(), "both concurrent builds succeed");
+
+    // A third pod finds every step of both Dockerfiles in the shared repository.
+    let pod_c = Kiln::new();
+    let (_, cached_a) = build(&pod_c, &a, &["--cache-from", &repo, "--tls-verify=false"]);
+    let (_, cached_b) = build(&pod_c, &b, &["--cache-from", &repo, "--tls-verify=false"]);
+    assert_eq!((cached_a.len(), cached_b.len()), (2, 2), "{cached_a:?} {cached_b:?}");
+}

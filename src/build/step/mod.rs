@@ -291,7 +291,9 @@ pub async fn ensure_local(ctx: &crate::build::BuildCtx<'_>, layers: &[LayerRef])
             && !ctx.store.has_blob(&layer.digest)
         {
             ctx.info(format!("fetching cached layer {} from {repo}", layer.digest));
-            cache_repo::fetch_layer(ctx.client, ctx.store, repo, &layer.digest).await.map_err(|e| StepError::Cache(Box::new(e)))?;
+            cache_repo::fetch_layer(ctx.client, ctx.store, repo, &layer.digest)
+                .await
+                .map_err(|e| StepError::Cache(Box::new(e)))?;
         }
     }
     Ok(())
