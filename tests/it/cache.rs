@@ -248,3 +248,62 @@ fn concurrent_builds_share_one_cache_repository() {
     let (_, cached_b) = build(&pod_c, &b, &["--cache-from", &repo, "--tls-verify=false"]);
     assert_eq!((cached_a.len(), cached_b.len()), (2, 2), "{cached_a:?} {cached_b:?}");
 }
+
+#[test]
+fn each_instruction_kind_keys_what_it_affects() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:test", &[]);
+    let ws = Workspace::new();
+    let dockerfile = |label: &str, env: &str, user: &str, workdir: &str| {
+        format!(
+            "FROM localhost/busybox:test\n\
+             LABEL version={label}\n\
+             ADD added.txt /added.txt\n\
+             RUN echo run-before-env > /r1\n\
+             ENV MODE={env}\n\
+             USER {user}\n\
+             RUN echo run-after > /tmp/r2\n\
+             USER root\n\
+             WORKDIR {workdir}\n\
+             COPY app/main.txt rel/\n"
+        )
+    };
+    ws.file("added.txt", "v1").file("app/main.txt", "m");
+    ws.dockerfile(&dockerfile("1", "a", "root", "/w1"));
+    build(&kiln, &ws, &[]);
+    let hits = |label: &str, env: &str, user: &str, workdir: &str| {
+        ws.dockerfile(&dockerfile(label, env, user, workdir));
+        build(&kiln, &ws, &[]).1
+    };
+    let all = vec![
+        "ADD added.txt /added.txt",
+        "RUN echo run-before-env > /r1",
+        "RUN echo run-after > /tmp/r2",
+        "WORKDIR /w1",
+        "COPY app/main.txt rel/",
+    ];
+    assert_eq!(hits("2", "a", "root", "/w1"), all, "a LABEL change misses nothing");
+    let env_changed = hits("1", "b", "root", "/w1");
+    assert_eq!(env_changed[..2], all[..2], "steps before the ENV hit");
+    assert!(!env_changed.contains(&all[2].to_string()), "the RUN after the ENV misses: {env_changed:?}");
+    assert!(!hits("1", "b", "app", "/w1").contains(&all[2].to_string()), "USER misses the RUN it runs");
+    let moved = hits("1", "b", "app", "/w2");
+    assert!(!moved.iter().any(|s| s.starts_with("COPY")), "WORKDIR misses a relative COPY: {moved:?}");
+    ws.file("added.txt", "v2");
+    let changed = hits("1", "b", "app", "/w2");
+    assert!(!changed.iter().any(|s| s.starts_with("ADD")), "ADD of a changed file misses: {changed:?}");
+}
+
+#[test]
+fn no_cache_filter_rebuilds_only_the_named_stage() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:test", &[]);
+    let ws = Workspace::new();
+    ws.dockerfile(
+        "FROM localhost/busybox:test AS deps\nRUN echo deps > /deps\n\
+         FROM localhost/busybox:test AS final\nCOPY --from=deps /deps /deps\nRUN echo final > /final\n",
+    );
+    build(&kiln, &ws, &[]);
+    let (_, cached) = build(&kiln, &ws, &["--no-cache-filter", "final"]);
+    assert_eq!(cached, vec!["RUN echo deps > /deps".to_string()], "{cached:?}");
+}

@@ -88,6 +88,10 @@ pub struct StepOutcome {
 
 /// Runs one resolved step on top of the step whose key is `parent`, reusing a cached result when
 /// `use_cache` and the cache has one.
+///
+/// As in BuildKit, only filesystem steps extend the key chain: a config-only step (LABEL, CMD, EXPOSE ...)
+/// changes no later step's key, while what a later step does depend on — USER and WORKDIR for RUN, WORKDIR
+/// for COPY/ADD, ENV and ARGs through RUN's environment — enters that step's own key.
 pub async fn execute(
     env: &StageEnv<'_>,
     state: &mut ImageState,
@@ -95,7 +99,7 @@ pub async fn execute(
     parent: &CacheKey,
     use_cache: bool,
 ) -> Result<StepOutcome, StepError> {
-    let repr = key_repr(step);
+    let repr = key_repr(step, state);
     match step {
         ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
             ensure_local(env.ctx, &state.layers).await?;
@@ -127,18 +131,18 @@ pub async fn execute(
         }
         other => {
             apply_config(env, state, other)?;
-            Ok(StepOutcome { layer: None, cached: false, key: parent.child(&repr, None), created: None })
+            Ok(StepOutcome { layer: None, cached: false, key: parent.clone(), created: None })
         }
     }
 }
 
-/// The step as it enters its key: everything after expansion, except an ARG's values (a changed value
-/// misses only the steps that see it, through their expansion or environment).
-fn key_repr(step: &ResolvedStep) -> String {
+/// The step as it enters its key: the resolved step, plus the config it runs under (USER and WORKDIR for
+/// RUN, WORKDIR for COPY/ADD, whose relative destinations depend on it).
+fn key_repr(step: &ResolvedStep, state: &ImageState) -> String {
+    let config = &state.config.config;
     match step {
-        ResolvedStep::Arg(decls) => {
-            format!("ARG {}", decls.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" "))
-        }
+        ResolvedStep::Run { .. } => format!("{step:?} user={:?} workdir={:?}", config.user, config.working_dir),
+        ResolvedStep::Copy(_) | ResolvedStep::Add(_) => format!("{step:?} workdir={:?}", config.working_dir),
         other => format!("{other:?}"),
     }
 }
