@@ -82,3 +82,15 @@ if command -v pigz >/dev/null 2>&1; then
 	t=$(time_cmd sh -c "tar -C '$WORK/c1' -cf - data | pigz | sha256sum")
 	printf '%-28s %8.3fs\n' "c1 tar|pigz|sha256 reference" "$t"
 fi
+
+# Peak memory while building a 1 GiB layer (goal: 64 MiB), when GNU time is installed.
+if [ -x /usr/bin/time ]; then
+	mkdir -p "$WORK/mem/big"
+	head -c 536870912 /dev/urandom > "$WORK/mem/big/random.bin"
+	head -c 536870912 /dev/zero > "$WORK/mem/big/zeros.bin"
+	printf 'FROM scratch\nCOPY big /big\n' > "$WORK/mem/Dockerfile"
+	rss=$( { /usr/bin/time -f '%M' "$KILN" --root "$WORK/mem-store" build -q -t mem "$WORK/mem" >/dev/null; } 2>&1 | tail -1)
+	printf '%-28s kiln peak RSS %s MiB\n' "1 GiB layer" "$((rss / 1024))"
+else
+	echo "1 GiB layer: /usr/bin/time not installed (apt-get install time), peak memory not measured"
+fi
