@@ -3,6 +3,7 @@
 # Each case is timed REPEAT times (median reported); ratios are kiln / buildah from this same run.
 #   c1: COPY of a generated context (FILES files, about half random bytes, half zeros): cold, no-change, one file changed
 #   c2: ten trivial RUN steps: cold, no-change rebuild
+#   c3: one RUN in chroot mode on an image of 100k files (the metadata-walk diff)
 set -eu
 
 KILN=${KILN:-target/release/kiln}
@@ -82,6 +83,39 @@ if command -v pigz >/dev/null 2>&1; then
 	t=$(time_cmd sh -c "tar -C '$WORK/c1' -cf - data | pigz | sha256sum")
 	printf '%-28s %8.3fs\n' "c1 tar|pigz|sha256 reference" "$t"
 fi
+
+# c3: one RUN step in chroot mode (a build pod without mount rights) on an image of 100k files: kiln's
+# private copy + metadata-walk diff against buildah --isolation chroot on the vfs driver (what it uses there).
+mkdir -p "$WORK/c3/tree"
+python3 - "$WORK/c3/tree" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(100000):
+    d = os.path.join(root, f"d{i % 500:03d}")
+    if i < 500:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}"), "w") as f:
+        f.write("x")
+PY
+printf 'FROM localhost/bench-base\nCOPY tree /tree\n' > "$WORK/c3/Dockerfile.tree"
+mkdir -p "$WORK/c3run"
+printf 'FROM localhost/bench-tree\nRUN echo x > /x\n' > "$WORK/c3run/Dockerfile"
+rm -rf "$WORK/kstore"; cp -a "$WORK/kiln-base" "$WORK/kstore"
+"$KILN" --root "$WORK/kstore" build -q -f "$WORK/c3/Dockerfile.tree" -t bench-tree "$WORK/c3" >/dev/null
+k=""; b=""
+VFS=""
+if [ -n "$BUILDAH" ]; then
+	VFS="buildah --root $WORK/vfs-root --runroot $WORK/vfs-run --storage-driver vfs"
+	$VFS bud --isolation chroot -q -t localhost/bench-base "$WORK/base" >/dev/null 2>&1
+	$VFS bud --isolation chroot -q -f "$WORK/c3/Dockerfile.tree" -t localhost/bench-tree "$WORK/c3" >/dev/null 2>&1
+fi
+for n in $(seq "$REPEAT"); do
+	k="$k $(time_cmd "$KILN" --root "$WORK/kstore" build -q --no-cache --isolation chroot -t c3 "$WORK/c3run")"
+	[ -n "$VFS" ] && b="$b $(time_cmd $VFS bud --isolation chroot --layers=false -q -t c3 "$WORK/c3run")"
+done
+km=$(echo $k | tr ' ' '\n' | median)
+bm=""; [ -n "$b" ] && bm=$(echo $b | tr ' ' '\n' | median)
+report "c3 RUN on 100k files, chroot" "$km" "$bm"
 
 # Peak memory while building a 1 GiB layer (goal: 64 MiB), when GNU time is installed.
 if [ -x /usr/bin/time ]; then

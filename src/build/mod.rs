@@ -63,6 +63,8 @@ pub struct BuildCtx<'a> {
     pub cache: crate::cache::Cache,
     /// Remembered file digests for source hashing.
     pub stats: crate::cache::sources::StatCache,
+    /// Full snapshots this build created and no one else has used yet: a chroot-mode RUN may claim them.
+    pub owned_snapshots: std::sync::Mutex<std::collections::HashSet<oci_spec::image::Digest>>,
     /// Steps run and steps taken from the cache, for the closing line.
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
@@ -148,6 +150,7 @@ pub async fn build(
         cache: crate::cache::Cache::open(store),
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
         counts: Default::default(),
+        owned_snapshots: Default::default(),
     };
     let started = std::time::Instant::now();
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();

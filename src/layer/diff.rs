@@ -74,6 +74,16 @@ struct Stamp {
     uid: u32,
     gid: u32,
     mtime: (i64, i64),
+    /// Inode and ctime: meaningful only when the tree was changed in place (a copy renews both).
+    identity: (u64, i64, i64),
+}
+
+impl Stamp {
+    fn same(&self, other: &Stamp, in_place: bool) -> bool {
+        (self.kind, self.size, self.mode, self.uid, self.gid, self.mtime)
+            == (other.kind, other.size, other.mode, other.uid, other.gid, other.mtime)
+            && (!in_place || self.identity == other.identity)
+    }
 }
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {
@@ -84,19 +94,28 @@ fn stamp(meta: &std::fs::Metadata) -> Stamp {
         uid: meta.uid(),
         gid: meta.gid(),
         mtime: (meta.mtime(), meta.mtime_nsec()),
+        identity: (meta.ino(), meta.ctime(), meta.ctime_nsec()),
     }
 }
 
-/// A tree's paths with their stamps (and link targets), from one walk.
-struct Walked {
+/// A tree's paths with their stamps (and link targets), from one walk: what a later diff compares with.
+pub struct TreeStamps {
     stamps: HashMap<String, Stamp>,
     targets: HashMap<String, std::path::PathBuf>,
     /// Paths in walk order (sorted by name), with their absolute path.
     order: Vec<(String, std::path::PathBuf)>,
 }
 
-fn walk_tree(root: &Path) -> Result<Walked, LayerError> {
-    let mut walked = Walked { stamps: HashMap::new(), targets: HashMap::new(), order: Vec::new() };
+impl TreeStamps {
+    /// Mode bits, uid and gid of the directory `rel` as it was, if it was one.
+    pub fn dir_mode_owner(&self, rel: &str) -> Option<(u32, u32, u32)> {
+        self.stamps.get(rel).filter(|s| s.kind == 0o040000).map(|s| (s.mode & 0o7777, s.uid, s.gid))
+    }
+}
+
+/// Records the metadata of every path under `root`, to diff against after the tree changed in place.
+pub fn stamp_tree(root: &Path) -> Result<TreeStamps, LayerError> {
+    let mut walked = TreeStamps { stamps: HashMap::new(), targets: HashMap::new(), order: Vec::new() };
     for item in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let item = item.map_err(walk_err(root))?;
         let rel = item.path().strip_prefix(root).unwrap_or(item.path()).to_string_lossy().into_owned();
@@ -114,15 +133,23 @@ fn walk_tree(root: &Path) -> Result<Walked, LayerError> {
 /// `changed` must be a copy of `lower` that preserved metadata (see [`copy_tree`]), so that unchanged
 /// files compare equal by metadata alone. The two trees are walked in parallel.
 pub fn diff_trees(lower: &Path, changed: &Path) -> Result<Vec<Entry>, LayerError> {
-    let (before, after) = rayon::join(|| walk_tree(lower), || walk_tree(changed));
-    let (before, after) = (before?, after?);
+    let (before, after) = rayon::join(|| stamp_tree(lower), || stamp_tree(changed));
+    diff_stamps(&before?, &after?, false)
+}
+
+/// Entries that turn the tree `before` described into what `changed` holds now, after it was changed in
+/// place (so inode numbers and ctimes count too: a rewrite that kept size and mtime is still found).
+pub fn diff_since(before: &TreeStamps, changed: &Path) -> Result<Vec<Entry>, LayerError> {
+    diff_stamps(before, &stamp_tree(changed)?, true)
+}
+
+fn diff_stamps(before: &TreeStamps, after: &TreeStamps, in_place: bool) -> Result<Vec<Entry>, LayerError> {
     let mut links = HashMap::new();
     let mut out = Vec::new();
     for (rel, abs) in &after.order {
         let now = &after.stamps[rel];
         let same = match before.stamps.get(rel) {
-            // A copy has new inode numbers and ctimes, so the stamp leaves them out.
-            Some(old) => old == now && before.targets.get(rel) == after.targets.get(rel),
+            Some(old) => old.same(now, in_place) && before.targets.get(rel) == after.targets.get(rel),
             None => false,
         };
         if !same && now.kind != 0o140000 {

@@ -14,7 +14,7 @@ mod write;
 
 pub use apply::{ApplyOptions, ApplyStats, apply_layer, extract_archive};
 pub use compress::{Compression, decompress};
-pub use diff::{copy_tree, diff_trees, entries_from_overlay_upper};
+pub use diff::{TreeStamps, copy_tree, diff_since, diff_trees, entries_from_overlay_upper, stamp_tree};
 pub use entry::{Entry, EntryKind, FileSource, entries_from_dir, read_xattrs};
 pub use error::LayerError;
 pub use resolve::{clean_components, resolve_dir};

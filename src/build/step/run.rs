@@ -43,7 +43,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
-    let work = Workspace::prepare(store, state, sandbox, scratch.path())?;
+    let work = Workspace::prepare(env, state, sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
@@ -75,7 +75,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let entries = work.diff(&outcome.created)?;
     let layer = write_layer(env, entries)?;
     if let Some(layer) = &layer {
-        work.keep_as_snapshot(store, state, layer, &outcome.created)?;
+        work.keep_as_snapshot(store, &env.ctx.owned_snapshots, state, layer, &outcome.created)?;
     }
     Ok(layer)
 }
@@ -197,28 +197,30 @@ fn describe(run: &RunStep<'_>) -> String {
     }
 }
 
-/// Where the step's filesystem lives: an overlay over the parent's snapshots, or a private copy.
+/// Where the step's filesystem lives: an overlay over the parent's snapshots, a private copy of the
+/// parent's full snapshot, or — when this build made that snapshot itself — the snapshot itself, claimed by
+/// rename (creating files is what costs in a copy: ~20 s per 100k files on a slow disk).
 struct Workspace {
     rootfs: RootfsSpec,
-    /// The lower dirs (topmost first); the flattened parent for a copy.
-    lowers: Vec<PathBuf>,
+    /// Directories showing the parent's rootfs before the step runs, topmost first.
+    view: Vec<PathBuf>,
+    /// What the diff compares with.
+    before: Before,
+}
+
+/// The parent's tree, for the diff and the mount-stub filter.
+enum Before {
+    /// Unchanged directories: the overlay's lowers, or the full snapshot a copy was made from.
+    Lowers(Vec<PathBuf>),
+    /// A claimed snapshot, changed in place: its metadata recorded before the step.
+    Stamps(layer::TreeStamps),
 }
 
 impl Workspace {
-    fn prepare(
-        store: &crate::store::Store,
-        state: &ImageState,
-        sandbox: Sandbox,
-        scratch: &Path,
-    ) -> Result<Workspace, StepError> {
+    fn prepare(env: &StageEnv<'_>, state: &ImageState, sandbox: Sandbox, scratch: &Path) -> Result<Workspace, StepError> {
+        let store = env.ctx.store;
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
-            let lower = match rootfs::materialize(store, &state.layers)? {
-                Some(path) => path,
-                None => rootfs::empty(store)?,
-            };
-            let copy = scratch.join("rootfs");
-            layer::copy_tree(&lower, &copy)?;
-            return Ok(Workspace { rootfs: RootfsSpec::Dir(copy), lowers: vec![lower] });
+            return Workspace::private(env, state, scratch);
         }
         let lowers = rootfs::lowers(store, &state.layers)?;
         let [upper, work, merged] = ["upper", "work", "merged"].map(|n| scratch.join(n));
@@ -234,23 +236,44 @@ impl Workspace {
             merged,
             fuse: sandbox.rootfs == RootfsKind::FuseOverlay,
         };
-        Ok(Workspace { rootfs, lowers })
+        Ok(Workspace { rootfs, view: lowers.clone(), before: Before::Lowers(lowers) })
     }
 
-    /// The image's /etc/passwd and /etc/group, from the topmost lower that has each.
+    /// A rootfs the step may change in place: this build's own snapshot of the parent chain (claimed), else
+    /// a copy of the shared one.
+    fn private(env: &StageEnv<'_>, state: &ImageState, scratch: &Path) -> Result<Workspace, StepError> {
+        let store = env.ctx.store;
+        let chain = image::chain_id(&state.diff_ids());
+        let existed = store.snapshot(&chain).is_some();
+        let lower = match rootfs::materialize(store, &state.layers)? {
+            Some(path) => path,
+            None => rootfs::empty(store)?,
+        };
+        let private = scratch.join("rootfs");
+        let owned = !existed || env.ctx.owned_snapshots.lock().unwrap_or_else(|e| e.into_inner()).remove(&chain);
+        if owned && std::fs::rename(&lower, &private).is_ok() {
+            let before = Before::Stamps(layer::stamp_tree(&private)?);
+            return Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before });
+        }
+        layer::copy_tree(&lower, &private)?;
+        Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before: Before::Lowers(vec![lower]) })
+    }
+
+    /// The image's /etc/passwd and /etc/group, from the topmost directory of the view that has each.
     fn accounts(&self) -> Accounts {
-        let find = |rel: &str| self.lowers.iter().map(|l| l.join(rel)).find(|p| p.is_file());
+        let find = |rel: &str| self.view.iter().map(|l| l.join(rel)).find(|p| p.is_file());
         let read = |rel: &str| find(rel).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
         Accounts::from_text(&read("etc/passwd"), &read("etc/group"))
     }
 
     /// What the step changed, without the mount points the sandbox had to create.
     fn diff(&self, created: &[String]) -> Result<Vec<Entry>, StepError> {
-        let entries = match &self.rootfs {
-            RootfsSpec::Overlay { upper, .. } => layer::entries_from_overlay_upper(upper)?,
-            RootfsSpec::Dir(copy) => layer::diff_trees(&self.lowers[0], copy)?,
+        let entries = match (&self.rootfs, &self.before) {
+            (RootfsSpec::Overlay { upper, .. }, _) => layer::entries_from_overlay_upper(upper)?,
+            (RootfsSpec::Dir(dir), Before::Lowers(lowers)) => layer::diff_trees(&lowers[0], dir)?,
+            (RootfsSpec::Dir(dir), Before::Stamps(stamps)) => layer::diff_since(stamps, dir)?,
         };
-        Ok(drop_mount_stubs(entries, created, &self.lowers))
+        Ok(drop_mount_stubs(entries, created, &self.before))
     }
 
     /// Keeps the step's filesystem as the snapshot of the new chain: the upper dir as a diff snapshot, or
@@ -258,6 +281,7 @@ impl Workspace {
     fn keep_as_snapshot(
         &self,
         store: &crate::store::Store,
+        owned: &std::sync::Mutex<HashSet<oci_spec::image::Digest>>,
         state: &ImageState,
         layer: &LayerRef,
         created: &[String],
@@ -273,6 +297,7 @@ impl Workspace {
             RootfsSpec::Dir(copy) => {
                 remove_stubs(copy, created);
                 store.publish_snapshot(&chain, copy)?;
+                owned.lock().unwrap_or_else(|e| e.into_inner()).insert(chain);
             }
         }
         Ok(())
@@ -294,7 +319,7 @@ fn remove_stubs(root: &Path, created: &[String]) {
 /// Leaves out of the layer the mount points the sandbox created (still empty) and the directories above
 /// them that only changed because of that (same mode and owner as below), unless the command put something
 /// else in them.
-fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], lowers: &[PathBuf]) -> Vec<Entry> {
+fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], before: &Before) -> Vec<Entry> {
     if created.is_empty() {
         return entries;
     }
@@ -309,7 +334,7 @@ fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], lowers: &[PathBuf])
     }
     let is_stub = |e: &Entry| match &e.kind {
         EntryKind::Dir => {
-            created.contains(e.path.as_str()) || (stub_parents.contains(&e.path) && same_as_lower(e, lowers))
+            created.contains(e.path.as_str()) || (stub_parents.contains(&e.path) && same_as_before(e, before))
         }
         // A created file is a bind target: the command's writes went to the bind's source.
         EntryKind::File(_) => created.contains(e.path.as_str()),
@@ -326,8 +351,16 @@ fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], lowers: &[PathBuf])
     entries.iter().filter(|e| !is_stub(e) || needed.contains(e.path.as_str())).cloned().collect()
 }
 
-fn same_as_lower(entry: &Entry, lowers: &[PathBuf]) -> bool {
+/// Whether a directory entry has the mode and owner it had before the step.
+fn same_as_before(entry: &Entry, before: &Before) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Some(meta) = lowers.iter().find_map(|l| l.join(&entry.path).symlink_metadata().ok()) else { return false };
-    meta.is_dir() && meta.mode() & 0o7777 == entry.mode & 0o7777 && meta.uid() == entry.uid && meta.gid() == entry.gid
+    let was = match before {
+        Before::Lowers(lowers) => lowers
+            .iter()
+            .find_map(|l| l.join(&entry.path).symlink_metadata().ok())
+            .filter(|m| m.is_dir())
+            .map(|m| (m.mode() & 0o7777, m.uid(), m.gid())),
+        Before::Stamps(stamps) => stamps.dir_mode_owner(&entry.path),
+    };
+    was == Some((entry.mode & 0o7777, entry.uid, entry.gid))
 }
