@@ -74,8 +74,12 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let outcome = run_command(env, &spec, run)?;
     let entries = work.diff(&outcome.created)?;
     let layer = write_layer(env, entries)?;
-    if let Some(layer) = &layer {
-        work.keep_as_snapshot(store, &env.ctx.owned_snapshots, state, layer, &outcome.created)?;
+    let mut diff_ids = state.diff_ids();
+    diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
+    // With no layer the chain is unchanged: a claimed snapshot goes back as it was.
+    let claimed = matches!(work.before, Before::Stamps(_));
+    if layer.is_some() || claimed {
+        work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
     }
     Ok(layer)
 }
@@ -276,19 +280,17 @@ impl Workspace {
         Ok(drop_mount_stubs(entries, created, &self.before))
     }
 
-    /// Keeps the step's filesystem as the snapshot of the new chain: the upper dir as a diff snapshot, or
-    /// the copy as a full one. Both are renames.
+    /// Keeps the step's filesystem as the snapshot of `chain` (the new chain; for a claimed tree the step
+    /// left unchanged, the parent's again): the upper dir as a diff snapshot, or the private rootfs as a full
+    /// one. Both are renames.
     fn keep_as_snapshot(
         &self,
         store: &crate::store::Store,
         owned: &std::sync::Mutex<HashSet<oci_spec::image::Digest>>,
-        state: &ImageState,
-        layer: &LayerRef,
+        chain: &oci_spec::image::Digest,
         created: &[String],
     ) -> Result<(), StepError> {
-        let mut diff_ids = state.diff_ids();
-        diff_ids.push(layer.diff_id.clone());
-        let chain = image::chain_id(&diff_ids);
+        let chain = chain.clone();
         match &self.rootfs {
             RootfsSpec::Overlay { upper, .. } => {
                 remove_stubs(upper, created);
