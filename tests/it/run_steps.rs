@@ -32,6 +32,7 @@ fn base(kiln: &Kiln) -> bool {
 
 const CHANGES: &str = "FROM localhost/busybox:test
 RUN echo old > /home/app/old && echo keep > /keep-me && mkdir /opaque && echo a > /opaque/a
+RUN true
 RUN echo new > /new.txt && echo changed >> /etc/passwd && rm /bin/vi \\
  && rm -rf /home/app && mkdir -p /home/app && echo fresh > /home/app/only \\
  && rm -rf /opaque && mkdir /opaque && echo b > /opaque/b
