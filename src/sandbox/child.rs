@@ -57,6 +57,10 @@ fn setup(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
 
 fn run(spec: &RunSpec) -> Result<u8, SetupError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("set the parent-death signal")(e.into()))?;
+    // kiln may have died before the signal was armed; the child was then re-parented.
+    if nix::unistd::getppid() == Pid::from_raw(1) {
+        return Err(setup("start")(std::io::Error::other("kiln exited before the step started")));
+    }
     if spec.isolation != Isolation::Chroot {
         let mut flags =
             CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
