@@ -221,7 +221,12 @@ enum Before {
 }
 
 impl Workspace {
-    fn prepare(env: &StageEnv<'_>, state: &ImageState, sandbox: Sandbox, scratch: &Path) -> Result<Workspace, StepError> {
+    fn prepare(
+        env: &StageEnv<'_>,
+        state: &ImageState,
+        sandbox: Sandbox,
+        scratch: &Path,
+    ) -> Result<Workspace, StepError> {
         let store = env.ctx.store;
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
             return Workspace::private(env, state, scratch);
@@ -260,7 +265,11 @@ impl Workspace {
             return Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before });
         }
         layer::copy_tree(&lower, &private)?;
-        Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before: Before::Lowers(vec![lower]) })
+        Ok(Workspace {
+            rootfs: RootfsSpec::Dir(private.clone()),
+            view: vec![private],
+            before: Before::Lowers(vec![lower]),
+        })
     }
 
     /// The image's /etc/passwd and /etc/group, from the topmost directory of the view that has each.
