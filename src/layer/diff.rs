@@ -33,15 +33,7 @@ pub fn entries_from_overlay_upper(upper: &Path) -> Result<Vec<Entry>, LayerError
         let rel = item.path().strip_prefix(upper).unwrap_or(item.path()).to_string_lossy().into_owned();
         let meta = item.path().symlink_metadata().map_err(io("stat", item.path()))?;
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
-            out.push(Entry {
-                path: rel,
-                kind: EntryKind::Whiteout,
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                xattrs: Vec::new(),
-            });
+            out.push(Entry::marker(rel, EntryKind::Whiteout));
             continue;
         }
         if meta.file_type().is_socket() {
@@ -51,15 +43,7 @@ pub fn entries_from_overlay_upper(upper: &Path) -> Result<Vec<Entry>, LayerError
         let opaque = meta.is_dir() && is_opaque(item.path());
         out.push(entry);
         if opaque {
-            out.push(Entry {
-                path: rel,
-                kind: EntryKind::OpaqueDir,
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                xattrs: Vec::new(),
-            });
+            out.push(Entry::marker(rel, EntryKind::OpaqueDir));
         }
     }
     Ok(out)
@@ -165,15 +149,7 @@ fn diff_stamps(before: &TreeStamps, after: &TreeStamps, in_place: bool) -> Resul
         {
             continue;
         }
-        out.push(Entry {
-            path: path.clone(),
-            kind: EntryKind::Whiteout,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            xattrs: Vec::new(),
-        });
+        out.push(Entry::marker(path.clone(), EntryKind::Whiteout));
         last_deleted_dir = Some(path.clone());
     }
     Ok(out)

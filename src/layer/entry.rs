@@ -57,6 +57,13 @@ pub struct Entry {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
+impl Entry {
+    /// A whiteout or opaque marker for `path`: no owner, mode or time of its own.
+    pub fn marker(path: String, kind: EntryKind) -> Entry {
+        Entry { path, kind, mode: 0, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
+    }
+}
+
 /// Overlay's own xattrs, never carried into a layer.
 pub(crate) fn is_overlay_xattr(name: &str) -> bool {
     name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")

@@ -121,8 +121,9 @@ fn init(spec: &RunSpec) -> Result<u8, SetupError> {
     Ok(code)
 }
 
-/// Waits for `pid`, reaping any other child that exits meanwhile (orphans re-parented to pid 1).
-fn wait_for(pid: Pid) -> u8 {
+/// Waits for `pid` and returns its status as a shell reports it, reaping any other child that exits meanwhile
+/// (orphans re-parented to pid 1).
+pub(super) fn wait_for(pid: Pid) -> u8 {
     loop {
         match waitpid(None, None) {
             Ok(WaitStatus::Exited(p, code)) if p == pid => return code as u8,

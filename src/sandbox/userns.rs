@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 
 use super::sys;
@@ -131,14 +131,7 @@ fn parent(child: Pid, uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option
     let answer: &[u8] = if map_with_helpers(child, uid, gid) { b"m" } else { b"s" };
     let _ = std::fs::File::from(go).write_all(answer);
     sys::forward_signals_to(child);
-    loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Some(ExitCode::from(code as u8)),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return Some(ExitCode::from(128 + signal as u8)),
-            Err(nix::Error::EINTR) | Ok(_) => continue,
-            Err(_) => return Some(ExitCode::from(125)),
-        }
-    }
+    Some(ExitCode::from(super::child::wait_for(child)))
 }
 
 /// Runs newuidmap/newgidmap for the caller's sub-id ranges; false when either is missing or refuses.
