@@ -4,11 +4,11 @@
 //! layer blob. Any OCI registry stores it; a lookup is one manifest GET and one small blob GET; the layer
 //! itself is fetched only when a later step reads it, and a push to the same registry mounts it instead.
 
-use oci_spec::image::Digest;
+use oci_spec::image::{Descriptor, Digest, MediaType};
 
 use crate::cache::{CacheKey, Record};
 use crate::image::Reference;
-use crate::registry::{BlobSink, Client, RegistryError};
+use crate::registry::{self, BlobSink, Client, RegistryError};
 use crate::store::Store;
 use crate::transfer::store_io::StoreBlobs;
 
@@ -61,37 +61,26 @@ pub async fn publish(
         serde_json::to_vec(record).map_err(|e| local("encode a cache record", std::io::Error::other(e)))?;
     let (config_digest, config_size) =
         store.put_bytes(&record_json).map_err(|e| local("store a cache record", std::io::Error::other(e)))?;
-    upload(client, store, repo, &config_digest, config_size).await?;
-    let mut layers = Vec::new();
-    if let Some(layer) = &record.layer {
-        upload(client, store, repo, &layer.digest, layer.size).await?;
-        layers.push(
-            serde_json::json!({"mediaType": layer.media_type, "digest": layer.digest.to_string(), "size": layer.size}),
-        );
-    }
+    let config = Descriptor::new(MediaType::Other(RECORD_TYPE.to_string()), config_size, config_digest);
+    let layers: Vec<Descriptor> = record
+        .layer
+        .iter()
+        .map(|l| Descriptor::new(MediaType::from(l.media_type.as_str()), l.size, l.digest.clone()))
+        .collect();
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_TYPE,
-        "config": {"mediaType": RECORD_TYPE, "digest": config_digest.to_string(), "size": config_size},
+        "config": config,
         "layers": layers,
     });
     let bytes =
         serde_json::to_vec(&manifest).map_err(|e| local("encode a cache manifest", std::io::Error::other(e)))?;
-    client.put_manifest(repo, key.hex(), &bytes, MANIFEST_TYPE).await?;
+    let mut blobs = vec![config];
+    blobs.extend(layers);
+    // The image push path: blobs the registry has are skipped, the rest uploaded in parallel with retries.
+    registry::push_image(client, &repo.with_tag(key.hex()), &bytes, MANIFEST_TYPE, &blobs, &StoreBlobs(store), &[])
+        .await?;
     Ok(())
-}
-
-async fn upload(
-    client: &Client,
-    store: &Store,
-    repo: &Reference,
-    digest: &Digest,
-    size: u64,
-) -> Result<(), RegistryError> {
-    if client.blob_exists(repo, digest).await? {
-        return Ok(());
-    }
-    client.push_blob(repo, digest, size, &store.blob_path(digest)).await
 }
 
 fn local(op: &'static str, source: std::io::Error) -> RegistryError {
