@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Must run before anything starts a thread: entering a user namespace needs a single-threaded process.
+    // Must run before anything starts a thread: entering namespaces needs a single-threaded process.
     if let Some(code) = kiln::sandbox::run_child_if_requested() {
         return code;
     }

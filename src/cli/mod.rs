@@ -38,6 +38,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Parses arguments, runs the command, prints errors once, and maps them to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
+    // ordinary user; entering it forks, so it happens here, while the process is still single-threaded.
+    if matches!(cli.command, args::Command::Build(_) | args::Command::Prune(_))
+        && let Some(code) = crate::sandbox::userns::enter()
+    {
+        return code;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

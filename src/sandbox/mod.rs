@@ -20,10 +20,10 @@ pub use command::DEFAULT_PATH;
 pub use spec::{Isolation, Network, RootfsSpec, RunSpec, SandboxMount};
 use userns::UserNs;
 
-/// Runs the sandbox child role, or enters kiln's user namespace, before anything else starts a thread.
-/// `Some(code)` means this process's work is done and `main` must exit with `code`.
+/// Runs the sandbox child role when argv asks for it, before anything else starts a thread. `Some(code)`
+/// means this process's work is done and `main` must exit with `code`.
 pub fn run_child_if_requested() -> Option<ExitCode> {
-    child::run_if_requested().or_else(userns::enter)
+    child::run_if_requested()
 }
 
 /// What `--isolation` asked for.
