@@ -1,13 +1,14 @@
 //! `kiln build`: flags → `BuildOptions`, run the build (or print its plan), name and optionally push it.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
 use super::args::{BuildArgs, CompressionArg, FormatArg, IsolationArg, PullArg};
 use super::progress::{Mode, Progress};
-use super::{Failure, env, runtime};
+use super::{Failure, env, output, runtime};
 use crate::build::options::SecretSource;
 use crate::build::{self, BuildOptions, ImageFormat, PullPolicy};
 use crate::layer::Compression;
@@ -18,7 +19,7 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
     let options = options(args)?;
     if args.dry_run {
         let (plan, _) = build::load_plan(&options)?;
-        print!("{}", crate::plan::render_dry_run(&plan)?);
+        write!(output::stdout(), "{}", crate::plan::render_dry_run(&plan)?)?;
         return Ok(());
     }
     let store = env::open_store(root)?;
@@ -38,7 +39,7 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
     if let Some(path) = &args.iidfile {
         fs_err::write(path, format!("sha256:{id}")).context("cannot write --iidfile")?;
     }
-    println!("{id}");
+    writeln!(output::stdout(), "{id}")?;
     Ok(())
 }
 
@@ -97,6 +98,7 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         },
         network,
         secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
+        fetch_timeouts: env::fetch_timeouts()?,
     })
 }
 

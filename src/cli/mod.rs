@@ -7,7 +7,9 @@
 mod args;
 mod build;
 mod env;
+mod fsck;
 mod images;
+mod interrupt;
 mod login;
 mod output;
 mod parse;
@@ -40,13 +42,17 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
     // ordinary user; entering it forks, so it happens here, while the process is still single-threaded.
-    if matches!(cli.command, args::Command::Build(_) | args::Command::Prune(_))
+    if matches!(cli.command, args::Command::Build(_) | args::Command::Prune(_) | args::Command::Fsck(_))
         && let Some(code) = crate::sandbox::userns::enter()
     {
         return code;
     }
+    // Still single-threaded: every thread started from here on inherits the blocked signals.
+    interrupt::install(env::store_root(cli.root.as_deref()));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // `kiln images | head`: the reader has what it wanted.
+        Err(failure) if output::is_broken_pipe(&failure.error) => ExitCode::SUCCESS,
         Err(failure) => {
             output::print_error(&failure.error);
             ExitCode::from(failure.code)
@@ -65,6 +71,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tag(a) => images::tag(root, &a),
         Command::Rmi(a) => images::rmi(root, &a),
         Command::Prune(a) => images::prune(root, &a),
+        Command::Fsck(a) => fsck::fsck(root, &a),
         Command::Push(a) => transfer::push(root, &a),
         Command::Pull(a) => transfer::pull(root, &a),
         Command::Login(a) => login::login(&a),
