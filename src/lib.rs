@@ -19,6 +19,7 @@
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
 //! `image`; only `transfer`, `build` (and the `cli` edge) know the store.
 
+pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod cli;
