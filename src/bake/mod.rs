@@ -79,6 +79,31 @@ pub struct BuildSpec {
     pub depends: Vec<String>,
 }
 
+impl BuildSpec {
+    /// The options of this build: `shared` (the command line's build flags, which `kiln bake` takes from
+    /// `kiln build`) with this build's own fields. Build args and labels given on the command line win over
+    /// the input's, as `oc start-build --build-arg` does.
+    pub fn options(&self, shared: &crate::build::BuildOptions, dockerfile: PathBuf) -> crate::build::BuildOptions {
+        let mut build_args = self.build_args.clone();
+        build_args.extend(shared.build_args.clone());
+        let mut labels = self.labels.clone();
+        labels.extend(shared.labels.iter().cloned());
+        crate::build::BuildOptions {
+            context: self.context.clone(),
+            dockerfile,
+            tags: self.tags.clone(),
+            build_args,
+            target: self.target.clone(),
+            from_override: self.from.as_ref().map(|f| f.image.clone()),
+            from_rule: self.from_rule,
+            stage_env: self.env.clone(),
+            labels,
+            no_cache: shared.no_cache || self.no_cache,
+            ..shared.clone()
+        }
+    }
+}
+
 /// Where a build's Dockerfile comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dockerfile {

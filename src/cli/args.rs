@@ -24,6 +24,8 @@ pub enum Command {
     /// Build an image from a Dockerfile.
     #[command(alias = "bud")]
     Build(Box<BuildCommand>),
+    /// Build many images: OpenShift BuildConfigs or a kiln-bake.toml, in dependency order.
+    Bake(Box<super::bake::BakeArgs>),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(ParseArgs),
     /// List the images in the local store.
