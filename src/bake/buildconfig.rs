@@ -260,6 +260,7 @@ fn to_spec(
     if let Some(kind) = source.kind.as_deref().filter(|k| !matches!(*k, "Git" | "Dockerfile" | "Binary")) {
         note(format!("spec.source.type {kind}"));
     }
+    let mut git_source = None;
     let root = match &source.git {
         Some(g) => {
             for key in g.rest.keys() {
@@ -269,9 +270,11 @@ fn to_spec(
                 note("spec.source.git.ref (the local checkout is built as it is)".to_string());
             }
             let near = file.parent().unwrap_or(Path::new("."));
-            git::checkout(&g.uri, near, &options.git_sources).ok_or_else(|| {
+            let root = git::checkout(&g.uri, near, &options.git_sources).ok_or_else(|| {
                 invalid(format!("source git {} has no local checkout here: pass --git-source {}=DIR", g.uri, g.uri))
-            })?
+            })?;
+            git_source = Some((g.uri.clone(), root.clone()));
+            root
         }
         None => file.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
@@ -346,6 +349,7 @@ fn to_spec(
         deadline: spec.completion_deadline_seconds.map(Duration::from_secs),
         triggers,
         depends: Vec::new(),
+        git: git_source,
     })
 }
 

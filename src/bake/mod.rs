@@ -77,6 +77,8 @@ pub struct BuildSpec {
     pub triggers: Vec<ImageRef>,
     /// Builds named as dependencies (native `depends`).
     pub depends: Vec<String>,
+    /// The git source (`source.git.uri`) and the local checkout it was mapped to.
+    pub git: Option<(String, PathBuf)>,
 }
 
 impl BuildSpec {

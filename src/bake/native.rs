@@ -125,6 +125,7 @@ fn to_spec(path: &Path, dir: &Path, name: &str, t: &Target) -> Result<BuildSpec,
         deadline: t.deadline.map(Duration::from_secs),
         triggers: Vec::new(),
         depends: t.depends.clone(),
+        git: None,
     })
 }
 

@@ -27,6 +27,10 @@ pub struct BakeArgs {
     /// Build only this build and what it needs (repeatable).
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
+    /// Build just this build (repeatable), taking what it needs as built already (how the emitted
+    /// pipeline's tasks run; their dependencies ran in earlier tasks).
+    #[arg(long = "only", value_name = "NAME", conflicts_with = "targets")]
+    pub only: Vec<String>,
     /// Print the graph and the order, and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -57,8 +61,8 @@ pub struct BakeArgs {
     /// With --emit: write to FILE instead of stdout.
     #[arg(short = 'o', long = "emit-file", value_name = "FILE")]
     pub emit_file: Option<PathBuf>,
-    /// With --emit: the image holding kiln that the build pods run.
-    #[arg(long, value_name = "IMAGE", default_value = "quay.io/kiln/kiln:latest")]
+    /// With --emit: the image holding kiln that the build pods run (set it to where your kiln image is).
+    #[arg(long, value_name = "IMAGE", default_value = concat!("registry.example.com/kiln/kiln:", env!("CARGO_PKG_VERSION")))]
     pub kiln_image: String,
     /// With --emit: the namespace of the emitted objects.
     #[arg(long, value_name = "NAMESPACE")]
@@ -90,7 +94,11 @@ pub fn run(root: Option<&Path>, args: &BakeArgs) -> Result<(), Failure> {
         eprintln!("warning: {line}");
     }
     let graph = Graph::new(&set)?;
-    let selection = graph.selection(&args.targets)?;
+    let selection = if args.only.is_empty() {
+        graph.selection(&args.targets)?
+    } else {
+        args.only.iter().map(|n| graph.index(n)).collect::<Result<Vec<_>, _>>()?
+    };
     if args.dry_run {
         print!("{}", graph.render(&selection));
         return Ok(());
@@ -157,20 +165,71 @@ fn emit(args: &BakeArgs, graph: &Graph, selection: &[usize], kind: EmitArg) -> R
     let options = bake::emit::Options {
         kiln_image: args.kiln_image.clone(),
         namespace: args.namespace.clone(),
-        cache_repo: args.build.cache_to.clone().or_else(|| args.build.cache_from.first().cloned()),
-        tls_verify: args.build.registry.tls_verify,
-        push: true,
         retries: args.retries,
     };
+    let pass = pod_args(args, graph)?;
     let text = match kind {
-        EmitArg::Tekton => bake::emit::tekton::render(graph, selection, &options)?,
-        EmitArg::Job => bake::emit::job::render(graph, selection, &options)?,
+        EmitArg::Tekton => bake::emit::tekton::render(graph, selection, &options, &pass)?,
+        EmitArg::Job => bake::emit::job::render(graph, selection, &options, &pass)?,
     };
     match &args.emit_file {
         Some(path) => fs_err::write(path, text).context("cannot write the manifests")?,
         None => print!("{text}"),
     }
     Ok(())
+}
+
+/// The inputs and flags the build pods pass to `kiln bake --only NAME`, with paths relative to the
+/// current directory, which is taken to be the root of the source the pods get as their workspace.
+fn pod_args(args: &BakeArgs, graph: &Graph) -> anyhow::Result<Vec<String>> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let relative = |path: &Path| -> anyhow::Result<String> {
+        let absolute = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+        let inside = absolute.strip_prefix(&cwd).with_context(|| {
+            format!("{} is outside the current directory, which the pods get as their source", path.display())
+        })?;
+        let text = inside.display().to_string();
+        Ok(if text.is_empty() { ".".to_string() } else { text })
+    };
+    let mut pass = Vec::new();
+    let inputs = if args.inputs.is_empty() { vec![PathBuf::from(".")] } else { args.inputs.clone() };
+    for input in &inputs {
+        pass.push(relative(input)?);
+    }
+    if let Some(registry) = &args.image_registry {
+        pass.extend(["--image-registry".to_string(), registry.clone()]);
+    }
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for (uri, root) in graph.builds.iter().filter_map(|b| b.git.as_ref()) {
+        if !sources.iter().any(|(u, _)| u == uri) {
+            sources.push((uri.clone(), relative(root)?));
+        }
+    }
+    for (uri, dir) in sources {
+        pass.extend(["--git-source".to_string(), format!("{uri}={dir}")]);
+    }
+    let repos = args.build.cache_to.iter().chain(args.build.cache_from.iter().take(1));
+    if let Some(repo) = repos.clone().next() {
+        pass.extend(["--cache-from".to_string(), repo.clone(), "--cache-to".to_string(), repo.clone()]);
+    }
+    if !args.build.registry.tls_verify {
+        pass.push("--tls-verify=false".to_string());
+    }
+    for arg in &args.build.build_args {
+        let value = match arg.split_once('=') {
+            Some(_) => arg.clone(),
+            None => match env::var(arg) {
+                Some(v) => format!("{arg}={v}"),
+                None => continue,
+            },
+        };
+        pass.extend(["--build-arg".to_string(), value]);
+    }
+    for label in &args.build.labels {
+        pass.extend(["--label".to_string(), label.clone()]);
+    }
+    pass.extend(["--retries".to_string(), "0".to_string()]);
+    Ok(pass)
 }
 
 /// Starts workers: this same kiln, with this command's arguments and `--worker NAME`, on the same store.

@@ -13,12 +13,6 @@ pub struct Options {
     pub kiln_image: String,
     /// Namespace of the emitted objects (none: the one `kubectl apply` uses).
     pub namespace: Option<String>,
-    /// A registry repository the build pods share steps through (`--cache-to`/`--cache-from`).
-    pub cache_repo: Option<String>,
-    /// `--tls-verify` for the pods' registry traffic.
-    pub tls_verify: bool,
-    /// Push the images (pods have no store to keep them in).
-    pub push: bool,
-    /// Retries of each build.
+    /// Retries of each build (the pipeline's or the Job's; the pod itself does not retry).
     pub retries: u32,
 }

@@ -26,6 +26,7 @@ fn spec(dir: &Path, name: &str, dockerfile: &str, from: Option<ImageRef>) -> Bui
         deadline: None,
         triggers: Vec::new(),
         depends: Vec::new(),
+        git: None,
     }
 }
 
