@@ -16,7 +16,7 @@ use crate::transfer::push::PushError;
 
 /// Why `error` (anything a build or its push returned) may pass on a retry, or `None` when it is final.
 pub fn transient(error: &anyhow::Error) -> Option<String> {
-    error.chain().find_map(|e| verdict(e)).flatten()
+    error.chain().find_map(verdict).flatten()
 }
 
 /// `Some(verdict)` when `e` is a type this module knows (so the search stops), `None` to look further.

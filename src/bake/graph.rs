@@ -308,8 +308,7 @@ fn cycle_text(builds: &[BuildSpec], needs: &[BTreeMap<usize, BTreeSet<Why>>], pl
     let start = placed.iter().position(|p| !p).unwrap_or(0);
     let mut path = vec![start];
     let mut current = start;
-    loop {
-        let Some(&next) = needs[current].keys().find(|&&d| !placed[d]) else { break };
+    while let Some(&next) = needs[current].keys().find(|&&d| !placed[d]) {
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle: Vec<&str> = path[pos..].iter().map(|&i| builds[i].name.as_str()).collect();
             cycle.push(&builds[next].name);

@@ -87,7 +87,7 @@ fn a_docker_strategy_build_config_becomes_a_build() {
     assert_eq!(b.limits, Limits { cpu_millis: Some(300), memory_bytes: Some(2 << 30) });
     assert_eq!(b.deadline, Some(Duration::from_secs(3600)));
     // An ImageChange trigger without `from` follows the strategy's from.
-    assert_eq!(b.triggers, [from.clone()]);
+    assert_eq!(b.triggers, std::slice::from_ref(from));
     let ignored = set.ignored.lines().join("\n");
     for what in [
         "spec.runPolicy",
