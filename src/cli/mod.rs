@@ -5,6 +5,8 @@
 //! 2 a usage error (clap) or an internal error.
 
 mod args;
+mod bake;
+mod bake_progress;
 mod build;
 mod env;
 mod fsck;
@@ -42,14 +44,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
     // ordinary user; entering it forks, so it happens here, while the process is still single-threaded.
-    if matches!(cli.command, args::Command::Build(_) | args::Command::Prune(_) | args::Command::Fsck(_))
-        && let Some(code) = crate::sandbox::userns::enter()
+    if matches!(
+        cli.command,
+        args::Command::Build(_) | args::Command::Bake(_) | args::Command::Prune(_) | args::Command::Fsck(_)
+    ) && let Some(code) = crate::sandbox::userns::enter()
     {
         return code;
     }
     // Still single-threaded: every thread started from here on inherits the blocked signals.
-    interrupt::install(env::store_root(cli.root.as_deref()));
-    match run(cli) {
+    let interrupts = interrupt::Interrupts::install(env::store_root(cli.root.as_deref()));
+    let result = run(cli);
+    // An interrupted command fails; the interrupt's own clean-up ends the process with its status.
+    interrupts.hold_if_stopping();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // `kiln images | head`: the reader has what it wanted.
         Err(failure) if output::is_broken_pipe(&failure.error) => ExitCode::SUCCESS,
@@ -65,6 +72,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let root = cli.root.as_deref();
     match cli.command {
         Command::Build(a) => build::run(root, &a),
+        Command::Bake(a) => bake::run(root, &a),
         Command::Parse(a) => parse::run(&a),
         Command::Images(a) => images::images(root, &a),
         Command::Inspect(a) => images::inspect(root, &a),

@@ -310,6 +310,16 @@ impl Store {
         Ok(StoreLock { _lock: self.lock_file("store", FlockArg::LockShared)? })
     }
 
+    /// Takes the exclusive lock `name` if no one holds it (`None` when someone does). Builds sharing a store
+    /// take one per step being computed, so a step common to concurrent builds runs once.
+    pub fn try_lock(&self, name: &str) -> Result<Option<StoreLock>, StoreError> {
+        match self.lock_file(name, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(StoreLock { _lock: lock })),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes unreachable blobs, snapshots not in `keep_snapshots`, and what killed processes left.
     pub fn prune(&self, extra_roots: &[Digest], keep_snapshots: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
         let _lock = self.lock_file("store", FlockArg::LockExclusive)?;
@@ -328,10 +338,16 @@ impl Store {
         self.session.discard(path)
     }
 
-    /// Removes the temp files of every session process `pid` has in the store at `root` (an interrupted
-    /// run, which exits without unwinding, calls it for itself). Session ids start with their pid.
-    pub fn abandon_sessions_of(root: &Path, pid: u32) {
-        session::abandon_sessions_of(&root.join("kiln"), pid);
+    /// For a run that was interrupted and exits without unwinding: removes the temp files of process
+    /// `pid`'s sessions in the store at `root` (session ids start with their pid), then what dead
+    /// sessions left — its own children's, just killed.
+    pub fn clean_up_after_interrupt(root: &Path, pid: u32) {
+        let kiln = root.join("kiln");
+        if !kiln.join("tmp").is_dir() {
+            return;
+        }
+        session::abandon_sessions_of(&kiln, pid);
+        session::recover_for(&kiln, &kiln.join("locks/sessions.lock"), &format!("{pid}-exit"));
     }
 
     /// Writes a small file inside the store atomically: a temp file in this session, fsync, rename over

@@ -130,22 +130,7 @@ impl Session {
     /// Claims and removes what dead sessions left in `kiln/tmp` and `kiln/trash`; entries of live
     /// sessions are left alone.
     pub(super) fn recover(&self, sessions_lock: &Path) -> Result<Recovered, StoreError> {
-        let mut recovered = Recovered::default();
-        {
-            let _guard = super::lock_at(sessions_lock, FlockArg::LockExclusive)?;
-            // The scan holds the dead sessions' locks until their files have moved.
-            let found = scan(&self.tmp, &self.trash, &self.id);
-            for path in &found.entries {
-                let slot = self.trash_slot();
-                if std::fs::rename(path, &slot).is_ok() {
-                    recovered.entries += 1;
-                    recovered.bytes += size_of(&slot);
-                }
-            }
-            for lock_path in &found.dead_locks {
-                let _ = std::fs::remove_file(lock_path);
-            }
-        }
+        let recovered = claim_dead(&self.tmp, &self.trash, &self.id, sessions_lock, || self.trash_slot())?;
         self.remove_own_trash();
         Ok(recovered)
     }
@@ -193,6 +178,49 @@ pub(super) fn abandon_sessions_of(kiln_dir: &Path, pid: u32) {
         }
         if !left {
             let _ = std::fs::remove_file(lock_path);
+        }
+    }
+}
+
+/// Renames every entry of a dead session (and every entry without one) to `slot()`, a trash name of the
+/// claimer's, and removes dead sessions' lock files; all under `sessions_lock`.
+fn claim_dead(
+    tmp: &Path,
+    trash: &Path,
+    claimer: &str,
+    sessions_lock: &Path,
+    mut slot: impl FnMut() -> PathBuf,
+) -> Result<Recovered, StoreError> {
+    let mut recovered = Recovered::default();
+    let _guard = super::lock_at(sessions_lock, FlockArg::LockExclusive)?;
+    // The scan holds the dead sessions' locks until their files have moved.
+    let found = scan(tmp, trash, claimer);
+    for path in &found.entries {
+        let slot = slot();
+        if std::fs::rename(path, &slot).is_ok() {
+            recovered.entries += 1;
+            recovered.bytes += size_of(&slot);
+        }
+    }
+    for lock_path in &found.dead_locks {
+        let _ = std::fs::remove_file(lock_path);
+    }
+    Ok(recovered)
+}
+
+/// Claims and removes what dead sessions left, for a process without a session of its own (an
+/// interrupted run on its way out), under the claimer name `claimer`.
+pub(super) fn recover_for(kiln_dir: &Path, sessions_lock: &Path, claimer: &str) {
+    let (tmp, trash) = (kiln_dir.join("tmp"), kiln_dir.join("trash"));
+    let mut n = 0;
+    let slot = || {
+        n += 1;
+        trash.join(format!("{claimer}.{n}"))
+    };
+    if claim_dead(&tmp, &trash, claimer, sessions_lock, slot).is_ok() {
+        let prefix = format!("{claimer}.");
+        for entry in list(&trash).into_iter().filter(|p| file_name(p).starts_with(&prefix)) {
+            let _ = remove_tree(&entry);
         }
     }
 }
