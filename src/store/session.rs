@@ -130,9 +130,8 @@ impl Session {
     /// Claims and removes what dead sessions left in `kiln/tmp` and `kiln/trash`; entries of live
     /// sessions are left alone.
     pub(super) fn recover(&self, sessions_lock: &Path) -> Result<Recovered, StoreError> {
-        let recovered = claim_dead(&self.tmp, &self.trash, &self.id, sessions_lock, || self.trash_slot())?;
-        self.remove_own_trash();
-        Ok(recovered)
+        let claimed = claim_dead(&self.tmp, &self.trash, &self.id, sessions_lock, || self.trash_slot())?;
+        Ok(remove_claimed(claimed))
     }
 
     /// This session's id (its temp directory's name).
@@ -183,29 +182,43 @@ pub(super) fn abandon_sessions_of(kiln_dir: &Path, pid: u32) {
 }
 
 /// Renames every entry of a dead session (and every entry without one) to `slot()`, a trash name of the
-/// claimer's, and removes dead sessions' lock files; all under `sessions_lock`.
+/// claimer's, and removes dead sessions' lock files; all under `sessions_lock`. Returns the claimed trash
+/// entries with their sizes.
 fn claim_dead(
     tmp: &Path,
     trash: &Path,
     claimer: &str,
     sessions_lock: &Path,
     mut slot: impl FnMut() -> PathBuf,
-) -> Result<Recovered, StoreError> {
-    let mut recovered = Recovered::default();
+) -> Result<Vec<(PathBuf, u64)>, StoreError> {
+    let mut claimed = Vec::new();
     let _guard = super::lock_at(sessions_lock, FlockArg::LockExclusive)?;
     // The scan holds the dead sessions' locks until their files have moved.
     let found = scan(tmp, trash, claimer);
     for path in &found.entries {
         let slot = slot();
         if std::fs::rename(path, &slot).is_ok() {
-            recovered.entries += 1;
-            recovered.bytes += size_of(&slot);
+            let bytes = size_of(&slot);
+            claimed.push((slot, bytes));
         }
     }
     for lock_path in &found.dead_locks {
         let _ = std::fs::remove_file(lock_path);
     }
-    Ok(recovered)
+    Ok(claimed)
+}
+
+/// Removes claimed trash entries; counts those that are gone (one this process may not remove — a
+/// rootless command outside its user namespace, facing sub-id owned files — stays for a later start).
+fn remove_claimed(claimed: Vec<(PathBuf, u64)>) -> Recovered {
+    let mut recovered = Recovered::default();
+    for (path, bytes) in claimed {
+        if remove_tree(&path).is_ok() {
+            recovered.entries += 1;
+            recovered.bytes += bytes;
+        }
+    }
+    recovered
 }
 
 /// Claims and removes what dead sessions left, for a process without a session of its own (an
@@ -217,11 +230,8 @@ pub(super) fn recover_for(kiln_dir: &Path, sessions_lock: &Path, claimer: &str) 
         n += 1;
         trash.join(format!("{claimer}.{n}"))
     };
-    if claim_dead(&tmp, &trash, claimer, sessions_lock, slot).is_ok() {
-        let prefix = format!("{claimer}.");
-        for entry in list(&trash).into_iter().filter(|p| file_name(p).starts_with(&prefix)) {
-            let _ = remove_tree(&entry);
-        }
+    if let Ok(claimed) = claim_dead(&tmp, &trash, claimer, sessions_lock, slot) {
+        remove_claimed(claimed);
     }
 }
 
