@@ -35,7 +35,7 @@ pub fn fsck(root: Option<&Path>, args: &FsckArgs) -> Result<(), Failure> {
             (true, _, _) => "repaired",
             (false, true, false) => "kiln fsck --repair fixes this",
             (false, true, true) => "could not be repaired",
-            (false, false, _) => "needs you",
+            (false, false, _) => "not repairable",
         };
         remaining += usize::from(!repaired);
         writeln!(out, "problem: {text} [{status}]")?;
