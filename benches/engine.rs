@@ -61,7 +61,7 @@ fn write_layers(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(total as u64));
     group.sample_size(10);
     for compression in [Compression::Gzip, Compression::Zstd] {
-        let opts = WriteOptions { compression, source_date_epoch: None, level: None };
+        let opts = WriteOptions { compression, ..Default::default() };
         group.bench_function(format!("{compression:?} 64 MiB"), |b| {
             b.iter(|| layer::write_layer(source.clone(), std::io::sink(), &opts).unwrap())
         });

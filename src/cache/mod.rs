@@ -7,6 +7,7 @@
 //! line itself enters by name only, so a changed value misses only the steps that see it. For COPY/ADD the
 //! sources enter as [`sources::digest`] of exactly the selected entries. Secrets enter by id, never by value.
 
+pub mod lineage;
 pub mod sources;
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! Takes plain readers, writers and paths; knows nothing of the store or registries.
 
 mod apply;
+mod chunks;
 mod compress;
 mod diff;
 mod entry;
@@ -13,6 +14,7 @@ mod resolve;
 mod write;
 
 pub use apply::{ApplyOptions, ApplyStats, apply_layer, extract_archive};
+pub use chunks::{BlobMembers, ChunkIndex, MemberSource};
 pub use compress::{Compression, decompress};
 pub use diff::{TreeStamps, copy_tree, diff_since, diff_trees, entries_from_overlay_upper, stamp_tree};
 pub use entry::{Entry, EntryKind, FileSource, entries_from_dir, read_xattrs};

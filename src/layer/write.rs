@@ -6,15 +6,17 @@
 //! contents are streamed from disk, so memory stays flat whatever the layer's size.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use oci_spec::image::Digest;
 
+use super::chunks::{ChunkIndex, MemberSource};
 use super::compress::{Compression, Encoder, Hashing};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
 
 /// How to write a layer.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WriteOptions {
     /// Compression of the blob.
     pub compression: Compression,
@@ -22,6 +24,19 @@ pub struct WriteOptions {
     pub source_date_epoch: Option<i64>,
     /// Compression level override.
     pub level: Option<u32>,
+    /// Where gzip members of chunks an earlier layer holds can be copied from (the result is the same bytes).
+    pub reuse: Option<Arc<dyn MemberSource>>,
+}
+
+impl std::fmt::Debug for WriteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOptions")
+            .field("compression", &self.compression)
+            .field("source_date_epoch", &self.source_date_epoch)
+            .field("level", &self.level)
+            .field("reuse", &self.reuse.is_some())
+            .finish()
+    }
 }
 
 /// The digests of a written layer.
@@ -33,6 +48,8 @@ pub struct LayerDigests {
     pub digest: Digest,
     /// Size of the blob as written.
     pub size: u64,
+    /// The gzip members of the blob, for a later layer to reuse (gzip only).
+    pub chunks: Option<ChunkIndex>,
 }
 
 /// Writes `entries` as a layer into `out`.
@@ -41,7 +58,7 @@ pub fn write_layer<W: Write>(mut entries: Vec<Entry>, out: W, opts: &WriteOption
     entries.dedup_by(|later, earlier| later.path == earlier.path && later.kind == earlier.kind);
     let out_err = |e: io::Error| LayerError::Io { op: "write", path: "layer output".into(), source: e };
     let compressed = Hashing::new(out);
-    let encoder = Encoder::new(compressed, opts.compression, opts.level).map_err(out_err)?;
+    let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
     let mut tar = tar::Builder::new(Hashing::new(encoder));
     tar.mode(tar::HeaderMode::Deterministic);
     for entry in &entries {
@@ -49,10 +66,10 @@ pub fn write_layer<W: Write>(mut entries: Vec<Entry>, out: W, opts: &WriteOption
     }
     let uncompressed = tar.into_inner().map_err(out_err)?;
     let (diff_id, _, encoder) = uncompressed.finish();
-    let compressed = encoder.finish().map_err(out_err)?;
+    let (compressed, chunks) = encoder.finish().map_err(out_err)?;
     let (digest, size, mut out) = compressed.finish();
     out.flush().map_err(out_err)?;
-    Ok(LayerDigests { diff_id, digest, size })
+    Ok(LayerDigests { diff_id, digest, size, chunks })
 }
 
 /// The name an entry has in the tar (whiteouts and opaque markers get their special names).

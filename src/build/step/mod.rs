@@ -16,8 +16,11 @@ pub mod workdir;
 use crate::build::events::Event;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
+use crate::cache::lineage::{Position, Previous};
 use crate::cache::{self, CacheKey};
-use crate::layer::{self, Entry};
+use std::sync::Arc;
+
+use crate::layer::{self, Entry, MemberSource};
 use crate::plan::ResolvedStep;
 use crate::transfer::cache_repo;
 
@@ -106,7 +109,8 @@ pub async fn execute(
             let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_))).await?;
             let sources = cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
             let key = parent.child(&repr, Some(&sources));
-            cached_or_run(env, key, use_cache, async || write_layer(env, entries)).await
+            let position = Position::of(parent, &repr);
+            cached_or_run(env, key, use_cache, async || write_layer(env, state, &position, entries)).await
         }
         ResolvedStep::Workdir(dir) => {
             let key = parent.child(&repr, None);
@@ -115,7 +119,7 @@ pub async fn execute(
                 return Ok(hit);
             }
             ensure_local(env.ctx, &state.layers).await?;
-            let layer = workdir::execute(env, state, dir)?;
+            let layer = workdir::execute(env, state, dir, &Position::of(parent, &repr))?;
             Ok(remember(env, key, layer).await)
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
@@ -123,9 +127,10 @@ pub async fn execute(
             let key = parent.child(&repr, sources.as_deref());
             let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
             let state: &ImageState = state;
+            let position = Position::of(parent, &repr);
             cached_or_run(env, key, use_cache, async || {
                 ensure_local(env.ctx, &state.layers).await?;
-                run::execute(env, state, &step).await
+                run::execute(env, state, &step, &position).await
             })
             .await
         }
@@ -281,13 +286,47 @@ fn apply_config(env: &StageEnv<'_>, state: &mut ImageState, step: &ResolvedStep)
     Ok(())
 }
 
-/// Writes `entries` as a layer blob in the store; `None` when there is nothing to write.
-pub fn write_layer(env: &StageEnv<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
-    write_layer_with(env.ctx, entries)
+/// Writes `entries` as the layer the step at `position` puts on `state`; `None` when there is nothing to
+/// write. The gzip members of chunks the previous layer made at this position holds are copied from it, and
+/// the new layer is remembered there for the next run.
+pub fn write_layer(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    position: &Position,
+    entries: Vec<Entry>,
+) -> Result<Option<LayerRef>, StepError> {
+    let lineage = &env.ctx.lineage;
+    let reuse = lineage.previous(position).and_then(|p| members_of(env.ctx, &p.layer.digest));
+    let Some(layer) = write_layer_with(env.ctx, entries, reuse)? else { return Ok(None) };
+    let mut diff_ids = state.diff_ids();
+    diff_ids.push(layer.diff_id.clone());
+    let cached = cache::CachedLayer {
+        digest: layer.digest.clone(),
+        diff_id: layer.diff_id.clone(),
+        size: layer.size,
+        media_type: layer.media_type.clone(),
+    };
+    lineage.remember(position, &Previous { layer: cached, chain: crate::image::chain_id(&diff_ids) });
+    Ok(Some(layer))
 }
 
-/// [`write_layer`] for callers outside a stage (squash).
-pub fn write_layer_with(ctx: &crate::build::BuildCtx<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
+/// The gzip members of the blob `digest`, when the store has it and its member index.
+fn members_of(ctx: &crate::build::BuildCtx<'_>, digest: &oci_spec::image::Digest) -> Option<Arc<dyn MemberSource>> {
+    if ctx.options.compression != layer::Compression::Gzip {
+        return None;
+    }
+    let index = ctx.lineage.chunk_index(digest)?;
+    let file = ctx.store.open_blob(digest).ok()?;
+    Some(Arc::new(layer::BlobMembers::new(file, index)))
+}
+
+/// Writes `entries` as a layer blob in the store, copying the gzip members `reuse` has; `None` when there is
+/// nothing to write. For callers outside a stage too (squash).
+pub fn write_layer_with(
+    ctx: &crate::build::BuildCtx<'_>,
+    entries: Vec<Entry>,
+    reuse: Option<Arc<dyn MemberSource>>,
+) -> Result<Option<LayerRef>, StepError> {
     if entries.is_empty() {
         return Ok(None);
     }
@@ -295,10 +334,14 @@ pub fn write_layer_with(ctx: &crate::build::BuildCtx<'_>, entries: Vec<Entry>) -
         compression: ctx.options.compression,
         source_date_epoch: ctx.options.source_date_epoch,
         level: None,
+        reuse,
     };
     let mut writer = ctx.store.ingest()?;
     let digests = layer::write_layer(entries, &mut writer, &opts)?;
     let (digest, size) = writer.commit(Some(&digests.digest))?;
+    if let Some(index) = &digests.chunks {
+        ctx.lineage.put_chunk_index(&digest, index);
+    }
     Ok(Some(LayerRef {
         digest,
         diff_id: digests.diff_id,

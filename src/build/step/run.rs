@@ -13,6 +13,7 @@ use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, config, run_mounts, write_layer};
 use crate::build::users::Accounts;
+use crate::cache::lineage::Position;
 use crate::dockerfile::instruction::{CommandLine, Heredoc};
 use crate::image;
 use crate::layer::{self, Entry, EntryKind};
@@ -39,7 +40,12 @@ pub struct RunStep<'a> {
 }
 
 /// Runs the step; returns its layer, or `None` when the command changed nothing.
-pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) -> Result<Option<LayerRef>, StepError> {
+pub async fn execute(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    run: &RunStep<'_>,
+    position: &Position,
+) -> Result<Option<LayerRef>, StepError> {
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
@@ -73,7 +79,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     spec.mounts.extend(script);
     let outcome = run_command(env, &spec, run)?;
     let entries = work.diff(&outcome.created)?;
-    let layer = write_layer(env, entries)?;
+    let layer = write_layer(env, state, position, entries)?;
     let mut diff_ids = state.diff_ids();
     diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
     // With no layer the chain is unchanged: a claimed snapshot goes back as it was.

@@ -4,10 +4,16 @@ use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, config, write_layer};
+use crate::cache::lineage::Position;
 use crate::layer::{Entry, EntryKind};
 
 /// Runs `WORKDIR dir` (already absolute): config always, a layer only when directories were missing.
-pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<Option<LayerRef>, StepError> {
+pub fn execute(
+    env: &StageEnv<'_>,
+    state: &mut ImageState,
+    dir: &str,
+    position: &Position,
+) -> Result<Option<LayerRef>, StepError> {
     config::workdir(&mut state.config, dir);
     let root = rootfs::materialize(env.ctx.store, &state.layers)?;
     let mut entries = Vec::new();
@@ -30,5 +36,5 @@ pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<
             });
         }
     }
-    write_layer(env, entries)
+    write_layer(env, state, position, entries)
 }
