@@ -139,7 +139,7 @@ pub async fn build(
     let ctx = BuildCtx {
         store,
         client,
-        http: reqwest::Client::new(),
+        http: client.web().clone(),
         options,
         reporter,
         platform: Platform::host(),
