@@ -85,7 +85,7 @@ impl BuildCtx<'_> {
                 crate::sandbox::SandboxError::Unavailable(why) => why,
                 other => other.to_string(),
             })?;
-            self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
+            self.info(format!("RUN isolation: {found}"));
             Ok(found)
         });
         found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))

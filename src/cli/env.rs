@@ -18,7 +18,7 @@ pub fn open_store(root: Option<&Path>) -> anyhow::Result<Store> {
             std::env::var_os("KILN_ROOT").as_deref(),
             std::env::var_os("XDG_DATA_HOME").as_deref(),
             std::env::var_os("HOME").as_deref(),
-            crate::sandbox::userns::state() == crate::sandbox::userns::UserNs::Host,
+            crate::sandbox::userns::state().started_as_root(),
         ),
     };
     Store::open(&path).with_context(|| format!("cannot open the store at {}", path.display()))
