@@ -4,9 +4,9 @@ KILN := target/release/kiln
 DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
-	fuse-overlayfs openssl tar
+	fuse-overlayfs openssl tar binutils
 
-.PHONY: build test test-deps bench demo lint install
+.PHONY: build test test-deps bench demo lint install pod-image
 
 build:
 	$(CARGO) build --release
@@ -32,6 +32,13 @@ demo: build
 	$(KILN) --root $(DEMO_STORE) build -t kiln-demo:latest testdata/demo
 	$(KILN) --root $(DEMO_STORE) images
 	$(KILN) --root $(DEMO_STORE) inspect kiln-demo
+
+# kiln's own image (Containerfile), built by kiln from this machine's kiln, libraries, busybox and CA bundle.
+POD_IMAGE ?= localhost/kiln:latest
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+pod-image: build
+	sh pod/context.sh $(if $(wildcard $(CA_BUNDLE)),--ca-bundle $(CA_BUNDLE)) $(KILN) target/pod-context
+	$(KILN) build -f Containerfile -t $(POD_IMAGE) target/pod-context
 
 lint:
 	$(CARGO) fmt --all -- --check
