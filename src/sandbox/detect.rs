@@ -64,7 +64,7 @@ impl std::fmt::Display for Sandbox {
                 if let Some(why) = &self.fallback {
                     write!(f, ": {why}")?;
                 }
-                write!(f, "; steps share the pod's processes and mounts)")?;
+                write!(f, "; steps see every process and mount kiln sees)")?;
             }
         }
         f.write_str(match self.rootfs {
@@ -111,7 +111,8 @@ pub fn detect(requested: Requested, scratch: &Path) -> Result<Sandbox, SandboxEr
         UserNs::Inside { .. } => (Isolation::Rootless, None),
         UserNs::Unavailable(why) => {
             return Err(SandboxError::Unavailable(format!(
-                "{why} (and chroot mode needs CAP_SYS_CHROOT, which a non-root user does not have)"
+                "rootless mode needs a user namespace: {why}; root and chroot modes need root (CAP_SYS_ADMIN, \
+                 CAP_SYS_CHROOT), which a non-root user does not have"
             )));
         }
     };
@@ -122,18 +123,26 @@ pub fn detect(requested: Requested, scratch: &Path) -> Result<Sandbox, SandboxEr
         fallback,
     };
     let found = match requested {
-        Requested::Exactly(Isolation::Chroot) => {
-            chroot_works().map(|()| chroot(None)).map_err(SandboxError::Unavailable)
-        }
+        Requested::Exactly(Isolation::Chroot) => chroot_works()
+            .map(|()| chroot(None))
+            .map_err(|e| SandboxError::Unavailable(format!("--isolation chroot needs CAP_SYS_CHROOT ({e})"))),
         Requested::Exactly(mode) if mode != namespaced => Err(SandboxError::Unavailable(mismatch(mode, &ns))),
         Requested::Exactly(mode) => probe(mode, scratch).map(|p| namespaced_sandbox(mode, p)),
         Requested::Auto => match probe(namespaced, scratch) {
             Ok(p) => Ok(namespaced_sandbox(namespaced, p)),
             Err(SandboxError::Unavailable(why)) => {
-                let why = note.map_or(why.clone(), |note| format!("{note}; {why}"));
-                chroot_works()
-                    .map(|()| chroot(Some(why.clone())))
-                    .map_err(|e| SandboxError::Unavailable(format!("{why}; and {e}")))
+                let lacking = match (namespaced, &note) {
+                    (Isolation::Rootless, _) => format!("kiln's user namespace may not mount ({why})"),
+                    (_, None) => format!("no CAP_SYS_ADMIN ({why})"),
+                    (_, Some(note)) => format!("no CAP_SYS_ADMIN ({why}) and no user namespace ({note})"),
+                };
+                chroot_works().map(|()| chroot(Some(lacking))).map_err(|e| {
+                    let userns = note.unwrap_or_else(|| "not tried".into());
+                    SandboxError::Unavailable(format!(
+                        "each mode needs what this process lacks: root mode CAP_SYS_ADMIN ({why}); rootless \
+                         mode a user namespace ({userns}); chroot mode CAP_SYS_CHROOT ({e}). Grant one of them"
+                    ))
+                })
             }
             Err(e) => Err(e),
         },
@@ -202,13 +211,5 @@ fn chroot_works() -> Result<(), String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot start the sandbox: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "chroot is not permitted ({}): chroot mode needs CAP_SYS_CHROOT, the other modes user namespaces or \
-             CAP_SYS_ADMIN",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_string()) }
 }

@@ -129,15 +129,11 @@ pub fn find_range(text: &str, name: &str, id: u32) -> Option<IdRange> {
 /// Must be called while the process is single-threaded.
 pub fn enter(root_may_enter: bool) -> Option<ExitCode> {
     let uid = nix::unistd::getuid();
-    if uid.is_root() {
-        let why = if root_may_enter { mount_rights().err() } else { None };
-        let Some(why) = why else {
-            let _ = STATE.set(UserNs::Host { note: None });
-            return supervise_if_pid1();
-        };
-        return fork_into_namespace(0, nix::unistd::getgid().as_raw(), Some(why));
+    if uid.is_root() && (!root_may_enter || mount_rights().is_ok()) {
+        let _ = STATE.set(UserNs::Host { note: None });
+        return supervise_if_pid1();
     }
-    fork_into_namespace(uid.as_raw(), nix::unistd::getgid().as_raw(), None)
+    fork_into_namespace(uid.as_raw(), nix::unistd::getgid().as_raw())
 }
 
 /// Whether this process may create a mount namespace and mount in it; why not when it may not.
@@ -190,13 +186,13 @@ fn supervise(child: Pid) -> ExitCode {
     ExitCode::from(super::child::wait_for(child))
 }
 
-/// `why_root` is set for root without mount rights (the reason), `None` for a non-root caller.
-fn fork_into_namespace(uid: u32, gid: u32, why_root: Option<String>) -> Option<ExitCode> {
+/// Forks; the child enters a new user namespace, the parent maps it (see [`enter`]).
+fn fork_into_namespace(uid: u32, gid: u32) -> Option<ExitCode> {
     let (ready_r, ready_w) = nix::unistd::pipe().ok()?;
     let (go_r, go_w) = nix::unistd::pipe().ok()?;
     match sys::fork() {
         Err(e) => {
-            let _ = STATE.set(unavailable(uid, why_root, format!("fork failed: {e}")));
+            let _ = STATE.set(unavailable(uid, &format!("fork failed: {e}")));
             None
         }
         Ok(ForkResult::Child) => {
@@ -205,17 +201,14 @@ fn fork_into_namespace(uid: u32, gid: u32, why_root: Option<String>) -> Option<E
         }
         Ok(ForkResult::Parent { child }) => {
             drop((ready_w, go_r));
-            parent(child, uid, gid, why_root, ready_r, go_w)
+            parent(child, uid, gid, ready_r, go_w)
         }
     }
 }
 
 /// The state when no namespace could be had: root stays root (chroot mode may still work).
-fn unavailable(uid: u32, why_root: Option<String>, reason: String) -> UserNs {
-    match why_root {
-        Some(why) if uid == 0 => UserNs::Host { note: Some(format!("{why}, and {}", explain(&reason))) },
-        _ => UserNs::Unavailable(explain(&reason)),
-    }
+fn unavailable(uid: u32, reason: &str) -> UserNs {
+    if uid == 0 { UserNs::Host { note: Some(explain(reason)) } } else { UserNs::Unavailable(explain(reason)) }
 }
 
 fn child(uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
@@ -271,13 +264,13 @@ fn map_self(uid: u32, gid: u32) -> std::io::Result<()> {
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
 }
 
-fn parent(child: Pid, uid: u32, gid: u32, why_root: Option<String>, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
+fn parent(child: Pid, uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
     let mut status = Vec::new();
     let _ = std::fs::File::from(ready).read_to_end(&mut status);
     if status != b"+" {
         let reason = String::from_utf8_lossy(&status).into_owned();
         let _ = waitpid(child, None);
-        let _ = STATE.set(unavailable(uid, why_root, reason));
+        let _ = STATE.set(unavailable(uid, &reason));
         return supervise_if_pid1();
     }
     let map = if uid == 0 {
