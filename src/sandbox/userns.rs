@@ -192,12 +192,12 @@ fn fork_into_namespace(uid: u32, gid: u32) -> Option<ExitCode> {
     let (go_r, go_w) = nix::unistd::pipe().ok()?;
     match sys::fork() {
         Err(e) => {
-            let _ = STATE.set(unavailable(uid, &format!("fork failed: {e}")));
+            let _ = STATE.set(unavailable(uid, format!("cannot create a user namespace: fork failed: {e}")));
             None
         }
         Ok(ForkResult::Child) => {
             drop((ready_r, go_w));
-            child(uid, gid, ready_w, go_r)
+            child(uid, ready_w, go_r)
         }
         Ok(ForkResult::Parent { child }) => {
             drop((ready_w, go_r));
@@ -206,12 +206,12 @@ fn fork_into_namespace(uid: u32, gid: u32) -> Option<ExitCode> {
     }
 }
 
-/// The state when no namespace could be had: root stays root (chroot mode may still work).
-fn unavailable(uid: u32, reason: &str) -> UserNs {
-    if uid == 0 { UserNs::Host { note: Some(explain(reason)) } } else { UserNs::Unavailable(explain(reason)) }
+/// The state when no namespace could be had, and why: root stays root (chroot mode may still work).
+fn unavailable(uid: u32, why: String) -> UserNs {
+    if uid == 0 { UserNs::Host { note: Some(why) } } else { UserNs::Unavailable(why) }
 }
 
-fn child(uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
+fn child(uid: u32, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
     let mut ready = std::fs::File::from(ready);
     if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
         let _ = ready.write_all(format!("{}", std::io::Error::from(e)).as_bytes());
@@ -221,21 +221,13 @@ fn child(uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
     drop(ready);
     let mut answer = String::new();
     let _ = std::fs::File::from(go).read_to_string(&mut answer);
-    let map = match decode(&answer) {
-        Some(map) => map,
-        None => std::process::exit(125),
-    };
-    if let IdMap::Single(_) = &map
-        && let Err(e) = map_self(uid, gid)
-    {
-        eprintln!("kiln: cannot map the user namespace: {e}");
-        std::process::exit(125);
-    }
+    // No map: the parent goes on without a namespace; so does a parent that died before answering.
+    let Some(map) = decode(&answer) else { std::process::exit(0) };
     let _ = STATE.set(UserNs::Inside { outer_uid: uid, map });
     None
 }
 
-/// The parent's answer to the child: which map it wrote (the child maps itself for `Single`).
+/// The parent's answer to the child: which map it wrote (anything else: none, the child must exit).
 fn encode(map: &IdMap) -> String {
     match map {
         IdMap::Identity => "identity".into(),
@@ -257,11 +249,15 @@ fn decode(text: &str) -> Option<IdMap> {
     }
 }
 
-/// Maps only the caller (no helper tools or no sub-id range): uid and gid to 0, groups denied.
-fn map_self(uid: u32, gid: u32) -> std::io::Result<()> {
-    std::fs::write("/proc/self/setgroups", "deny")?;
-    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
-    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+/// Maps only the caller, to 0, with groups denied: what the kernel lets the namespace's owner write for
+/// itself (root too, provided it holds CAP_SETFCAP, as mapping the host's root requires).
+fn map_single(child: Pid, uid: u32, gid: u32) -> Result<(), String> {
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/{child}/{file}"), text).map_err(|e| format!("write {file}: {e}"))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))
 }
 
 fn parent(child: Pid, uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option<ExitCode> {
@@ -270,16 +266,33 @@ fn parent(child: Pid, uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) -> Option
     if status != b"+" {
         let reason = String::from_utf8_lossy(&status).into_owned();
         let _ = waitpid(child, None);
-        let _ = STATE.set(unavailable(uid, &reason));
+        let _ = STATE.set(unavailable(uid, explain(&reason)));
         return supervise_if_pid1();
     }
-    let map = if uid == 0 {
-        map_identity(child).map(|()| IdMap::Identity).unwrap_or_else(IdMap::Single)
+    let full = if uid == 0 {
+        map_identity(child).map(|()| IdMap::Identity)
     } else {
-        map_with_helpers(child, uid, gid).map(IdMap::SubIds).unwrap_or_else(IdMap::Single)
+        map_with_helpers(child, uid, gid).map(IdMap::SubIds)
     };
-    let _ = std::fs::File::from(go).write_all(encode(&map).as_bytes());
-    Some(supervise(child))
+    let map =
+        full.or_else(|why| map_single(child, uid, gid).map(|()| IdMap::Single(why.clone())).map_err(|e| (why, e)));
+    match map {
+        Ok(map) => {
+            let _ = std::fs::File::from(go).write_all(encode(&map).as_bytes());
+            Some(supervise(child))
+        }
+        Err((why, single)) => {
+            drop(go);
+            let _ = waitpid(child, None);
+            let reason = if uid == 0 {
+                format!("mapping root needs CAP_SETUID, CAP_SETGID and CAP_SETFCAP ({single})")
+            } else {
+                format!("{why}; {single}")
+            };
+            let _ = STATE.set(unavailable(uid, format!("cannot map a user namespace: {reason}")));
+            supervise_if_pid1()
+        }
+    }
 }
 
 /// Root maps every id it has to itself in the child's namespace (it holds CAP_SETUID and CAP_SETGID in

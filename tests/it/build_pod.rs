@@ -113,6 +113,25 @@ fn with_an_unmasked_proc_the_step_gets_a_fresh_one() {
 }
 
 #[test]
+fn with_cap_sys_admin_root_keeps_its_own_namespaces() {
+    let Some(stderr) = builds_as_on_the_host(&["--cap-add", "SYS_ADMIN"], STEPS) else { return };
+    let line = isolation_line(&stderr);
+    assert!(
+        line.contains("root (mount, pid, uts and ipc namespaces), overlay rootfs") && !line.contains("fallbacks"),
+        "{line}"
+    );
+}
+
+#[test]
+fn root_with_every_capability_dropped_but_chroot_uses_chroot_mode() {
+    // Without CAP_SETFCAP root cannot map itself into a user namespace, nor drop bounding capabilities.
+    let options = ["--cap-drop", "ALL", "--cap-add", "SYS_CHROOT"];
+    let Some(stderr) = builds_as_on_the_host(&options, &steps_without_kernel_fs()) else { return };
+    let line = isolation_line(&stderr);
+    assert!(line.contains("chroot (no namespaces") && line.contains("CAP_SETFCAP"), "{line}");
+}
+
+#[test]
 fn where_user_namespaces_are_refused_root_falls_back_to_chroot_mode() {
     let dir = tempfile::tempdir().unwrap();
     let profile = seccomp_refusing_namespaces(dir.path());
