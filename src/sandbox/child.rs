@@ -13,7 +13,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 use super::mounts::{self, SetupError};
-use super::spec::{Facilities, Isolation, Network, ProcFs, RunSpec};
+use super::spec::{Facilities, Isolation, Network, RunSpec};
 use super::{command, sys};
 
 /// argv[1] that selects the child role.
@@ -62,10 +62,6 @@ fn run(spec: &RunSpec, parent: Option<i32>) -> Result<u8, SetupError> {
     // own pid, not with 1: kiln may itself be pid 1 (a container's command).
     if parent.is_some_and(|p| nix::unistd::getppid() != Pid::from_raw(p)) {
         return Err(setup("start")(std::io::Error::other("kiln exited before the step started")));
-    }
-    if spec.facilities.proc == ProcFs::Bound {
-        // The step sees this process through the pod's /proc; its root is still the pod's until pivot_root.
-        let _ = nix::sys::prctl::set_dumpable(false);
     }
     if spec.isolation != Isolation::Chroot {
         let mut flags =

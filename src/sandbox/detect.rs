@@ -147,10 +147,6 @@ pub fn detect(requested: Requested, scratch: &Path) -> Result<Sandbox, SandboxEr
             Err(e) => Err(e),
         },
     }?;
-    if found.facilities.proc == ProcFs::Bound {
-        // Steps will see this process through the pod's /proc: close its memory, fds and root to them.
-        let _ = nix::sys::prctl::set_dumpable(false);
-    }
     Ok(found)
 }
 

@@ -74,7 +74,10 @@ pub enum ProcFs {
     Fresh,
     /// The existing /proc bound recursively, its masked paths still masked. The kernel refuses a fresh
     /// procfs in a user namespace when the /proc it can see has paths mounted over (a container's masked
-    /// paths): then the step sees the processes of the pod instead of only its own.
+    /// paths): then the step sees the processes of the pod instead of only its own. It cannot reach into
+    /// them: ptrace access (memory, environment, fds, root) to a process outside the step's user namespace,
+    /// or inside it with capabilities the step lacks (kiln's own), needs CAP_SYS_PTRACE where they live.
+    /// Steps of one build running at once (parallel stages) share creds, and can reach each other.
     Bound,
     /// No /proc.
     None,

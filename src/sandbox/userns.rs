@@ -180,8 +180,6 @@ fn supervise_if_pid1() -> Option<ExitCode> {
 
 /// Forwards signals to `child` and reaps every process re-parented here until `child` ends.
 fn supervise(child: Pid) -> ExitCode {
-    // With the pod's /proc bound into a step, the step sees this process: keep its memory and root closed.
-    let _ = nix::sys::prctl::set_dumpable(false);
     sys::forward_signals_to(child);
     ExitCode::from(super::child::wait_for(child))
 }

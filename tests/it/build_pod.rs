@@ -10,20 +10,31 @@ use crate::harness::pod::{Pod, tree, tree_diff, unpack_from_registry};
 use crate::harness::{Kiln, Registry, Run, Workspace, busybox_workspace, skopeo_config, umoci_unpack};
 
 /// Steps every namespaced way of running must build exactly as the host does: writes, a replaced file, a
-/// deletion (whiteout), links, modes, a COPY, config; /proc and /dev/null used, not captured.
+/// deletion (whiteout), links, modes, a COPY, config; /proc and /dev/null used, not captured; and no process
+/// a step can see through /proc (the pod's own, where it is bound in) lets it into another root: the
+/// kernel's ptrace rules keep a step out of kiln's processes and out of everything beyond its user namespace.
 const STEPS: &str = "RUN echo hello > /hello.txt && mkdir -p /opt/app/bin && cp /bin/busybox /opt/app/bin/tool \\
  && chmod 0750 /opt/app/bin/tool
 RUN rm /bin/vi && ln -s /hello.txt /opt/app/link && ln /hello.txt /opt/app/hard && mkdir -m 1777 /opt/app/tmp
 COPY data.txt /opt/app/data.txt
 RUN id -u > /opt/app/uid && wc -c < /opt/app/data.txt > /opt/app/size && sed -i s/hello/bye/ /hello.txt
 RUN test -r /proc/self/status && grep -q '^Pid:' /proc/self/status && echo ok > /dev/null && echo proc > /opt/app/proc
+RUN touch /marker && for p in /proc/[0-9]*; do if ls $p/root/ >/dev/null 2>&1 && ! test -e $p/root/marker; then \\
+ echo \"the root of $p is reachable: $(tr '\\0' ' ' < $p/cmdline)\"; exit 1; fi; done; rm /marker
 ENV APP=1
 WORKDIR /opt/app
 ";
 
-/// The same without /proc and device nodes, which chroot mode cannot give.
+/// The same without the instructions that use /proc or device nodes, which chroot mode cannot give.
 fn steps_without_kernel_fs() -> String {
-    STEPS.lines().filter(|l| !l.contains("/proc")).map(|l| format!("{l}\n")).collect()
+    let mut instructions: Vec<String> = Vec::new();
+    for line in STEPS.lines() {
+        match instructions.last_mut() {
+            Some(last) if last.ends_with("\\\n") => last.push_str(&format!("{line}\n")),
+            _ => instructions.push(format!("{line}\n")),
+        }
+    }
+    instructions.into_iter().filter(|i| !i.contains("/proc")).collect()
 }
 
 /// Builds `steps` over a busybox base from the test registry on the host and in kiln's pod (run with
@@ -78,8 +89,9 @@ fn as_root_kiln_being_pid_1() {
 
 #[test]
 fn as_an_arbitrary_uid_of_group_0_without_privilege_escalation() {
-    // OpenShift's restricted SCC: a uid from the project's range, no passwd entry, gid 0, no_new_privs.
-    let options = ["--user", "1000680000:0", "--security-opt", "no-new-privileges"];
+    // OpenShift's restricted SCC: a uid from the project's range, no passwd entry, gid 0, no_new_privs, no
+    // capabilities.
+    let options = ["--user", "1000680000:0", "--security-opt", "no-new-privileges", "--cap-drop", "ALL"];
     let Some(stderr) = builds_as_on_the_host(&options, STEPS) else { return };
     let line = isolation_line(&stderr);
     assert!(line.contains("uid 1000680000 as root of a user namespace, no other id"), "{line}");
