@@ -5,6 +5,8 @@
 //! 2 a usage error (clap) or an internal error.
 
 mod args;
+mod bake;
+mod bake_progress;
 mod build;
 mod env;
 mod images;
@@ -41,9 +43,13 @@ pub fn main() -> ExitCode {
     // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
     // ordinary user; entering it forks, so it happens here, while the process is still single-threaded. A
     // build by root without mount rights enters one too, unless it asked for root or chroot isolation.
-    let root_may_enter = matches!(&cli.command, args::Command::Build(b)
-        if !matches!(b.isolation, args::IsolationArg::Root | args::IsolationArg::Chroot));
-    if matches!(cli.command, args::Command::Build(_) | args::Command::Prune(_))
+    let isolation = match &cli.command {
+        args::Command::Build(b) => Some(b.args.isolation),
+        args::Command::Bake(b) => Some(b.build.isolation),
+        _ => None,
+    };
+    let root_may_enter = isolation.is_some_and(|i| !matches!(i, args::IsolationArg::Root | args::IsolationArg::Chroot));
+    if matches!(cli.command, args::Command::Build(_) | args::Command::Bake(_) | args::Command::Prune(_))
         && let Some(code) = crate::sandbox::userns::enter(root_may_enter)
     {
         return code;
@@ -62,6 +68,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let root = cli.root.as_deref();
     match cli.command {
         Command::Build(a) => build::run(root, &a),
+        Command::Bake(a) => bake::run(root, &a),
         Command::Parse(a) => parse::run(&a),
         Command::Images(a) => images::images(root, &a),
         Command::Inspect(a) => images::inspect(root, &a),

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bake;
 mod build_pod;
 mod cache;
 mod config_instructions;
