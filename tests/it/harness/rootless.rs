@@ -73,14 +73,29 @@ fn setup() -> Result<PathBuf, String> {
     {
         return Err(e);
     }
-    // The checkout may sit under a directory the user cannot enter: give it a copy of kiln it can run.
-    let dir = std::env::temp_dir().join(format!("kiln-it-bin-{}", std::process::id()));
+    // The checkout may sit under a directory the user cannot enter: give it a copy of kiln it can run,
+    // one per test process; the copies of test processes that have ended are removed.
+    remove_stale_copies();
+    let dir = std::env::temp_dir().join(format!("{BIN_DIR}{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     let bin = dir.join("kiln");
     std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).map_err(|e| e.to_string())?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     Ok(bin)
+}
+
+/// Prefix of the directories holding a test process's copy of kiln, followed by its pid.
+const BIN_DIR: &str = "kiln-it-bin-";
+
+fn remove_stale_copies() {
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(BIN_DIR) else { continue };
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn exists() -> bool {
