@@ -99,6 +99,9 @@ fn init(spec: &RunSpec) -> Result<u8, SetupError> {
     let report = created.join("\n");
     std::fs::write(&spec.created_report, report).map_err(setup("write the mount-point report"))?;
     mounts::enter(&root, spec.isolation)?;
+    // Chroot mode has no /dev of its own: what the step leaves there (a `> /dev/null` where mknod was
+    // refused) is removed afterwards, as a step's tmpfs /dev would have dropped it.
+    let dev_before = (spec.isolation == Isolation::Chroot).then(mounts::dev_entries);
     if spec.facilities.hostname {
         nix::unistd::sethostname(&spec.hostname).map_err(|e| setup("set the host name")(e.into()))?;
     }
@@ -117,6 +120,9 @@ fn init(spec: &RunSpec) -> Result<u8, SetupError> {
             wait_for(child)
         }
     };
+    if let Some(before) = dev_before {
+        mounts::remove_new_dev_entries(&before);
+    }
     if spec.isolation == Isolation::Chroot {
         mounts::remove_created(Path::new("/"), &created);
     }

@@ -308,6 +308,28 @@ fn chroot_devices(root: &Path, created: &mut Created) {
     }
 }
 
+/// The names in `/dev` of the current root (chroot mode, after `enter`).
+pub fn dev_entries() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev").into_iter().flatten().flatten().map(|e| e.file_name()).collect()
+}
+
+/// Removes what appeared in `/dev` since `before` (chroot mode, after the command): in every other mode
+/// /dev is a tmpfs, and BuildKit's is too, so nothing a step writes there reaches the image. Skipped when
+/// the step replaced /dev with something other than a directory.
+pub fn remove_new_dev_entries(before: &[std::ffi::OsString]) {
+    if !std::fs::symlink_metadata("/dev").is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    for name in dev_entries().into_iter().filter(|n| !before.contains(n)) {
+        let path = Path::new("/dev").join(name);
+        let _ = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+}
+
 /// Removes what [`assemble`] created in a rootfs it could not mount over (chroot mode), newest first;
 /// a directory the command filled stays.
 pub fn remove_created(root: &Path, created: &Created) {

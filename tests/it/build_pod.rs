@@ -10,13 +10,15 @@ use crate::harness::pod::{Pod, tree, tree_diff, unpack_from_registry};
 use crate::harness::{Kiln, Registry, Run, Workspace, busybox_workspace, skopeo_config, umoci_unpack};
 
 /// Steps every namespaced way of running must build exactly as the host does: writes, a replaced file, a
-/// deletion (whiteout), links, modes, a COPY, config; /proc and /dev/null used, not captured; and no process
+/// deletion (whiteout), links, modes, a COPY, config; /proc and /dev used, not captured (chroot mode too,
+/// where /dev/null may be a plain file the step writes); and no process
 /// a step can see through /proc (the pod's own, where it is bound in) lets it into another root: the
 /// kernel's ptrace rules keep a step out of kiln's processes and out of everything beyond its user namespace.
 const STEPS: &str = "RUN echo hello > /hello.txt && mkdir -p /opt/app/bin && cp /bin/busybox /opt/app/bin/tool \\
  && chmod 0750 /opt/app/bin/tool
 RUN rm /bin/vi && ln -s /hello.txt /opt/app/link && ln /hello.txt /opt/app/hard && mkdir -m 1777 /opt/app/tmp
 COPY data.txt /opt/app/data.txt
+RUN echo discarded > /dev/null && echo kept > /opt/app/kept
 RUN id -u > /opt/app/uid && wc -c < /opt/app/data.txt > /opt/app/size && sed -i s/hello/bye/ /hello.txt
 RUN test -r /proc/self/status && grep -q '^Pid:' /proc/self/status && echo ok > /dev/null && echo proc > /opt/app/proc
 RUN touch /marker && for p in /proc/[0-9]*; do if ls $p/root/ >/dev/null 2>&1 && ! test -e $p/root/marker; then \\
