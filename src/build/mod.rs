@@ -46,7 +46,7 @@ pub struct BuildCtx<'a> {
     /// The registry client for base images.
     pub client: &'a Client,
     /// Plain HTTP(S) client for ADD URLs.
-    pub http: reqwest::Client,
+    pub http: step::fetch::Http,
     /// The build's options.
     pub options: &'a BuildOptions,
     /// Where events go.
@@ -141,7 +141,11 @@ pub async fn build(
     let ctx = BuildCtx {
         store,
         client,
-        http: client.web().clone(),
+        http: step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
+            location: file_label.clone(),
+            instruction: "ADD".to_string(),
+            source: e.into(),
+        })?,
         options,
         reporter,
         platform: Platform::host(),

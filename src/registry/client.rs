@@ -53,8 +53,7 @@ impl Default for RegistryOptions {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
-    web: reqwest::Client,
-    no_roots: bool,
+    roots: Roots,
     options: RegistryOptions,
     tokens: Mutex<HashMap<(String, String), String>>,
     schemes: Mutex<HashMap<String, &'static str>>,
@@ -89,24 +88,23 @@ impl Client {
         let build = |b: reqwest::ClientBuilder| b.build().map_err(|e| RegistryError::Setup(e.to_string()));
         Ok(Client {
             http: build(registry)?,
-            web: build(roots.apply(builder()))?,
-            no_roots: roots.is_empty(),
+            roots,
             options,
             tokens: Mutex::new(HashMap::new()),
             schemes: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A plain HTTP(S) client with the same trusted roots, always verifying (for `ADD https://...`:
-    /// `--tls-verify=false` is about registries, not about downloads).
-    pub fn web(&self) -> &reqwest::Client {
-        &self.web
+    /// The CA roots this client trusts, for the command's other HTTPS clients (`ADD https://...`, which
+    /// always verifies: `--tls-verify=false` is about registries, not downloads).
+    pub fn roots(&self) -> &Roots {
+        &self.roots
     }
 
     /// A connection error, with what to add when the cause is a certificate and kiln trusts no CA at all.
     fn connect_error(&self, host: &str, op: &str, error: &reqwest::Error) -> RegistryError {
         let mut err = crate::registry::error::connect_error(host, op, error);
-        if self.no_roots
+        if self.roots.is_empty()
             && let RegistryError::Connect { message, .. } = &mut err
             && message.to_lowercase().contains("certificate")
         {

@@ -24,6 +24,12 @@ pub struct Roots {
     certs: Vec<reqwest::Certificate>,
 }
 
+impl std::fmt::Debug for Roots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Roots({} certificates)", self.certs.len())
+    }
+}
+
 impl Roots {
     /// The system's roots plus every certificate in `extra` (PEM files; an unreadable or invalid one is an
     /// error naming it). Unreadable system certificates are skipped, as OpenSSL skips them.
