@@ -21,8 +21,10 @@ VALIDATORS := /var/cache/kiln-test-tools
 build:
 	$(CARGO) build --release
 
+# Benches are timings, not tests: they are compiled here (so they cannot rot) and run by `make bench`.
 test: test-deps test-validators
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
+	$(CARGO) bench --no-run
 
 test-validators:
 	@if [ -x $(VALIDATORS)/venv/bin/kubernetes-validate ]; then echo "kubernetes-validate: present"; else \
