@@ -24,6 +24,7 @@ pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
+pub mod inventory;
 pub mod layer;
 pub mod plan;
 pub mod registry;
