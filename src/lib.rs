@@ -19,6 +19,7 @@
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
 //! `image`; only `transfer`, `build` (and the `cli` edge) know the store.
 
+pub mod attest;
 pub mod build;
 pub mod cache;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod image;
 pub mod inventory;
 pub mod layer;
 pub mod plan;
+pub mod policy;
 pub mod registry;
 pub mod sandbox;
 pub mod store;
