@@ -6,3 +6,6 @@
 //! Must not know the Dockerfile's rules or the policy; the builder hands it what the build did.
 
 pub mod fetched;
+pub mod provenance;
+pub mod referrers;
+pub mod sbom;

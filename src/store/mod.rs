@@ -10,6 +10,7 @@ mod blobs;
 mod error;
 mod index;
 mod prune;
+mod referrers;
 mod snapshots;
 
 use std::collections::HashSet;
@@ -25,6 +26,7 @@ pub use blobs::{BlobWriter, digest_of};
 pub use error::StoreError;
 pub use index::REF_NAME;
 pub use prune::PruneReport;
+pub use referrers::SUBJECT_ANNOTATION;
 
 use error::io;
 
