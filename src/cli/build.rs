@@ -24,22 +24,32 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
     let store = env::open_store(root)?;
     let client = env::registry_client(&args.registry)?;
     let progress = Progress::new(Mode::detect(args.quiet));
-    let outcome = runtime()?.block_on(async {
-        let outcome = build::build(&store, &client, &options, &progress).await?;
-        if args.push {
+    let rt = runtime()?;
+    let started = build::rfc3339(unix_now());
+    let outcome = rt.block_on(build::build(&store, &client, &options, &progress))?;
+    let times = (started, build::rfc3339(unix_now()));
+    // The policy gate and the attestations come after the commit and before any push.
+    super::attest::after_build(&store, &options, &args.evidence, &outcome, times, &progress)?;
+    if args.push {
+        rt.block_on(async {
             for tag in &outcome.tags {
                 let mounts = &outcome.mount_from;
                 super::transfer::push_one(&store, &client, &outcome.manifest, tag, None, mounts, &progress).await?;
+                super::attest::push_attestations(&store, &client, &outcome.manifest, tag, &progress).await?;
             }
-        }
-        anyhow::Ok(outcome)
-    })?;
+            anyhow::Ok(())
+        })?;
+    }
     let id = outcome.image_id;
     if let Some(path) = &args.iidfile {
         fs_err::write(path, format!("sha256:{id}")).context("cannot write --iidfile")?;
     }
     println!("{id}");
     Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Turns the flags into library options; every check on flag values happens here.
@@ -71,7 +81,7 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         no_cache: args.no_cache || !args.layers,
         no_cache_filter: args.no_cache_filter.clone(),
         cache_from: args.cache_from.clone(),
-        layers_may_stay_remote: args.push && !args.cache_from.is_empty(),
+        layers_may_stay_remote: args.push && !args.cache_from.is_empty() && !args.evidence.any(),
         cache_to: args.cache_to.clone(),
         pull: match args.pull {
             PullArg::Missing | PullArg::False => PullPolicy::Missing,

@@ -5,13 +5,16 @@
 //! 2 a usage error (clap) or an internal error.
 
 mod args;
+mod attest;
 mod build;
+mod check;
 mod env;
 mod images;
 mod login;
 mod output;
 mod parse;
 mod progress;
+mod sbom;
 mod transfer;
 
 use std::process::ExitCode;
@@ -69,6 +72,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pull(a) => transfer::pull(root, &a),
         Command::Login(a) => login::login(&a),
         Command::Logout(a) => login::logout(&a),
+        Command::Check(a) => check::run(root, &a),
+        Command::Sbom(a) => sbom::sbom(root, &a),
+        Command::Provenance(a) => sbom::provenance(root, &a),
     }
 }
 

@@ -17,6 +17,7 @@ mod version;
 use serde::Serialize;
 
 pub use file::{CA_LAYER_LABEL, Policy, PolicyError};
+pub use rules::dockerfile::secret_looking;
 pub use rules::{RULES, RuleInfo};
 
 use crate::attest::fetched::FetchRecord;
