@@ -5,14 +5,20 @@ DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
 	fuse-overlayfs openssl tar
+# Image-inventory fixtures: RPM databases (SQLite by rpm, Berkeley DB by db_load), Go binaries; the validators' venv.
+TEST_PACKAGES += rpm db-util golang-go python3-venv
+# The official SBOM and SARIF validators (PyPI, npm), kept out of the system: a venv and the SARIF schema.
+TEST_TOOLS ?= $(if $(shell [ -w /var/cache ] && echo y),/var/cache/kiln-test/tools,$(CURDIR)/target/test-tools)
+PY_TOOLS := spdx-tools==0.8.5 cyclonedx-python-lib[json-validation]==11.12.0 check-jsonschema==0.39.0
+SARIF_NPM := @microsoft/sarif-multitool-linux@5.7.0
 
-.PHONY: build test test-deps bench demo lint install
+.PHONY: build test test-deps test-tools bench demo lint install
 
 build:
 	$(CARGO) build --release
 
-test: test-deps
-	$(CARGO) test --all-targets
+test: test-deps test-tools
+	KILN_TEST_TOOLS=$(TEST_TOOLS) $(CARGO) test --all-targets
 
 # Installs the test dependencies when run as root; otherwise says what to install.
 test-deps:
@@ -21,6 +27,18 @@ test-deps:
 	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
+
+# spdx-tools and cyclonedx-python-lib validate SBOMs, check-jsonschema checks SARIF against the schema that the
+# MIT-licensed npm package @microsoft/sarif-multitool-linux ships (the OASIS file itself is not ours to commit).
+test-tools:
+	@set -e; mkdir -p $(TEST_TOOLS); \
+	if [ ! -x $(TEST_TOOLS)/venv/bin/check-jsonschema ]; then \
+		python3 -m venv $(TEST_TOOLS)/venv && $(TEST_TOOLS)/venv/bin/pip install -q $(PY_TOOLS); fi; \
+	if [ ! -f $(TEST_TOOLS)/sarif/sarif-2.1.0.json ]; then \
+		tmp=$$(mktemp -d); (cd $$tmp && npm pack --silent $(SARIF_NPM) >/dev/null && \
+		tar xzf *.tgz package/sarif-2.1.0.json) && mkdir -p $(TEST_TOOLS)/sarif && \
+		mv $$tmp/package/sarif-2.1.0.json $(TEST_TOOLS)/sarif/ && rm -rf $$tmp; fi; \
+	echo "test tools: $(TEST_TOOLS)"
 
 # criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed).
 bench: build
