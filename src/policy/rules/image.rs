@@ -78,3 +78,89 @@ pub fn check(policy: &Policy, image: &ImageInput<'_>, with_dockerfile: bool, out
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::image::ImageConfig;
+    use crate::inventory::{BuildInfo, GoBinary, Inventory, Runtime, RuntimeKind};
+    use crate::policy::{ImageInput, Input, Policy, Severity, check};
+
+    fn runtime(kind: RuntimeKind, version: &str, platform: bool) -> Runtime {
+        Runtime {
+            kind,
+            version: version.into(),
+            path: format!("/{}", kind.name()),
+            also_at: Vec::new(),
+            vendor: None,
+            platform,
+            java_home: false,
+        }
+    }
+
+    fn findings(inv: &Inventory, user: &str, annotations: &[(&str, &str)], policy: &Policy) -> Vec<(String, Severity)> {
+        let mut config = ImageConfig::default();
+        config.config.user = Some(user.to_string());
+        let annotations: BTreeMap<String, String> =
+            annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let input = Input {
+            image: Some(ImageInput { name: "app".into(), config: &config, inventory: inv, annotations }),
+            ..Default::default()
+        };
+        check(policy, &input).into_iter().map(|f| (f.rule.to_string(), f.severity)).collect()
+    }
+
+    #[test]
+    fn runtimes_and_go_binaries() {
+        let p = Policy::default();
+        let ok = Inventory {
+            runtimes: vec![
+                runtime(RuntimeKind::Python, "3.11", false),
+                runtime(RuntimeKind::Jdk, "21.0.2", false),
+                runtime(RuntimeKind::Go, "1.22.1", false),
+            ],
+            ..Default::default()
+        };
+        assert!(findings(&ok, "1001", &[], &p).is_empty());
+        let old = Inventory {
+            runtimes: vec![
+                runtime(RuntimeKind::Python, "2.7", false),
+                runtime(RuntimeKind::Python, "3.6", true),
+                runtime(RuntimeKind::Jdk, "1.8.0_402", false),
+                runtime(RuntimeKind::Go, "1.16", false),
+            ],
+            go_binaries: vec![GoBinary {
+                path: "/bin/app".into(),
+                info: BuildInfo { go_version: "go1.15.2".into(), path: None, main: None, deps: Vec::new() },
+            }],
+            ..Default::default()
+        };
+        let mut got = findings(&old, "1001", &[], &p);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("go-binary-version".to_string(), Severity::Error),
+                ("go-version".to_string(), Severity::Error),
+                ("jdk-version".to_string(), Severity::Error),
+                ("python-version".to_string(), Severity::Note),
+                ("python-version".to_string(), Severity::Error),
+            ]
+        );
+    }
+
+    #[test]
+    fn user_and_base_annotation() {
+        let p = Policy::default();
+        let inv = Inventory::default();
+        assert_eq!(findings(&inv, "", &[], &p), [("user-root".to_string(), Severity::Error)]);
+        assert_eq!(findings(&inv, "0:0", &[], &p), [("user-root".to_string(), Severity::Error)]);
+        let base = [(super::BASE_NAME, "docker.io/library/python:3.12")];
+        let got: Vec<String> = findings(&inv, "1001", &base, &p).into_iter().map(|f| f.0).collect();
+        assert_eq!(got, ["base-not-allowed", "base-unpinned"]);
+        let ubi = [(super::BASE_NAME, "registry.access.redhat.com/ubi9/ubi-minimal:9.4")];
+        let got: Vec<String> = findings(&inv, "1001", &ubi, &p).into_iter().map(|f| f.0).collect();
+        assert_eq!(got, ["base-unpinned"]);
+    }
+}
