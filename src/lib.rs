@@ -15,15 +15,18 @@
 //!  inventory   facts read from an image's layers (OS, packages, runtimes), cached per layer
 //!  policy      rules over a Dockerfile plan, an inventory and a fetch log → findings (text/JSON/SARIF)
 //!  attest      SBOM and provenance documents; OCI referrers in the store and on registries
+//!  bake        many builds: BuildConfigs / kiln-bake.toml → a graph; worker processes; Tekton/Job emitters
 //!  cli         flags → library calls, output, exit codes
 //! ```
 //!
 //! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
 //! `image`; only `transfer`, `build`, `inventory` (layers, its cache), `attest` (referrers) and the `cli` edge
-//! know the store; `policy` sees plans, inventories and fetch records only.
+//! know the store; `policy` sees plans, inventories and fetch records only; `bake` drives `build` through
+//! `BuildOptions` and never looks inside a step.
 
 pub mod attest;
+pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod cli;

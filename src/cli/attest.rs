@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageManifest};
 
-use super::Failure;
 use crate::attest::{provenance, referrers, sbom};
 use crate::build::events::{Event, Reporter};
 use crate::build::{BuildOptions, BuildOutcome};
@@ -41,6 +40,9 @@ pub struct EvidenceFlags {
     /// `enforce` fails the build on error-level findings; `warn` only reports them.
     #[arg(long, value_enum, default_value = "enforce")]
     pub policy_mode: PolicyMode,
+    /// Also allow this base repository under the policy (`kiln bake` passes the images it builds); repeatable.
+    #[arg(long = "policy-allow-base", value_name = "REPO")]
+    pub policy_allow_base: Vec<String>,
 }
 
 impl EvidenceFlags {
@@ -97,18 +99,17 @@ pub fn after_build(
     outcome: &BuildOutcome,
     times: (String, String),
     reporter: &dyn Reporter,
-) -> Result<(), Failure> {
+) -> anyhow::Result<()> {
     if !flags.any() {
         return Ok(());
     }
     if !outcome.local {
-        return Err(
-            anyhow::anyhow!("--sbom, --provenance and --policy need the image's layers in the local store").into()
-        );
+        anyhow::bail!("--sbom, --provenance and --policy need the image's layers in the local store");
     }
     let name = outcome.tags.first().cloned().unwrap_or_else(|| format!("sha256:{}", outcome.image_id));
     let (inventory, config) = inventory_of_image(store, &outcome.manifest)?;
-    let policy = load_policy(flags.policy.as_deref())?;
+    let mut policy = load_policy(flags.policy.as_deref())?;
+    policy.extra_bases.extend(flags.policy_allow_base.iter().cloned());
     if flags.policy.is_some() {
         let (plan, _) = crate::build::load_plan(options)?;
         let input = policy::Input {
@@ -125,10 +126,7 @@ pub fn after_build(
         eprint!("{}", policy::report::text(&findings, &[]));
         let (errors, _, _) = policy::counts(&findings);
         if errors > 0 && flags.policy_mode == PolicyMode::Enforce {
-            return Err(Failure {
-                code: 1,
-                error: anyhow::anyhow!("the image breaks the policy ({errors} error(s)); it was built but not pushed"),
-            });
+            anyhow::bail!("the image breaks the policy ({errors} error(s)); it was built but not pushed");
         }
     }
     let created = whole_seconds(config.created.as_deref());

@@ -134,7 +134,7 @@ fn plan_of(path: &std::path::Path, args: &CheckArgs) -> anyhow::Result<crate::pl
         .iter()
         .map(|a| a.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).context("--build-arg must be K=V"))
         .collect::<anyhow::Result<_>>()?;
-    let options = crate::plan::PlanOptions { build_args, target: args.target.clone(), from_override: None };
+    let options = crate::plan::PlanOptions { build_args, target: args.target.clone(), ..Default::default() };
     Ok(crate::plan::plan(&parsed.instructions, parsed.escape, &label, &options)?)
 }
 

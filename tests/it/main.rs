@@ -4,6 +4,7 @@
 mod harness;
 
 mod attestations;
+mod bake;
 mod cache;
 mod config_instructions;
 mod copy_and_add;
