@@ -5,7 +5,8 @@
 //! is neither a Debian, PyPI nor npm package, and Debian's Go is too old to build it.)
 //!
 //! The image is generated once under /var/tmp/kiln-bench-inventory-v2 (RPM headers made with kiln's own
-//! encoder, SQLite through rusqlite; file contents half random, half zeros).
+//! encoder, SQLite through rusqlite; file contents half random, half zeros). Under `cargo test` (criterion's
+//! test mode, no `--bench`) a 1/20 image is used, so the code path is checked without the cost.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,10 +18,18 @@ use kiln::inventory::{ImageEnv, LayerSource, inventory};
 use oci_spec::image::Digest;
 
 const DIR: &str = "/var/tmp/kiln-bench-inventory-v2";
-const RPMS: usize = 2500;
-const DISTS: usize = 1500;
-const NPM: usize = 1500;
-const JARS: usize = 200;
+
+/// 1 when benchmarking, 20 (a twentieth of the image) in test mode.
+fn divisor() -> usize {
+    if std::env::args().any(|a| a == "--bench") { 1 } else { 20 }
+}
+
+fn dir() -> PathBuf {
+    match divisor() {
+        1 => PathBuf::from(DIR),
+        n => PathBuf::from(format!("{DIR}-small{n}")),
+    }
+}
 
 struct Files {
     dir: PathBuf,
@@ -127,7 +136,9 @@ fn jar(i: usize) -> Vec<u8> {
 
 /// Makes the image once; returns its layers, bottom first.
 fn image() -> Vec<Digest> {
-    let dir = Path::new(DIR);
+    let n = divisor();
+    let (rpms, dists, npm, jars) = (2500 / n, 1500 / n, 1500 / n, 200 / n);
+    let dir = &dir();
     let list = dir.join("layers.txt");
     if let Ok(text) = std::fs::read_to_string(&list) {
         return text.lines().map(|l| l.parse().unwrap()).collect();
@@ -141,16 +152,16 @@ fn image() -> Vec<Digest> {
         b"ID=\"rhel\"\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"Red Hat Enterprise Linux 9.4\"\n",
     );
     os.file("etc/yum.repos.d/ubi.repo", 0o644, b"[ubi]\n");
-    os.file("var/lib/rpm/rpmdb.sqlite", 0o644, &rpmdb(RPMS));
-    for i in 0..300 {
-        os.file(&format!("usr/bin/tool{i}"), 0o755, &filler(i, 300_000)); // executables: checked for Go build info
+    os.file("var/lib/rpm/rpmdb.sqlite", 0o644, &rpmdb(rpms));
+    for i in 0..300 / n {
+        os.file(&format!("usr/bin/tool{i}"), 0o755, &filler(i as u64, 300_000)); // executables: checked for Go build info
     }
-    os.filler("usr/lib64", 2000, 50_000);
+    os.filler("usr/lib64", 2000 / n, 50_000);
     layers.push(os.finish());
     let mut py = LayerWriter::new(dir, "py.tmp");
     py.file("usr/bin/python3.11", 0o755, b"#!/bin/sh\n");
     py.file("usr/lib64/python3.11/os.py", 0o644, b"#\n");
-    for i in 0..DISTS {
+    for i in 0..dists {
         let meta = format!(
             "Metadata-Version: 2.1\nName: dist-{i}\nVersion: 0.{i}.1\nLicense: MIT\n\n{}",
             "description ".repeat(200)
@@ -164,7 +175,7 @@ fn image() -> Vec<Digest> {
     }
     layers.push(py.finish());
     let mut node = LayerWriter::new(dir, "node.tmp");
-    for i in 0..NPM {
+    for i in 0..npm {
         let json =
             format!(r#"{{"name":"pkg-{i}","version":"2.{i}.0","license":"ISC","description":"{}"}}"#, "x".repeat(500));
         node.file(&format!("opt/app/node_modules/pkg-{i}/package.json"), 0o644, json.as_bytes());
@@ -172,10 +183,10 @@ fn image() -> Vec<Digest> {
     }
     layers.push(node.finish());
     let mut app = LayerWriter::new(dir, "app.tmp");
-    for i in 0..JARS {
+    for i in 0..jars {
         app.file(&format!("deployments/lib/lib{i}.jar"), 0o644, &jar(i));
     }
-    app.filler("opt/data", 1900, 100_000);
+    app.filler("opt/data", 1900 / n, 100_000);
     layers.push(app.finish());
     let text: Vec<String> = layers.iter().map(|d| d.to_string()).collect();
     std::fs::write(&list, text.join("\n")).unwrap();
@@ -184,7 +195,7 @@ fn image() -> Vec<Digest> {
 
 fn bench(c: &mut Criterion) {
     let layers = image();
-    let dir = PathBuf::from(DIR);
+    let dir = dir();
     let env = ImageEnv::default();
     let cold = Files { dir: dir.clone(), cache: None };
     let inv = inventory(&layers, &cold, &env).unwrap();

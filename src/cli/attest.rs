@@ -70,6 +70,22 @@ pub fn manifest_annotations(
     Ok(parsed.annotations().clone().unwrap_or_default().into_iter().collect())
 }
 
+/// The base images the provenance attached to `manifest` in the store names, with where that was read.
+pub fn provenance_bases(store: &Store, manifest: &Descriptor) -> Vec<(String, String)> {
+    let Ok(Some(doc)) = referrers::read_local(store, manifest.digest(), provenance::MEDIA_TYPE) else {
+        return Vec::new();
+    };
+    let Ok(statement) = serde_json::from_slice::<serde_json::Value>(&doc) else { return Vec::new() };
+    statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["annotations"]["kind"] == "base-image")
+        .filter_map(|d| d["name"].as_str())
+        .map(|name| (name.to_string(), "provenance:resolvedDependencies".to_string()))
+        .collect()
+}
+
 /// An RFC 3339 time cut to whole seconds (`2026-01-02T03:04:05Z`), as SPDX wants it; `now` when absent.
 pub fn whole_seconds(time: Option<&str>) -> String {
     match time {
@@ -119,6 +135,7 @@ pub fn after_build(
                 config: &config,
                 inventory: &inventory,
                 annotations: manifest_annotations(store, &outcome.manifest)?,
+                bases: Vec::new(),
             }),
             fetch_log: None,
         };

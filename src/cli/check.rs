@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::args::RegistryFlags;
-use super::attest::{load_policy, manifest_annotations, write_output};
+use super::attest::{load_policy, manifest_annotations, provenance_bases, write_output};
 use super::progress::{Mode, Progress};
 use super::{Failure, env, runtime};
 use crate::build::events::{Event, Reporter};
@@ -87,11 +87,12 @@ pub fn run(root: Option<&std::path::Path>, args: &CheckArgs) -> Result<(), Failu
     };
     let input = policy::Input {
         dockerfile: plan.as_ref().map(|plan| policy::DockerfileInput { plan }),
-        image: image.as_ref().map(|(name, inv, config, annotations)| policy::ImageInput {
+        image: image.as_ref().map(|(name, inv, config, annotations, bases)| policy::ImageInput {
             name: name.clone(),
             config,
             inventory: inv,
             annotations: annotations.clone(),
+            bases: bases.clone(),
         }),
         fetch_log: fetch_log
             .as_ref()
@@ -103,7 +104,7 @@ pub fn run(root: Option<&std::path::Path>, args: &CheckArgs) -> Result<(), Failu
     if policy.nexus.hosts.is_empty() && (args.dockerfile.is_some() || args.fetch_log.is_some()) {
         skipped.push("download-not-nexus and fetch-not-nexus not checked: the policy names no [nexus] hosts".into());
     }
-    if let Some((_, inv, _, _)) = &image {
+    if let Some((_, inv, _, _, _)) = &image {
         skipped.extend(inv.notes.iter().map(|n| format!("unreadable: {n}")));
     }
     let out = match args.format {
@@ -138,8 +139,14 @@ fn plan_of(path: &std::path::Path, args: &CheckArgs) -> anyhow::Result<crate::pl
     Ok(crate::plan::plan(&parsed.instructions, parsed.escape, &label, &options)?)
 }
 
-type LoadedImage =
-    (String, crate::inventory::Inventory, crate::image::ImageConfig, std::collections::BTreeMap<String, String>);
+/// An image to check: name, inventory, config, manifest annotations, bases from its provenance.
+type LoadedImage = (
+    String,
+    crate::inventory::Inventory,
+    crate::image::ImageConfig,
+    std::collections::BTreeMap<String, String>,
+    Vec<(String, String)>,
+);
 
 /// The image from the store, or pulled into it when the store does not have it.
 fn load_image(root: Option<&std::path::Path>, name: &str, args: &CheckArgs) -> Result<LoadedImage, Failure> {
@@ -159,5 +166,6 @@ fn load_image(root: Option<&std::path::Path>, name: &str, args: &CheckArgs) -> R
     };
     let (inventory, config) = inventory_of_image(&store, &manifest)?;
     let annotations = manifest_annotations(&store, &manifest)?;
-    Ok((name.to_string(), inventory, config, annotations))
+    let bases = provenance_bases(&store, &manifest);
+    Ok((name.to_string(), inventory, config, annotations, bases))
 }

@@ -110,6 +110,9 @@ pub struct ImageInput<'a> {
     pub inventory: &'a Inventory,
     /// Its manifest's annotations (`org.opencontainers.image.base.name` names the base).
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// Base images known from elsewhere (its provenance): (name, where it was read), checked when no
+    /// Dockerfile is.
+    pub bases: Vec<(String, String)>,
 }
 
 /// A Dockerfile to check, planned with the build's arguments and target.

@@ -146,6 +146,13 @@ fn build_attaches_sbom_and_provenance_and_pushes_them_as_referrers() {
     // `kiln provenance` on the building machine reads the same statement from its store.
     let local: Value = serde_json::from_str(&kiln.ok(&["provenance", &app])).unwrap();
     assert_eq!(local, prov);
+    // Checked without its Dockerfile, the image's bases come from its provenance.
+    let run = kiln.run(&["check", "--format", "json", &app]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let finding =
+        report["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "base-not-allowed").expect("base rule");
+    assert_eq!(finding["location"]["path"], "provenance:resolvedDependencies");
 }
 
 #[test]

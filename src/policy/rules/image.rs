@@ -63,8 +63,13 @@ pub fn check(policy: &Policy, image: &ImageInput<'_>, with_dockerfile: bool, out
         let shown = if user.is_empty() { "no user set".to_string() } else { format!("User {user}") };
         out.push(finding("user-root", format!("the image runs as root ({shown})"), at("config:User")));
     }
-    if !with_dockerfile && let Some(base) = image.annotations.get(BASE_NAME) {
-        super::dockerfile::base_rules(policy, base, at(&format!("annotation:{BASE_NAME}")), out);
+    if !with_dockerfile {
+        if let Some(base) = image.annotations.get(BASE_NAME) {
+            super::dockerfile::base_rules(policy, base, at(&format!("annotation:{BASE_NAME}")), out);
+        }
+        for (base, place) in &image.bases {
+            super::dockerfile::base_rules(policy, base, at(place), out);
+        }
     }
     if policy.ca.require_layer {
         let labels = image.config.config.labels.clone().unwrap_or_default();
@@ -105,7 +110,13 @@ mod tests {
         let annotations: BTreeMap<String, String> =
             annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let input = Input {
-            image: Some(ImageInput { name: "app".into(), config: &config, inventory: inv, annotations }),
+            image: Some(ImageInput {
+                name: "app".into(),
+                config: &config,
+                inventory: inv,
+                annotations,
+                bases: Vec::new(),
+            }),
             ..Default::default()
         };
         check(policy, &input).into_iter().map(|f| (f.rule.to_string(), f.severity)).collect()
