@@ -175,6 +175,7 @@ pub fn prune(root: Option<&Path>, args: &PruneArgs) -> Result<(), Failure> {
         None => (Vec::new(), cache.clear()),
     };
     let report = store.prune(&cache_roots, &keep)?;
+    crate::inventory::sweep_cache(&store);
     println!(
         "removed {} blobs, {} snapshots and {records} cache records, freed {}",
         report.blobs_removed,

@@ -58,6 +58,21 @@ pub fn inventory(layers: &[Digest], source: &dyn LayerSource, env: &ImageEnv) ->
     Ok(merge(&facts, env))
 }
 
+/// Removes cached facts of layers the store no longer holds (after a prune); returns how many went.
+pub fn sweep_cache(store: &Store) -> usize {
+    let Some(dir) = StoreLayers(store).cache_dir() else { return 0 };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let blob = name.strip_suffix(".json").and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
+        if blob.is_none_or(|d| !store.has_blob(&d)) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The inventory of an image in the store, with its config.
 pub fn inventory_of_image(store: &Store, manifest: &Descriptor) -> Result<(Inventory, ImageConfig), InventoryError> {
     let bad = |message: String| InventoryError::BadImage { digest: manifest.digest().to_string(), message };

@@ -208,4 +208,11 @@ fn inventory_is_cached_per_layer() {
     std::fs::write(bash_layer, edited).unwrap();
     let all = components(&bom(&kiln, "localhost/cached:2"));
     find(&all, "bash-from-cache");
+    // Cached facts go with their layers.
+    kiln.ok(&["rmi", "localhost/cached:1"]);
+    kiln.ok(&["prune"]);
+    assert_eq!(entries(&cache_dir).len(), 2, "the replaced layer's facts are swept");
+    kiln.ok(&["rmi", "localhost/cached:2"]);
+    kiln.ok(&["prune"]);
+    assert!(entries(&cache_dir).is_empty());
 }
