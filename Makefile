@@ -12,7 +12,13 @@ TEST_TOOLS ?= $(if $(shell [ -w /var/cache ] && echo y),/var/cache/kiln-test/too
 PY_TOOLS := spdx-tools==0.8.5 cyclonedx-python-lib[json-validation]==11.12.0 check-jsonschema==0.39.0
 SARIF_NPM := @microsoft/sarif-multitool-linux@5.7.0
 
-.PHONY: build test test-deps test-validators test-tools bench bench-storm demo lint install
+# Fuzz targets (fuzz/, cargo-fuzz + libFuzzer). The machine has one stable toolchain; RUSTC_BOOTSTRAP=1
+# lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage instrumentation).
+FUZZ_TARGETS := dockerfile_parse word_expand dockerignore layer_apply image_manifest
+FUZZ_SECONDS ?= 120
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+
+.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps test-tools
 
 # Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
 # the tests look for them here (or on PATH).
@@ -49,6 +55,22 @@ test-tools:
 		tar xzf *.tgz package/sarif-2.1.0.json) && mkdir -p $(TEST_TOOLS)/sarif && \
 		mv $$tmp/package/sarif-2.1.0.json $(TEST_TOOLS)/sarif/ && rm -rf $$tmp; fi; \
 	echo "test tools: $(TEST_TOOLS)"
+
+fuzz-deps:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+# Each target for FUZZ_SECONDS (default 120 s); new inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts.
+fuzz: fuzz-deps
+	cd fuzz && $(FUZZ) build -O
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && echo "fuzzing $$t for $(FUZZ_SECONDS) s" && \
+		$(FUZZ) run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			|| exit 1; \
+	done
+
+# The short pass CI runs.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 # criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed).
 bench: build

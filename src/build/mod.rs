@@ -47,7 +47,7 @@ pub struct BuildCtx<'a> {
     /// The registry client for base images.
     pub client: &'a Client,
     /// Plain HTTP(S) client for ADD URLs.
-    pub http: reqwest::Client,
+    pub http: step::fetch::Http,
     /// The build's options.
     pub options: &'a BuildOptions,
     /// Where events go.
@@ -146,7 +146,11 @@ pub async fn build(
     let ctx = BuildCtx {
         store,
         client,
-        http: reqwest::Client::new(),
+        http: step::fetch::Http::new(options.fetch_timeouts).map_err(|e| BuildError::Step {
+            location: file_label.clone(),
+            instruction: "ADD".to_string(),
+            source: e.into(),
+        })?,
         options,
         reporter,
         platform: Platform::host(),
