@@ -39,7 +39,7 @@ pub use error::InventoryError;
 pub use golang::{BuildInfo, Module, parse_buildinfo};
 pub use jdk::feature_version;
 pub use merge::ImageEnv;
-pub use scan::{Fact, LayerFacts, scan_layer};
+pub use scan::{Event, Fact, LayerFacts, MavenArtifact, OsPackage, scan_layer};
 pub use source::{LayerSource, StoreLayers, inventory, inventory_of_image, sweep_cache};
 
 /// The ecosystem a package belongs to (it decides the package URL type).
