@@ -213,3 +213,68 @@ dep\texample.com/dep\tv1.2.3\t\n=>\t./dep\t(devel)\t\nbuild\tCGO_ENABLED=0\n";
         assert_eq!(varint_string(&v), None);
     }
 }
+
+#[cfg(test)]
+mod pointer_format_tests {
+    use super::*;
+
+    /// A minimal ELF64 executable without section headers whose one writable segment holds a pre-1.18
+    /// build-info header: pointers to Go string headers, resolved through the segment's addresses.
+    fn old_go_elf(version: &str, modinfo: &str) -> Vec<u8> {
+        const BASE: u64 = 0x40_0000;
+        const OFF: usize = 256;
+        let mut data = Vec::new();
+        data.extend_from_slice(MAGIC);
+        data.push(8); // pointer size
+        data.push(0); // flags: little-endian, pointer format
+        let (vhdr, mhdr, vstr) = (BASE + 32, BASE + 48, BASE + 64);
+        let mstr = vstr + version.len() as u64;
+        data.extend_from_slice(&vhdr.to_le_bytes());
+        data.extend_from_slice(&mhdr.to_le_bytes());
+        for (ptr, len) in [(vstr, version.len()), (mstr, modinfo.len())] {
+            data.extend_from_slice(&ptr.to_le_bytes());
+            data.extend_from_slice(&(len as u64).to_le_bytes());
+        }
+        data.extend_from_slice(version.as_bytes());
+        data.extend_from_slice(modinfo.as_bytes());
+        let mut elf = vec![0u8; OFF];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2; // 64-bit
+        elf[5] = 1; // little-endian
+        elf[6] = 1; // version
+        elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        elf[20..24].copy_from_slice(&1u32.to_le_bytes());
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // program headers at 64
+        elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // header size
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // program header size
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes()); // one program header
+        let ph = &mut elf[64..120];
+        ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[4..8].copy_from_slice(&6u32.to_le_bytes()); // PF_R | PF_W
+        ph[8..16].copy_from_slice(&(OFF as u64).to_le_bytes());
+        ph[16..24].copy_from_slice(&BASE.to_le_bytes());
+        ph[24..32].copy_from_slice(&BASE.to_le_bytes());
+        ph[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        ph[40..48].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        ph[48..56].copy_from_slice(&0x1000u64.to_le_bytes());
+        elf.extend_from_slice(&data);
+        elf
+    }
+
+    #[test]
+    fn pre_1_18_pointer_format_through_segments() {
+        let text = "path\texample.com/old\nmod\texample.com/old\t(devel)\t\ndep\tgolang.org/x/text\tv0.3.7\th1:abc=\n";
+        // The module text is wrapped in 16-byte sentinels, as the linker writes it.
+        let modinfo = format!("{}{text}{}", "S".repeat(16), "E".repeat(16));
+        let info = parse_buildinfo(&old_go_elf("go1.16.15", &modinfo)).expect("build info");
+        assert_eq!(info.go_version, "go1.16.15");
+        assert_eq!(info.version_number(), "1.16.15");
+        assert_eq!(info.deps[0].path, "golang.org/x/text");
+        assert_eq!(info.deps[0].sum.as_deref(), Some("h1:abc="));
+        // A pointer outside every segment is not followed.
+        let mut broken = old_go_elf("go1.16.15", &modinfo);
+        broken[256 + 16..256 + 24].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+        assert_eq!(parse_buildinfo(&broken), None);
+    }
+}
