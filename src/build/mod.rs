@@ -12,6 +12,7 @@ pub mod commit;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod options;
 pub mod rootfs;
 pub mod squash;
@@ -71,6 +72,8 @@ pub struct BuildCtx<'a> {
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
+    /// Base images and downloads, recorded for provenance.
+    pub evidence: evidence::Recorder,
 }
 
 impl BuildCtx<'_> {
@@ -87,7 +90,7 @@ impl BuildCtx<'_> {
                 crate::sandbox::SandboxError::Unavailable(why) => why,
                 other => other.to_string(),
             })?;
-            self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
+            self.info(format!("RUN isolation: {found}"));
             Ok(found)
         });
         found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))
@@ -107,6 +110,8 @@ pub struct BuildOutcome {
     pub mount_from: Vec<crate::image::Reference>,
     /// Tagged in the local store (false when its layers stayed in the registry cache).
     pub local: bool,
+    /// Base images and downloads, for provenance.
+    pub recorded: evidence::Recorded,
 }
 
 /// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
@@ -143,7 +148,7 @@ pub async fn build(
     let ctx = BuildCtx {
         store,
         client,
-        http: step::fetch::Http::new(options.fetch_timeouts).map_err(|e| BuildError::Step {
+        http: step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
             location: file_label.clone(),
             instruction: "ADD".to_string(),
             source: e.into(),
@@ -160,6 +165,7 @@ pub async fn build(
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
         counts: Default::default(),
         owned_snapshots: Default::default(),
+        evidence: Default::default(),
     };
     let started = std::time::Instant::now();
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
@@ -221,6 +227,7 @@ pub async fn build(
             tags: options.tags.clone(),
             mount_from,
             local: false,
+            recorded: ctx.evidence.take(),
         });
     }
     step::ensure_local(&ctx, &final_state.layers).await.map_err(|e| BuildError::Step {
@@ -240,6 +247,7 @@ pub async fn build(
         tags: options.tags.clone(),
         mount_from: Vec::new(),
         local: true,
+        recorded: ctx.evidence.take(),
     })
 }
 

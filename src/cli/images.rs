@@ -185,6 +185,7 @@ pub fn prune(root: Option<&Path>, args: &PruneArgs) -> Result<(), Failure> {
     };
     let report = store.prune(&cache_roots, &keep)?;
     crate::cache::lineage::Lineage::open(&store).sweep();
+    crate::inventory::sweep_cache(&store);
     writeln!(
         output::stdout(),
         "removed {} blobs, {} snapshots and {records} cache records, freed {}",

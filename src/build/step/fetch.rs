@@ -95,9 +95,11 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client that gives up after `timeouts`.
-    pub fn new(timeouts: Timeouts) -> Result<Http, FetchError> {
-        let client = reqwest::Client::builder()
+    /// A client that trusts `roots` (the registry client's: with none, plain HTTP still works) and gives
+    /// up after `timeouts`.
+    pub fn new(timeouts: Timeouts, roots: &crate::registry::Roots) -> Result<Http, FetchError> {
+        let client = roots
+            .apply(reqwest::Client::builder())
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.idle)
             .build()
@@ -113,6 +115,12 @@ pub struct Downloaded {
     pub file_name: String,
     /// Modification time from `Last-Modified`, when the server sent one.
     pub mtime: Option<i64>,
+    /// The HTTP status the server answered.
+    pub status: u16,
+    /// Bytes received.
+    pub bytes: u64,
+    /// The content's sha256 (hex).
+    pub sha256: String,
 }
 
 /// True when an ADD source is a remote URL.
@@ -142,10 +150,13 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
         .map(|d| d.as_secs() as i64);
     let write = |source| FetchError::Write { url: url.to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(into).map_err(write)?);
+    let status = response.status().as_u16();
     let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(transfer)?;
+        bytes += chunk.len() as u64;
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(write)?;
     }
@@ -160,7 +171,7 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
             actual: format!("sha256:{actual}"),
         });
     }
-    Ok(Downloaded { file_name: file_name_of(url), mtime })
+    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256: actual })
 }
 
 fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchError {
@@ -224,7 +235,12 @@ mod tests {
         let timeouts = Timeouts::both(Duration::from_millis(500));
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let result = runtime.block_on(download(&Http::new(timeouts).unwrap(), &url, None, &dir.path().join("f")));
+        let result = runtime.block_on(download(
+            &Http::new(timeouts, &crate::registry::Roots::load(&[]).unwrap()).unwrap(),
+            &url,
+            None,
+            &dir.path().join("f"),
+        ));
         let err = result.unwrap_err();
         assert!(matches!(err, FetchError::Timeout { what: "no data from the server", .. }), "{err}");
         server.join().unwrap();

@@ -49,7 +49,7 @@ pub async fn execute(
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
-    let work = Workspace::prepare(env, state, sandbox, scratch.path())?;
+    let work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
@@ -72,6 +72,7 @@ pub async fn execute(
         hostname: "kiln".to_string(),
         network: network(env, run.network)?,
         mounts,
+        facilities: sandbox.facilities,
         etc_files: etc_files(scratch.path())?,
         umask: 0o022,
         created_report: scratch.path().join("created"),
@@ -230,7 +231,7 @@ impl Workspace {
     fn prepare(
         env: &StageEnv<'_>,
         state: &ImageState,
-        sandbox: Sandbox,
+        sandbox: &Sandbox,
         scratch: &Path,
     ) -> Result<Workspace, StepError> {
         let store = env.ctx.store;
