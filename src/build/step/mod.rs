@@ -110,7 +110,8 @@ pub async fn execute(
             let sources = cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
             let key = parent.child(&repr, Some(&sources));
             let position = Position::of(parent, &repr);
-            cached_or_run(env, key, use_cache, async || write_layer(env, state, &position, entries)).await
+            let below = state.diff_ids();
+            cached_or_run(env, key, use_cache, &below, async || write_layer(env, state, &position, entries)).await
         }
         ResolvedStep::Workdir(dir) => {
             let key = parent.child(&repr, None);
@@ -119,8 +120,9 @@ pub async fn execute(
                 return Ok(hit);
             }
             ensure_local(env.ctx, &state.layers).await?;
+            let below = state.diff_ids();
             let layer = workdir::execute(env, state, dir, &Position::of(parent, &repr))?;
-            Ok(remember(env, key, layer).await)
+            Ok(remember(env, key, layer, &below).await)
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
             let sources = run_mounts::bind_digest(env, mounts)?;
@@ -128,7 +130,8 @@ pub async fn execute(
             let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
             let state: &ImageState = state;
             let position = Position::of(parent, &repr);
-            cached_or_run(env, key, use_cache, async || {
+            let below = state.diff_ids();
+            cached_or_run(env, key, use_cache, &below, async || {
                 ensure_local(env.ctx, &state.layers).await?;
                 run::execute(env, state, &step, &position).await
             })
@@ -156,6 +159,7 @@ async fn cached_or_run(
     env: &StageEnv<'_>,
     key: CacheKey,
     use_cache: bool,
+    below: &[oci_spec::image::Digest],
     run: impl AsyncFnOnce() -> Result<Option<LayerRef>, StepError>,
 ) -> Result<StepOutcome, StepError> {
     if let Some(hit) = lookup(env, &key, use_cache).await {
@@ -170,7 +174,7 @@ async fn cached_or_run(
         return Ok(hit);
     }
     let layer = run().await?;
-    Ok(remember(env, key, layer).await)
+    Ok(remember(env, key, layer, below).await)
 }
 
 /// The store lock for computing `key` (one of 256 stripes by the key's first byte, so the lock files stay
@@ -240,14 +244,23 @@ async fn share(env: &StageEnv<'_>, key: &CacheKey, record: &cache::Record) {
     }
 }
 
-async fn remember(env: &StageEnv<'_>, key: CacheKey, layer: Option<LayerRef>) -> StepOutcome {
+/// Records the step's result under `key`; `below` is the chain the step ran on.
+async fn remember(
+    env: &StageEnv<'_>,
+    key: CacheKey,
+    layer: Option<LayerRef>,
+    below: &[oci_spec::image::Digest],
+) -> StepOutcome {
     let cached_layer = layer.as_ref().map(|l| cache::CachedLayer {
         digest: l.digest.clone(),
         diff_id: l.diff_id.clone(),
         size: l.size,
         media_type: l.media_type.clone(),
     });
-    let record = cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone() };
+    let mut chain = below.to_vec();
+    chain.extend(layer.as_ref().map(|l| l.diff_id.clone()));
+    let chain = (!chain.is_empty()).then(|| crate::image::chain_id(&chain));
+    let record = cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone(), chain };
     env.ctx.cache.put(&key, &record);
     share(env, &key, &record).await;
     StepOutcome { layer, cached: false, key, created: Some(record.created) }
