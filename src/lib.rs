@@ -30,6 +30,7 @@ pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod confine;
 pub mod dockerfile;
 pub mod image;
 pub mod inventory;
