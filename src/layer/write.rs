@@ -14,6 +14,7 @@ use super::chunks::{ChunkIndex, MemberSource};
 use super::compress::{Compression, Encoder, Hashing};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
+use super::tee::TeeWriter;
 
 /// How to write a layer.
 #[derive(Clone, Default)]
@@ -53,16 +54,32 @@ pub struct LayerDigests {
 }
 
 /// Writes `entries` as a layer into `out`.
-pub fn write_layer<W: Write>(mut entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
+pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
+    write_normalized(&normalize(entries), out, opts, None)
+}
+
+/// The entries in the order and number a layer holds them: sorted by path, repeats dropped.
+pub fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries.dedup_by(|later, earlier| later.path == earlier.path && later.kind == earlier.kind);
+    entries
+}
+
+/// Writes entries already [`normalize`]d as a layer into `out`, handing each regular file's bytes to `tee`
+/// as they are read (a snapshot filled at the same time gets exactly the layer's bytes).
+pub fn write_normalized<W: Write>(
+    entries: &[Entry],
+    out: W,
+    opts: &WriteOptions,
+    tee: Option<&TeeWriter>,
+) -> Result<LayerDigests, LayerError> {
     let out_err = |e: io::Error| LayerError::Io { op: "write", path: "layer output".into(), source: e };
     let compressed = Hashing::new(out);
     let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
     let mut tar = tar::Builder::new(Hashing::new(encoder));
     tar.mode(tar::HeaderMode::Deterministic);
-    for entry in &entries {
-        append(&mut tar, entry, opts.source_date_epoch)?;
+    for entry in entries {
+        append(&mut tar, entry, opts.source_date_epoch, tee)?;
     }
     let uncompressed = tar.into_inner().map_err(out_err)?;
     let (diff_id, _, encoder) = uncompressed.finish();
@@ -85,7 +102,12 @@ fn tar_name(entry: &Entry) -> String {
     }
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>) -> Result<(), LayerError> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    entry: &Entry,
+    clamp: Option<i64>,
+    tee: Option<&TeeWriter>,
+) -> Result<(), LayerError> {
     let name = tar_name(entry);
     let tar_err =
         |e: io::Error| LayerError::Io { op: "write tar entry for", path: entry.path.clone().into(), source: e };
@@ -150,6 +172,10 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
         Some(FileSource::Bytes(bytes)) => {
             header.set_size(bytes.len() as u64);
             header.set_cksum();
+            if let Some(tee) = tee {
+                tee.start(bytes.len() as u64);
+                tee.data(bytes);
+            }
             tar.append(&header, bytes.as_slice()).map_err(tar_err)
         }
         Some(FileSource::Path(path)) => {
@@ -159,8 +185,28 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
             header.set_cksum();
             // A file that changes size while being read would corrupt the stream: take exactly `len` bytes.
             let mut limited = io::Read::take(io::BufReader::with_capacity(1 << 20, file), len);
-            tar.append(&header, &mut limited).map_err(tar_err)
+            match tee {
+                Some(tee) => {
+                    tee.start(len);
+                    tar.append(&header, &mut Teeing { inner: &mut limited, tee }).map_err(tar_err)
+                }
+                None => tar.append(&header, &mut limited).map_err(tar_err),
+            }
         }
+    }
+}
+
+/// A reader that hands what it reads to a tee.
+struct Teeing<'a, R> {
+    inner: R,
+    tee: &'a TeeWriter,
+}
+
+impl<R: io::Read> io::Read for Teeing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tee.data(&buf[..n]);
+        Ok(n)
     }
 }
 
