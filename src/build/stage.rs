@@ -86,6 +86,7 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     };
     let instructions: Vec<&Instruction> = triggers.iter().chain(stage.instructions.iter()).collect();
     let total = instructions.len() + 1;
+    let read_later = rootfs_read_after(env.plan, index, &instructions);
     for (n, instruction) in instructions.into_iter().enumerate() {
         env.ctx.reporter.report(Event::StepStarted {
             stage: label.clone(),
@@ -100,7 +101,7 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
             source,
         };
         let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
-        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache).await.map_err(place)?;
+        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache, read_later[n]).await.map_err(place)?;
         let created = outcome.created.or(last_created).unwrap_or_else(|| env.ctx.created_rfc3339.clone());
         last_created = Some(created.clone());
         record_history(&created, &mut state, instruction, outcome.layer.is_some());
@@ -118,6 +119,16 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     state.cache_key = Some(key);
     state.config.config.env = Some(scope.image_env().into_iter().map(|(k, v)| format!("{k}={v}")).collect());
     Ok(state)
+}
+
+/// For each instruction, whether something after it reads the rootfs it leaves: a later RUN, COPY, ADD or
+/// WORKDIR of the stage, or another stage built on this one (FROM, `COPY --from`, `RUN --mount=from=`).
+fn rootfs_read_after(plan: &Plan, index: usize, instructions: &[&Instruction]) -> Vec<bool> {
+    let used_elsewhere = plan.stages.iter().any(|s| s.index != index && s.deps.contains(&index));
+    let reads = |i: &&Instruction| {
+        matches!(i.command, Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_))
+    };
+    (0..instructions.len()).map(|n| used_elsewhere || instructions[n + 1..].iter().any(reads)).collect()
 }
 
 /// The base image's ONBUILD triggers, parsed; the new image does not inherit them (the reference's rule).

@@ -81,21 +81,40 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 
 /// The digest of `entries` (order-independent: they are sorted by path first).
 pub fn digest(entries: &[Entry], stats: &StatCache) -> std::io::Result<String> {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let lines: Vec<std::io::Result<String>> = sorted.par_iter().map(|e| line(e, stats)).collect();
-    let mut h = Sha256::new();
-    for l in lines {
-        h.update(l?.as_bytes());
-        h.update(b"\n");
-    }
-    Ok(hex::encode(h.finalize()))
+    Ok(digest_with_files(entries, stats)?.0)
 }
 
-fn line(e: &Entry, stats: &StatCache) -> std::io::Result<String> {
+/// The content digest of each regular file of a step's sources, by entry path.
+pub type FileDigests = HashMap<String, [u8; 32]>;
+
+/// [`digest`], and the content digest of each regular file (by entry path): what a snapshot records of its
+/// files so a later one can share them.
+pub fn digest_with_files(entries: &[Entry], stats: &StatCache) -> std::io::Result<(String, FileDigests)> {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let lines: Vec<std::io::Result<(String, Option<String>)>> = sorted.par_iter().map(|e| line(e, stats)).collect();
+    let mut h = Sha256::new();
+    let mut files = HashMap::new();
+    for (l, e) in lines.into_iter().zip(&sorted) {
+        let (text, content) = l?;
+        h.update(text.as_bytes());
+        h.update(b"\n");
+        if let Some(sum) = content.and_then(|c| <[u8; 32]>::try_from(hex::decode(c).ok()?).ok()) {
+            files.insert(e.path.clone(), sum);
+        }
+    }
+    Ok((hex::encode(h.finalize()), files))
+}
+
+/// The entry's line in the digest, and its content digest when it is a regular file.
+fn line(e: &Entry, stats: &StatCache) -> std::io::Result<(String, Option<String>)> {
+    let content = match &e.kind {
+        EntryKind::File(FileSource::Path(p)) => Some(stats.file_digest(p)?),
+        EntryKind::File(FileSource::Bytes(b)) => Some(hex::encode(Sha256::digest(b))),
+        _ => None,
+    };
     let what = match &e.kind {
-        EntryKind::File(FileSource::Path(p)) => format!("file {}", stats.file_digest(p)?),
-        EntryKind::File(FileSource::Bytes(b)) => format!("file {}", hex::encode(Sha256::digest(b))),
+        EntryKind::File(_) => format!("file {}", content.as_deref().unwrap_or_default()),
         EntryKind::Dir => "dir".to_string(),
         EntryKind::Symlink(t) => format!("symlink {t:?}"),
         EntryKind::Hardlink(t) => format!("hardlink {t:?}"),
@@ -106,5 +125,5 @@ fn line(e: &Entry, stats: &StatCache) -> std::io::Result<String> {
         EntryKind::OpaqueDir => "opaque".to_string(),
     };
     let xattrs: Vec<String> = e.xattrs.iter().map(|(k, v)| format!("{k}={}", hex::encode(v))).collect();
-    Ok(format!("{:?} {what} {:o} {}:{} [{}]", e.path, e.mode, e.uid, e.gid, xattrs.join(",")))
+    Ok((format!("{:?} {what} {:o} {}:{} [{}]", e.path, e.mode, e.uid, e.gid, xattrs.join(",")), content))
 }

@@ -66,12 +66,20 @@ pub struct Donor {
     notes: HashMap<String, FileNote>,
     /// The donor directory matching the parent being placed into (`None`: the donor has none there).
     parent: Option<(String, Option<Dir>)>,
+    /// Whatever keeps the donor unchanged while it is used (the store's lease on it).
+    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Donor {
     /// The snapshot tree at `tree`, with the notes of its files.
     pub fn open(tree: &Path, notes: HashMap<String, FileNote>) -> io::Result<Donor> {
-        Ok(Donor { root: Root::open(tree)?, notes, parent: None })
+        Ok(Donor { root: Root::open(tree)?, notes, parent: None, _hold: None })
+    }
+
+    /// The donor, keeping `hold` (a lease on it) for as long as it is used.
+    pub fn holding(mut self, hold: impl std::any::Any + Send + Sync) -> Donor {
+        self._hold = Some(Box::new(hold));
+        self
     }
 
     fn dir(&mut self, parent: &str) -> Option<&Dir> {

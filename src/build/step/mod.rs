@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod glob;
 pub mod run;
 mod run_mounts;
+mod snapshot;
 pub mod workdir;
 
 use crate::build::events::Event;
@@ -90,7 +91,8 @@ pub struct StepOutcome {
 }
 
 /// Runs one resolved step on top of the step whose key is `parent`, reusing a cached result when
-/// `use_cache` and the cache has one.
+/// `use_cache` and the cache has one. `rootfs_read_later`: a later step (or stage) reads the rootfs this
+/// step leaves, so a COPY makes its snapshot while it writes its layer.
 ///
 /// As in BuildKit, only filesystem steps extend the key chain: a config-only step (LABEL, CMD, EXPOSE ...)
 /// changes no later step's key, while what a later step does depend on — USER and WORKDIR for RUN, WORKDIR
@@ -101,17 +103,23 @@ pub async fn execute(
     step: &ResolvedStep,
     parent: &CacheKey,
     use_cache: bool,
+    rootfs_read_later: bool,
 ) -> Result<StepOutcome, StepError> {
     let repr = key_repr(step, state);
     match step {
         ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
             ensure_local(env.ctx, &state.layers).await?;
             let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_))).await?;
-            let sources = cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
+            let (sources, files) =
+                cache::sources::digest_with_files(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
             let key = parent.child(&repr, Some(&sources));
             let position = Position::of(parent, &repr);
             let below = state.diff_ids();
-            cached_or_run(env, key, use_cache, &below, async || write_layer(env, state, &position, entries)).await
+            cached_or_run(env, key, use_cache, &below, async || match rootfs_read_later {
+                true => snapshot::write_with_snapshot(env, state, &position, entries, &files),
+                false => write_layer(env, state, &position, entries),
+            })
+            .await
         }
         ResolvedStep::Workdir(dir) => {
             let key = parent.child(&repr, None);
@@ -308,9 +316,21 @@ pub fn write_layer(
     position: &Position,
     entries: Vec<Entry>,
 ) -> Result<Option<LayerRef>, StepError> {
+    write_normalized_layer(env, state, position, &layer::normalize(entries), None)
+}
+
+/// [`write_layer`] for entries already `layer::normalize`d, handing each file's bytes to `tee` as they are
+/// read (the snapshot filled at the same time, `snapshot.rs`).
+pub(crate) fn write_normalized_layer(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    position: &Position,
+    entries: &[Entry],
+    tee: Option<&layer::TeeWriter>,
+) -> Result<Option<LayerRef>, StepError> {
     let lineage = &env.ctx.lineage;
     let reuse = lineage.previous(position).and_then(|p| members_of(env.ctx, &p.layer.digest));
-    let Some(layer) = write_layer_with(env.ctx, entries, reuse)? else { return Ok(None) };
+    let Some(layer) = write_layer_with(env.ctx, entries, reuse, tee)? else { return Ok(None) };
     let mut diff_ids = state.diff_ids();
     diff_ids.push(layer.diff_id.clone());
     let cached = cache::CachedLayer {
@@ -333,12 +353,14 @@ fn members_of(ctx: &crate::build::BuildCtx<'_>, digest: &oci_spec::image::Digest
     Some(Arc::new(layer::BlobMembers::new(file, index)))
 }
 
-/// Writes `entries` as a layer blob in the store, copying the gzip members `reuse` has; `None` when there is
-/// nothing to write. For callers outside a stage too (squash).
+/// Writes `entries` (`layer::normalize`d) as a layer blob in the store, copying the gzip members `reuse`
+/// has and handing file bytes to `tee`; `None` when there is nothing to write. For callers outside a stage
+/// too (squash).
 pub fn write_layer_with(
     ctx: &crate::build::BuildCtx<'_>,
-    entries: Vec<Entry>,
+    entries: &[Entry],
     reuse: Option<Arc<dyn MemberSource>>,
+    tee: Option<&layer::TeeWriter>,
 ) -> Result<Option<LayerRef>, StepError> {
     if entries.is_empty() {
         return Ok(None);
@@ -350,7 +372,7 @@ pub fn write_layer_with(
         reuse,
     };
     let mut writer = ctx.store.ingest()?;
-    let digests = layer::write_layer(entries, &mut writer, &opts)?;
+    let digests = layer::write_normalized(entries, &mut writer, &opts, tee)?;
     let (digest, size) = writer.commit(Some(&digests.digest))?;
     if let Some(index) = &digests.chunks {
         ctx.lineage.put_chunk_index(&digest, index);

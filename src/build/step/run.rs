@@ -217,6 +217,8 @@ struct Workspace {
     view: Vec<PathBuf>,
     /// What the diff compares with.
     before: Before,
+    /// The snapshots the step reads, held until it is done (none is claimed and changed meanwhile).
+    _leases: Vec<crate::store::Lease>,
 }
 
 /// The parent's tree, for the diff and the mount-stub filter.
@@ -238,7 +240,8 @@ impl Workspace {
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
             return Workspace::private(env, state, scratch);
         }
-        let lowers = rootfs::lowers(store, &state.layers)?;
+        let leases = rootfs::lowers(store, &state.layers)?;
+        let lowers: Vec<PathBuf> = leases.iter().map(|l| l.tree().to_path_buf()).collect();
         let [upper, work, merged] = ["upper", "work", "merged"].map(|n| scratch.join(n));
         for dir in [&upper, &work, &merged] {
             std::fs::create_dir(dir).map_err(StepError::Temp)?;
@@ -253,30 +256,50 @@ impl Workspace {
             merged,
             fuse: sandbox.rootfs == RootfsKind::FuseOverlay,
         };
-        Ok(Workspace { rootfs, view: lowers.clone(), before: Before::Lowers(lowers) })
+        Ok(Workspace { rootfs, view: lowers.clone(), before: Before::Lowers(lowers), _leases: leases })
     }
 
     /// A rootfs the step may change in place: this build's own snapshot of the parent chain (claimed), else
     /// a copy of the shared one.
+    ///
+    /// Snapshots share inodes (a derived one links the unchanged files of those it came from), so a claimed
+    /// tree is first given inodes of its own wherever it shares one (`layer::unshare`): the step writes
+    /// through nothing another snapshot holds. The claim itself fails while anyone holds a lease.
     fn private(env: &StageEnv<'_>, state: &ImageState, scratch: &Path) -> Result<Workspace, StepError> {
         let store = env.ctx.store;
         let chain = image::chain_id(&state.diff_ids());
         let existed = store.snapshot(&chain).is_some();
-        let lower = match rootfs::materialize(store, &state.layers)? {
-            Some(path) => path,
-            None => rootfs::empty(store)?,
+        let lease = || -> Result<crate::store::Lease, StepError> {
+            if state.layers.is_empty() {
+                rootfs::empty(store)?;
+            }
+            let lease = rootfs::lease(store, &state.layers)?.or_else(|| store.lease_snapshot(&chain));
+            lease.ok_or_else(|| {
+                StepError::Unsupported(format!("the snapshot of {chain} is being changed by another build"))
+            })
         };
+        let lower = lease()?;
         let owned = !existed || env.ctx.owned_snapshots.lock().unwrap_or_else(|e| e.into_inner()).remove(&chain);
-        if owned && let Some(private) = store.claim_snapshot(&chain, &scratch.join("claimed")) {
-            let before = Before::Stamps(layer::stamp_tree(&private)?);
-            return Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before });
-        }
+        let lower = if owned {
+            // Our own lease would stop the claim.
+            drop(lower);
+            if let Some(private) = store.claim_snapshot(&chain, &scratch.join("claimed")) {
+                layer::unshare(&private)?;
+                let before = Before::Stamps(layer::stamp_tree(&private)?);
+                let rootfs = RootfsSpec::Dir(private.clone());
+                return Ok(Workspace { rootfs, view: vec![private], before, _leases: Vec::new() });
+            }
+            lease()?
+        } else {
+            lower
+        };
         let private = scratch.join("rootfs");
         layer::copy_tree(&lower, &private)?;
         Ok(Workspace {
             rootfs: RootfsSpec::Dir(private.clone()),
             view: vec![private],
-            before: Before::Lowers(vec![lower]),
+            before: Before::Lowers(vec![lower.tree().to_path_buf()]),
+            _leases: vec![lower],
         })
     }
 
