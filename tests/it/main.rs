@@ -15,4 +15,5 @@ mod inventory;
 mod policy_checks;
 mod registry_flow;
 mod run_steps;
+mod snapshots;
 mod store_safety;
