@@ -452,8 +452,10 @@ impl Placer {
             (Some(_), Some(_)) => return Ok(Shared::none()),
             _ => true,
         };
-        let donor_file = dir.open_file(name).map_err(at(item.raw, "read the earlier snapshot's file"))?;
-        if read_first {
+        let open = |dir: &Dir| dir.open_file(name).map_err(at(item.raw, "read the earlier snapshot's file"));
+        // Opened only to compare or copy: a file known equal by digest is linked by name alone.
+        let donor_file = if read_first { Some(open(dir)?) } else { None };
+        if let Some(donor_file) = donor_file {
             let (prefix, pending) =
                 compare(&donor_file, content, &mut self.buf).map_err(at(item.raw, "read the content"))?;
             if prefix < content.len {
@@ -464,6 +466,10 @@ impl Placer {
         let linked = self.link_from_donor(name, item.raw)?;
         if !linked {
             // Too many links to that inode (or none allowed): a copy of it is the same file.
+            let donor_file = match self.donor.as_mut().and_then(|d| d.dir(parent)) {
+                Some(dir) => open(dir)?,
+                None => return Err(at(item.raw, "read the earlier snapshot's file")(io::ErrorKind::NotFound.into())),
+            };
             let mut file = self.create_file(item, name)?;
             copy_range(&donor_file, &file, content.len).map_err(at(item.raw, "write the file"))?;
             if !read_first {
