@@ -8,6 +8,7 @@
 mod child;
 mod command;
 mod mounts;
+mod netns;
 mod spec;
 mod sys;
 pub mod userns;
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 pub use command::DEFAULT_PATH;
+pub use netns::loopback_netns;
 pub use spec::{Isolation, Network, RootfsSpec, RunSpec, SandboxMount};
 use userns::UserNs;
 
