@@ -22,7 +22,10 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let store = env::open_store(root)?;
-    let client = env::registry_client(&args.registry)?;
+    // kiln's own downloads (base images, pushes) trust the company CAs too.
+    let mut registry = args.registry.clone();
+    registry.ca_files.extend(options.supply.ca_files.iter().map(|f| f.path.clone()));
+    let client = env::registry_client(&registry)?;
     let progress = Progress::new(Mode::detect(args.quiet));
     let outcome = runtime()?.block_on(async {
         let outcome = build::build(&store, &client, &options, &progress).await?;
@@ -50,11 +53,13 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
             bail!("--platform {platform}: only the host platform ({host}) can be built");
         }
     }
-    let network = match args.network.as_str() {
-        "host" => Network::Host,
+    let settings = super::supply::settings(&args.supply, args.network.as_deref())?;
+    let network = match settings.network_mode()? {
         "none" => Network::None,
-        other => bail!("--network {other}: expected host or none"),
+        // proxy-only: RUN steps with network get their own namespace and the proxy (supply::egress).
+        _ => Network::Host,
     };
+    let supply = settings.to_options()?;
     let dockerfile = match &args.file {
         Some(f) => f.clone(),
         None => default_dockerfile(&args.context),
@@ -96,6 +101,7 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
             IsolationArg::Chroot => Requested::Exactly(Isolation::Chroot),
         },
         network,
+        supply,
         secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
     })
 }

@@ -12,6 +12,7 @@ mod login;
 mod output;
 mod parse;
 mod progress;
+mod supply;
 mod transfer;
 
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pull(a) => transfer::pull(root, &a),
         Command::Login(a) => login::login(&a),
         Command::Logout(a) => login::logout(&a),
+        Command::Config(a) => supply::config(&a),
+        Command::CaUpdate(a) => supply::ca_update(root, &a),
     }
 }
 
