@@ -4,15 +4,34 @@ KILN := target/release/kiln
 DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
-	fuse-overlayfs openssl tar
+	fuse-overlayfs openssl tar debootstrap apt-cacher-ng python3-venv openjdk-17-jre-headless
+# Heavy fixtures kept between runs (the tests read the same variable).
+KILN_TEST_CACHE ?= /var/cache/kiln-test
+export KILN_TEST_CACHE
+# PyPI tools the supply-chain tests run: a real package index over HTTPS.
+PY_TEST_TOOLS := pypiserver==2.4.2 gunicorn==27.0.1
 
-.PHONY: build test test-deps bench demo lint install
+.PHONY: build test test-deps test-tools test-fixtures bench demo lint install
 
 build:
 	$(CARGO) build --release
 
-test: test-deps
+test: test-deps test-tools test-fixtures
 	$(CARGO) test --all-targets
+
+# pypiserver and gunicorn in a venv under the test cache.
+test-tools:
+	@if [ -x $(KILN_TEST_CACHE)/venv/bin/gunicorn ] && [ -x $(KILN_TEST_CACHE)/venv/bin/pypi-server ]; then \
+		echo "test tools: present"; \
+	elif mkdir -p $(KILN_TEST_CACHE) 2>/dev/null && [ -w $(KILN_TEST_CACHE) ]; then \
+		python3 -m venv $(KILN_TEST_CACHE)/venv && $(KILN_TEST_CACHE)/venv/bin/pip install -q $(PY_TEST_TOOLS); \
+	else echo "cannot write $(KILN_TEST_CACHE); run: sudo make test-tools"; fi
+
+# The Debian python3 + pip image's rootfs, made with debootstrap from the mirror apt uses (minutes, once).
+test-fixtures:
+	@if [ -s $(KILN_TEST_CACHE)/debian-bookworm-python.tar ]; then echo "test fixtures: present"; \
+	elif [ "$$(id -u)" = 0 ]; then sh tests/fixtures/debian-python.sh $(KILN_TEST_CACHE)/debian-bookworm-python.tar; \
+	else echo "the Debian test image needs root (debootstrap); run: sudo make test-fixtures"; fi
 
 # Installs the test dependencies when run as root; otherwise says what to install.
 test-deps:
@@ -22,10 +41,12 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
 
-# criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed).
+# criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed)
+# and the cost of CA trust + Nexus routing for a RUN step (bench/supply.sh, kiln without them as the peer).
 bench: build
 	$(CARGO) bench
 	KILN=$(KILN) sh bench/e2e.sh
+	KILN=$(KILN) sh bench/supply.sh
 
 demo: build
 	rm -rf $(DEMO_STORE)

@@ -175,6 +175,11 @@ impl Supply {
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 
+    /// Whether a RUN step gets anything at all.
+    pub fn is_active(&self) -> bool {
+        self.trust.is_some() || self.routing.is_some() || self.egress.is_some()
+    }
+
     /// Whether RUN steps with network go through the egress proxy.
     pub fn proxy_only(&self) -> bool {
         self.egress.is_some()

@@ -11,3 +11,4 @@ mod exports;
 mod registry_flow;
 mod run_steps;
 mod store_safety;
+mod supply;

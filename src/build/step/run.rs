@@ -108,6 +108,9 @@ fn step_supply(
     network: Network,
     scratch: &Path,
 ) -> Result<supply::StepSupply, StepError> {
+    if !env.ctx.supply.is_active() {
+        return Ok(supply::StepSupply::default());
+    }
     let networked = network == Network::Host;
     if env.ctx.supply.proxy_only() && networked && sandbox.isolation == Isolation::Chroot {
         return Err(StepError::Unsupported(

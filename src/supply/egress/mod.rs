@@ -144,18 +144,12 @@ impl Drop for StepSession {
     }
 }
 
-/// The proxy variables of a proxy-only step (both spellings: curl reads only the lower-case ones).
+/// The proxy variables of a proxy-only step (both spellings: curl reads only the lower-case ones). No
+/// `no_proxy`: the step's loopback is its own, so every name — `localhost` included — means the outside
+/// world, which only the proxy reaches.
 pub fn proxy_env() -> Vec<(&'static str, String)> {
     let url = format!("http://{STEP_PROXY}");
-    let no_proxy = "localhost,127.0.0.1,::1".to_string();
-    vec![
-        ("http_proxy", url.clone()),
-        ("https_proxy", url.clone()),
-        ("HTTP_PROXY", url.clone()),
-        ("HTTPS_PROXY", url),
-        ("no_proxy", no_proxy.clone()),
-        ("NO_PROXY", no_proxy),
-    ]
+    vec![("http_proxy", url.clone()), ("https_proxy", url.clone()), ("HTTP_PROXY", url.clone()), ("HTTPS_PROXY", url)]
 }
 
 /// JVM system properties that send Java's HTTP clients (and Gradle) through the proxy.
@@ -163,6 +157,6 @@ pub fn java_proxy_options() -> String {
     let (host, port) = STEP_PROXY.split_once(':').unwrap_or(("127.0.0.1", "3128"));
     format!(
         "-Dhttp.proxyHost={host} -Dhttp.proxyPort={port} -Dhttps.proxyHost={host} -Dhttps.proxyPort={port} \
-         -Dhttp.nonProxyHosts=localhost|127.0.0.1"
+         -Dhttp.nonProxyHosts="
     )
 }

@@ -8,6 +8,7 @@
 pub mod http;
 pub mod registry;
 pub mod rootless;
+pub mod supply;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
