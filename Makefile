@@ -4,20 +4,30 @@ KILN := target/release/kiln
 DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
-	fuse-overlayfs openssl tar debootstrap apt-cacher-ng python3-venv openjdk-17-jre-headless
+	fuse-overlayfs openssl tar nodejs debootstrap apt-cacher-ng python3-venv openjdk-17-jre-headless
 # Heavy fixtures kept between runs (the tests read the same variable).
 KILN_TEST_CACHE ?= /var/cache/kiln-test
 export KILN_TEST_CACHE
 # PyPI tools the supply-chain tests run: a real package index over HTTPS.
 PY_TEST_TOOLS := pypiserver==2.4.2 gunicorn==27.0.1
 
-.PHONY: build test test-deps test-tools test-fixtures bench demo lint install
+.PHONY: build test test-deps test-validators test-tools test-fixtures bench bench-storm demo lint install
+
+# Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
+# the tests look for them here (or on PATH).
+VALIDATORS := /var/cache/kiln-test-tools
 
 build:
 	$(CARGO) build --release
 
-test: test-deps test-tools test-fixtures
+test: test-deps test-validators test-tools test-fixtures
 	$(CARGO) test --all-targets
+
+test-validators:
+	@if [ -x $(VALIDATORS)/venv/bin/kubernetes-validate ]; then echo "kubernetes-validate: present"; else \
+		python3 -m venv $(VALIDATORS)/venv && $(VALIDATORS)/venv/bin/pip install -q kubernetes-validate; fi
+	@if [ -x $(VALIDATORS)/npm/node_modules/.bin/tekton-lint ]; then echo "tekton-lint: present"; else \
+		npm install --silent --no-audit --no-fund --prefix $(VALIDATORS)/npm @ibm/tekton-lint; fi
 
 # pypiserver and gunicorn in a venv under the test cache.
 test-tools:
@@ -47,6 +57,10 @@ bench: build
 	$(CARGO) bench
 	KILN=$(KILN) sh bench/e2e.sh
 	KILN=$(KILN) sh bench/supply.sh
+
+# The build storm: 13 generated BuildConfigs, kiln bake -j beside buildah bud once per image (bench/storm.sh).
+bench-storm: build
+	KILN=$(KILN) sh bench/storm.sh
 
 demo: build
 	rm -rf $(DEMO_STORE)

@@ -120,6 +120,8 @@ pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         from_override: options.from_override.clone(),
+        from_rule: options.from_rule,
+        stage_env: options.stage_env.clone(),
     };
     let plan = plan::plan(&parsed.instructions, parsed.escape, &label, &plan_options)?;
     Ok((plan, label))

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bake;
 mod cache;
 mod config_instructions;
 mod copy_and_add;

@@ -56,14 +56,15 @@ pub struct FetchLog {
 }
 
 impl FetchLog {
-    /// A log that also writes to `path` (created or truncated now).
+    /// A log that also appends to `path` (created when missing): the builds of one `kiln bake` share a file,
+    /// each line written whole with `O_APPEND`.
     pub fn create(path: Option<&Path>) -> std::io::Result<FetchLog> {
         let file = match path {
             Some(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                Some(Mutex::new(std::fs::File::create(p)?))
+                Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?))
             }
             None => None,
         };
