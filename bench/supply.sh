@@ -24,7 +24,7 @@ printf 'FROM scratch\nCOPY rootfs/ /\n' > "$WORK/base/Dockerfile"
 printf 'FROM localhost/bench-base\nRUN echo x > /x\n' > "$WORK/ctx/Dockerfile"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=kiln-bench-ca -keyout "$WORK/ca.key" \
 	-out "$WORK/ca.pem" >/dev/null 2>&1
-SUPPLY="--ca-cert $WORK/ca.pem --nexus https://nexus.example.com"
+SUPPLY=${SUPPLY_FLAGS:-"--ca-cert $WORK/ca.pem --nexus https://nexus.example.com"}
 
 plain=""; supplied=""
 # One warm-up of each: the merged bundle and the truststore are made once per content and kept in the store.

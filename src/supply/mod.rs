@@ -79,7 +79,7 @@ pub struct StepRequest<'a> {
     pub home: &'a str,
     /// The step's environment (image ENV and build args).
     pub env: &'a [(String, String)],
-    /// A directory for this step's generated files, removed with the step.
+    /// A directory for this step's generated files (created when needed), removed with the step.
     pub scratch: &'a Path,
     /// The step's network goes through the egress proxy (not `--network=none`).
     pub networked: bool,
@@ -99,8 +99,23 @@ pub struct StepSupply {
 }
 
 impl StepSupply {
+    /// Where kiln's own files appear in a step: a small tmpfs, so the files bound under it cost no writes
+    /// to the step's upper directory (only the mount point `/run/kiln`, if missing, is a stub there).
+    pub const RUN_DIR: &'static str = "/run/kiln";
+
+    /// Mounts the tmpfs at [`StepSupply::RUN_DIR`] once, before the first file under it.
+    fn run_dir(&mut self) {
+        let mounted = self.mounts.iter().any(|m| m.target() == Self::RUN_DIR);
+        if !mounted {
+            self.mounts.push(SandboxMount::Tmpfs { target: Self::RUN_DIR.to_string(), size: Some(1 << 20) });
+        }
+    }
+
     /// Binds the host file or directory `source` read-only at `target`.
     pub fn bind(&mut self, source: &Path, target: &str) {
+        if target.starts_with(&format!("{}/", Self::RUN_DIR)) {
+            self.run_dir();
+        }
         self.mounts.push(SandboxMount::Bind {
             source: source.to_path_buf(),
             target: target.to_string(),
@@ -143,8 +158,9 @@ impl StepSupply {
 impl Supply {
     /// Sets up the build's supply chain; generated trust files are kept in `cache_dir` by content.
     pub fn start(options: &SupplyOptions, cache_dir: PathBuf) -> Result<Supply, SupplyError> {
-        let trust = (!options.ca_files.is_empty()).then(|| trust::Trust::new(&options.ca_files, cache_dir));
-        let routing = options.nexus.clone().map(routing::Routing::new);
+        let trust =
+            (!options.ca_files.is_empty()).then(|| trust::Trust::new(&options.ca_files, cache_dir.join("trust")));
+        let routing = options.nexus.clone().map(|n| routing::Routing::new(n, cache_dir.join("routing")));
         let egress = match &options.egress {
             Some(policy) => {
                 let mut policy = policy.clone();

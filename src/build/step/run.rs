@@ -80,7 +80,14 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         created_report: scratch.path().join("created"),
     };
     spec.mounts.extend(script);
-    give_supply(&mut spec, &supply);
+    let skipped = give_supply(&mut spec, &supply);
+    if !skipped.is_empty() {
+        env.ctx.reporter.report(Event::Warning(format!(
+            "{}: chroot isolation cannot mount; left out: {} (the variables still name the CA bundle)",
+            run.label,
+            skipped.join(", ")
+        )));
+    }
     let outcome = run_command(env, &spec, run);
     let outcome = with_refusals(env, outcome, supply.egress.as_ref(), run.label)?;
     drop(supply);
@@ -119,8 +126,8 @@ fn step_supply(
                 .to_string(),
         ));
     }
+    // Created only when the step needs files of its own (rewritten apt and dnf repository files).
     let dir = scratch.join("supply");
-    std::fs::create_dir_all(&dir).map_err(StepError::Temp)?;
     let request = supply::StepRequest { label: run.label, home, env: process_env, scratch: &dir, networked };
     let view = supply::ImageView::new(work.view.clone());
     env.ctx.supply.step(&request, &view).map_err(|e| StepError::Supply(Box::new(e)))
@@ -128,16 +135,22 @@ fn step_supply(
 
 /// Puts the supply's mounts and network into the spec. Its mounts never go inside the step's own
 /// `--mount`s (a cache at `~/.m2` keeps its own settings; the variables still point at kiln's). In chroot
-/// mode, which cannot mount, its files are provided only where the image lacks them, as /etc files are.
-fn give_supply(spec: &mut RunSpec, supply: &supply::StepSupply) {
+/// mode, which cannot mount, its files are provided only where the image lacks them, as /etc files are;
+/// the directory overlays (apt, dnf routing) cannot be, and are returned.
+fn give_supply(spec: &mut RunSpec, supply: &supply::StepSupply) -> Vec<String> {
+    let mut skipped = Vec::new();
     let own: Vec<String> = spec.mounts.iter().map(|m| m.target().trim_end_matches('/').to_string()).collect();
     for m in &supply.mounts {
         let inside_own = own.iter().any(|t| !t.is_empty() && m.target().starts_with(&format!("{t}/")));
         match m {
             _ if inside_own => {}
+            // Without mounts, kiln's files are copied where missing and removed afterwards.
+            sandbox::SandboxMount::Tmpfs { .. } if spec.isolation == Isolation::Chroot => {}
             sandbox::SandboxMount::Bind { source, target, .. } if spec.isolation == Isolation::Chroot => {
                 if source.is_file() {
                     spec.etc_files.push((source.clone(), target.clone()));
+                } else {
+                    skipped.push(target.clone());
                 }
             }
             other => spec.mounts.push(other.clone()),
@@ -147,6 +160,7 @@ fn give_supply(spec: &mut RunSpec, supply: &supply::StepSupply) {
         spec.network = Network::None;
         spec.netns = Some(path.clone());
     }
+    skipped
 }
 
 /// Reports what the egress proxy refused during the step; a failed step also names it in its error.

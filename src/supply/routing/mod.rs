@@ -166,12 +166,13 @@ pub fn host_port(url: &url::Url) -> String {
 #[derive(Debug)]
 pub struct Routing {
     nexus: Nexus,
+    files: PathBuf,
 }
 
 impl Routing {
-    /// Routing to `nexus`.
-    pub fn new(nexus: Nexus) -> Routing {
-        Routing { nexus }
+    /// Routing to `nexus`; generated files are kept in `files` by content (written once, not per step).
+    pub fn new(nexus: Nexus, files: PathBuf) -> Routing {
+        Routing { nexus, files }
     }
 
     /// What enters RUN cache keys: the URL and every routed ecosystem's path.
@@ -212,14 +213,13 @@ impl Routing {
         }
         let home = request.home.trim_end_matches('/');
         if let Some(mirror) = url(Ecosystem::Maven) {
-            let path =
-                write(request.scratch, "maven-settings.xml", &files::maven_settings(&mirror, proxy), "Maven settings")?;
+            let path = cached(&self.files, "settings.xml", &files::maven_settings(&mirror, proxy), "Maven settings")?;
             out.bind(&path, STEP_MAVEN_SETTINGS);
             out.bind(&path, &format!("{home}/.m2/settings.xml"));
             out.append("MAVEN_ARGS", &format!("-s {STEP_MAVEN_SETTINGS}"));
         }
         if let Some(mirror) = url(Ecosystem::Gradle) {
-            let path = write(request.scratch, "kiln-nexus.gradle", &files::gradle_init(&mirror), "Gradle init script")?;
+            let path = cached(&self.files, "init.gradle", &files::gradle_init(&mirror), "Gradle init script")?;
             let gradle_home = request
                 .env
                 .iter()
@@ -238,9 +238,15 @@ impl Routing {
     }
 }
 
-fn write(dir: &std::path::Path, name: &str, text: &str, what: &'static str) -> Result<PathBuf, RoutingError> {
-    let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|source| RoutingError::Write { what, source })?;
+/// `dir/<digest>-<name>` holding `text`, written (atomically) only when missing.
+fn cached(dir: &std::path::Path, name: &str, text: &str, what: &'static str) -> Result<PathBuf, RoutingError> {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    let path = dir.join(format!("{}-{name}", &digest[..16]));
+    if !path.is_file() {
+        crate::supply::trust::write_atomically(&path, text.as_bytes())
+            .map_err(|e| RoutingError::Write { what, source: std::io::Error::other(e) })?;
+    }
     Ok(path)
 }
 
@@ -289,7 +295,7 @@ mod tests {
         let request =
             StepRequest { label: "Dockerfile:2", home: "/home/app", env: &[], scratch: &scratch, networked: true };
         let mut out = StepSupply::default();
-        Routing::new(n).for_step(&view, &request, None, &mut out).unwrap();
+        Routing::new(n, t.path().join("files")).for_step(&view, &request, None, &mut out).unwrap();
         let var = |k: &str| out.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         assert_eq!(var("PIP_INDEX_URL").unwrap(), "https://nexus.example.com:8443/base/repository/pypi/simple");
         assert_eq!(var("npm_config_registry").unwrap(), "https://nexus.example.com:8443/base/repository/npm/");

@@ -52,6 +52,7 @@ pub type Rewrite<'a> = dyn Fn(&Vars) -> String + 'a;
 /// Rewrites the image's apt sources (`sources.list`, `sources.list.d/*.list` and `*.sources`).
 pub fn apt(view: &ImageView, rewrite: &Rewrite<'_>, scratch: &Path, out: &mut StepSupply) -> Result<(), RoutingError> {
     if let Some(text) = view.read("/etc/apt/sources.list") {
+        mkdir(scratch)?;
         let path = scratch.join("apt-sources.list");
         write(&path, &rewrite_list(&String::from_utf8_lossy(&text), rewrite))?;
         out.bind(&path, "/etc/apt/sources.list");

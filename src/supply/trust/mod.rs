@@ -95,12 +95,17 @@ impl Trust {
 
     /// Adds the step's trust mounts and environment to `out`.
     pub fn for_step(&self, view: &ImageView, out: &mut StepSupply) -> Result<(), TrustError> {
-        let system = system_bundle(view);
-        let merged = merge(system.as_deref().unwrap_or_default(), &self.certs);
-        let key = hex::encode(Sha256::digest(merged.as_bytes()));
-        let bundle = self.cached(&format!("bundle-{key}.pem"), || merged.clone().into_bytes())?;
-        let store =
-            self.cached(&format!("truststore-{key}.p12"), || truststore::encode(&certs::parse_pem(merged.as_bytes())))?;
+        let system = system_bundle(view).unwrap_or_default();
+        // Named by what they are made of, so a step only reads and hashes the image's bundle: parsing and
+        // merging (milliseconds for a distro bundle) happen once per bundle and CA set, for every build.
+        let mut hasher = Sha256::new();
+        hasher.update(system.as_bytes());
+        hasher.update(self.key_part().as_bytes());
+        let key = hex::encode(hasher.finalize());
+        let merged = || merge(&system, &self.certs);
+        let bundle = self.cached(&format!("bundle-{key}.pem"), || merged().into_bytes())?;
+        let store = self
+            .cached(&format!("truststore-{key}.p12"), || truststore::encode(&certs::parse_pem(merged().as_bytes())))?;
         let mut targets: Vec<String> = Vec::new();
         for path in BUNDLE_PATHS {
             // Links to one file (RHEL's cert.pem and ca-bundle.crt) need one mount, at the file.
@@ -145,7 +150,7 @@ pub fn system_bundle(view: &ImageView) -> Option<String> {
         .iter()
         .filter_map(|p| view.read(p))
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .find(|text| !certs::parse_pem(text.as_bytes()).is_empty())
+        .find(|text| text.contains("-----BEGIN CERTIFICATE-----"))
 }
 
 /// The system bundle followed by those of `cas` it lacks, each as PEM.
