@@ -18,6 +18,7 @@
 pub mod config;
 pub mod egress;
 pub mod routing;
+mod stubs;
 pub mod trust;
 pub mod view;
 
@@ -61,6 +62,14 @@ pub enum SupplyError {
     /// The network policy could not be enforced.
     #[error(transparent)]
     Egress(#[from] egress::EgressError),
+    /// The mount-point stubs could not be prepared.
+    #[error("cannot prepare the step's mount points in {path}: {source}")]
+    Stubs {
+        /// The stub cache.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// The supply chain of one running build.
@@ -69,6 +78,7 @@ pub struct Supply {
     routing: Option<routing::Routing>,
     egress: Option<egress::Egress>,
     persist: bool,
+    stubs: PathBuf,
 }
 
 /// What a RUN step tells the supply about itself.
@@ -96,6 +106,9 @@ pub struct StepSupply {
     pub netns: Option<PathBuf>,
     /// The step's egress session: its relay stays open while this lives.
     pub egress: Option<egress::StepSession>,
+    /// A directory of mount points the image lacks, for the step's overlay to stack as its topmost lower
+    /// dir (see `stubs`); where the rootfs is no overlay, the sandbox creates them instead.
+    pub lower: Option<PathBuf>,
 }
 
 impl StepSupply {
@@ -171,12 +184,12 @@ impl Supply {
             }
             None => None,
         };
-        Ok(Supply { trust, routing, egress, persist: options.ca_persist })
+        Ok(Supply { trust, routing, egress, persist: options.ca_persist, stubs: cache_dir.join("stubs") })
     }
 
     /// A supply chain that does nothing (no flags, no configuration).
     pub fn none() -> Supply {
-        Supply { trust: None, routing: None, egress: None, persist: false }
+        Supply { trust: None, routing: None, egress: None, persist: false, stubs: PathBuf::new() }
     }
 
     /// What enters every RUN cache key: the CAs' content and the routing settings; `None` when neither
@@ -233,6 +246,17 @@ impl Supply {
         if let Some(routing) = &self.routing {
             routing.for_step(view, request, proxy, &mut out)?;
         }
+        let targets: Vec<(String, bool)> = out
+            .mounts
+            .iter()
+            .map(|m| match m {
+                SandboxMount::Bind { source, target, .. } => (target.clone(), source.is_file()),
+                SandboxMount::Tmpfs { target, .. } => (target.clone(), false),
+            })
+            .filter(|(t, _)| !t.starts_with(&format!("{}/", StepSupply::RUN_DIR)))
+            .collect();
+        out.lower = stubs::lower_dir(view, &targets, &self.stubs)
+            .map_err(|source| SupplyError::Stubs { path: self.stubs.clone(), source })?;
         Ok(out)
     }
 

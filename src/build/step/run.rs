@@ -160,6 +160,10 @@ fn give_supply(spec: &mut RunSpec, supply: &supply::StepSupply) -> Vec<String> {
         spec.network = Network::None;
         spec.netns = Some(path.clone());
     }
+    if let (RootfsSpec::Overlay { lower, .. }, Some(stubs)) = (&mut spec.rootfs, &supply.lower) {
+        // An absolute lower dir among the snapshot-relative ones: overlay takes both.
+        lower.insert(0, stubs.to_string_lossy().into_owned());
+    }
     skipped
 }
 
