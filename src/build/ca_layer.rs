@@ -1,6 +1,5 @@
-//! The build's side of the supply chain outside RUN steps: the CA layer `--ca-persist` adds on top of the
-//! final image (with its history entry and labels), and the HTTP client for ADD URLs, which trusts the
-//! company CAs too.
+//! The CA layer `--ca-persist` adds on top of the final image, with its history entry and labels. (ADD URLs
+//! trust the company CAs through the registry client's roots, which `kiln build` extends with them.)
 
 use crate::build::BuildCtx;
 use crate::build::error::BuildError;
@@ -38,15 +37,4 @@ pub async fn add(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), Build
     state.config.rootfs.diff_ids.push(layer.diff_id.clone());
     state.layers.push(layer);
     Ok(())
-}
-
-/// The client for ADD URLs: the system's roots plus the company CAs.
-pub fn http_client(cas: &[Vec<u8>]) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder();
-    for der in cas {
-        if let Ok(cert) = reqwest::Certificate::from_der(der) {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().unwrap_or_default()
 }

@@ -12,6 +12,7 @@ pub mod commit;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod options;
 pub mod rootfs;
 pub mod squash;
@@ -47,7 +48,7 @@ pub struct BuildCtx<'a> {
     /// The registry client for base images.
     pub client: &'a Client,
     /// Plain HTTP(S) client for ADD URLs.
-    pub http: reqwest::Client,
+    pub http: step::fetch::Http,
     /// The build's options.
     pub options: &'a BuildOptions,
     /// Where events go.
@@ -72,6 +73,8 @@ pub struct BuildCtx<'a> {
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
     /// CA trust, Nexus routing and egress for RUN steps.
     pub supply: crate::supply::Supply,
+    /// Base images and downloads, recorded for provenance.
+    pub evidence: evidence::Recorder,
 }
 
 impl BuildCtx<'_> {
@@ -88,7 +91,7 @@ impl BuildCtx<'_> {
                 crate::sandbox::SandboxError::Unavailable(why) => why,
                 other => other.to_string(),
             })?;
-            self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
+            self.info(format!("RUN isolation: {found}"));
             Ok(found)
         });
         found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))
@@ -108,6 +111,8 @@ pub struct BuildOutcome {
     pub mount_from: Vec<crate::image::Reference>,
     /// Tagged in the local store (false when its layers stayed in the registry cache).
     pub local: bool,
+    /// Base images and downloads, for provenance.
+    pub recorded: evidence::Recorded,
 }
 
 /// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
@@ -146,7 +151,11 @@ pub async fn build(
     let ctx = BuildCtx {
         store,
         client,
-        http: ca_layer::http_client(supply.ca_certs()),
+        http: step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
+            location: file_label.clone(),
+            instruction: "ADD".to_string(),
+            source: e.into(),
+        })?,
         supply,
         options,
         reporter,
@@ -159,6 +168,7 @@ pub async fn build(
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
         counts: Default::default(),
         owned_snapshots: Default::default(),
+        evidence: Default::default(),
     };
     let started = std::time::Instant::now();
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
@@ -226,6 +236,7 @@ pub async fn build(
             tags: options.tags.clone(),
             mount_from,
             local: false,
+            recorded: ctx.evidence.take(),
         });
     }
     step::ensure_local(&ctx, &final_state.layers).await.map_err(|e| BuildError::Step {
@@ -245,6 +256,7 @@ pub async fn build(
         tags: options.tags.clone(),
         mount_from: Vec::new(),
         local: true,
+        recorded: ctx.evidence.take(),
     })
 }
 

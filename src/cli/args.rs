@@ -38,6 +38,8 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Remove blobs and snapshots that no image references.
     Prune(PruneArgs),
+    /// Check the store (blob digests, image references, snapshots, leftovers); `--repair` fixes what it can.
+    Fsck(FsckArgs),
     /// Push an image to a registry or export it (oci:, oci-archive:, docker-archive:).
     Push(PushArgs),
     /// Pull an image from a registry into the store.
@@ -51,6 +53,12 @@ pub enum Command {
     /// Replace the CA layer of an image built with --ca-persist (in the store, or in a registry with --push).
     #[command(name = "ca-update")]
     CaUpdate(super::supply::CaUpdateArgs),
+    /// Check an image, a Dockerfile or a fetch log against the supply-chain policy.
+    Check(Box<super::check::CheckArgs>),
+    /// Print an image's SBOM (SPDX or CycloneDX).
+    Sbom(super::sbom::SbomArgs),
+    /// Print an image's SLSA provenance.
+    Provenance(super::sbom::ProvenanceArgs),
 }
 
 /// Registry connection flags shared by build, push, pull and login.
@@ -221,6 +229,9 @@ pub struct BuildArgs {
     /// Supply-chain flags: CAs, Nexus, proxy-only network.
     #[command(flatten)]
     pub supply: super::supply::SupplyArgs,
+    /// Supply-chain evidence: SBOM, provenance, policy gate.
+    #[command(flatten)]
+    pub evidence: super::attest::EvidenceFlags,
 }
 
 /// `kiln parse` flags.
@@ -274,6 +285,15 @@ pub struct PruneArgs {
     /// whole build cache goes.
     #[arg(long = "keep-storage", value_name = "SIZE")]
     pub keep_storage: Option<String>,
+}
+
+/// `kiln fsck` flags.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Fix what can be fixed: move corrupt blobs out, remove incomplete snapshots, bad cache records and
+    /// what killed kiln processes left (waits for running builds first).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// `kiln push` flags.

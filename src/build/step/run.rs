@@ -46,7 +46,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
-    let work = Workspace::prepare(env, state, sandbox, scratch.path())?;
+    let work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
@@ -60,7 +60,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let network = network(env, run.network)?;
     let home = process_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone());
     let home = home.or_else(|| accounts.home(ids.uid)).unwrap_or_else(|| "/".to_string());
-    let supply = step_supply(env, run, &work, sandbox, &process_env, &home, network, scratch.path())?;
+    let supply = step_supply(env, run, &work, sandbox.isolation, &process_env, &home, network, scratch.path())?;
     supply.apply_env(&mut process_env);
     let mut spec = RunSpec {
         isolation: sandbox.isolation,
@@ -75,6 +75,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         network,
         netns: None,
         mounts,
+        facilities: sandbox.facilities,
         etc_files: etc_files(scratch.path())?,
         umask: 0o022,
         created_report: scratch.path().join("created"),
@@ -109,7 +110,7 @@ fn step_supply(
     env: &StageEnv<'_>,
     run: &RunStep<'_>,
     work: &Workspace,
-    sandbox: Sandbox,
+    isolation: Isolation,
     process_env: &[(String, String)],
     home: &str,
     network: Network,
@@ -119,7 +120,7 @@ fn step_supply(
         return Ok(supply::StepSupply::default());
     }
     let networked = network == Network::Host;
-    if env.ctx.supply.proxy_only() && networked && sandbox.isolation == Isolation::Chroot {
+    if env.ctx.supply.proxy_only() && networked && isolation == Isolation::Chroot {
         return Err(StepError::Unsupported(
             "--network proxy-only cannot be enforced in chroot isolation (it has no network namespace); \
              use rootless or root isolation, or --network host"
@@ -327,7 +328,7 @@ impl Workspace {
     fn prepare(
         env: &StageEnv<'_>,
         state: &ImageState,
-        sandbox: Sandbox,
+        sandbox: &Sandbox,
         scratch: &Path,
     ) -> Result<Workspace, StepError> {
         let store = env.ctx.store;
@@ -339,9 +340,10 @@ impl Workspace {
         for dir in [&upper, &work, &merged] {
             std::fs::create_dir(dir).map_err(StepError::Temp)?;
         }
-        let names = lowers.iter().map(|l| l.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        let base = store.snapshot_dir();
+        let names = lowers.iter().map(|l| l.strip_prefix(&base).unwrap_or(l).to_string_lossy().into_owned()).collect();
         let rootfs = RootfsSpec::Overlay {
-            base: store.snapshot_dir(),
+            base,
             lower: names,
             upper,
             work,
@@ -361,12 +363,12 @@ impl Workspace {
             Some(path) => path,
             None => rootfs::empty(store)?,
         };
-        let private = scratch.join("rootfs");
         let owned = !existed || env.ctx.owned_snapshots.lock().unwrap_or_else(|e| e.into_inner()).remove(&chain);
-        if owned && std::fs::rename(&lower, &private).is_ok() {
+        if owned && let Some(private) = store.claim_snapshot(&chain, &scratch.join("claimed")) {
             let before = Before::Stamps(layer::stamp_tree(&private)?);
             return Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before });
         }
+        let private = scratch.join("rootfs");
         layer::copy_tree(&lower, &private)?;
         Ok(Workspace {
             rootfs: RootfsSpec::Dir(private.clone()),

@@ -40,6 +40,10 @@ pub struct Record {
     pub bytes_sent: u64,
     /// Bytes from the destination to the step (response bodies, or the server side of a tunnel).
     pub bytes_received: u64,
+    /// The same as `bytes_received`, under the name `attest::fetched` reads.
+    pub bytes: u64,
+    /// The URL: the absolute one for plain HTTP, `https://host:port` for a tunnel (what provenance lists).
+    pub url: String,
     /// Milliseconds from the request to its end.
     pub duration_ms: u64,
     /// Why it failed, when it did.
@@ -150,6 +154,8 @@ mod tests {
             status: if allowed { 200 } else { 403 },
             bytes_sent: 10,
             bytes_received: received,
+            bytes: received,
+            url: format!("https://{host}:443"),
             duration_ms: 5,
             error: None,
         }

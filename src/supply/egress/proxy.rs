@@ -90,7 +90,10 @@ struct Pending {
 
 impl Pending {
     fn finish(self, allowed: bool, status: u16, sent: u64, received: u64, error: Option<String>) -> Record {
+        let url = if self.method == "CONNECT" { format!("https://{}", self.target) } else { self.target.clone() };
         Record {
+            url,
+            bytes: received,
             schema: SCHEMA,
             time: self.time,
             step: self.step,
