@@ -264,6 +264,11 @@ impl Supply {
     pub fn summary(&self) -> Option<String> {
         self.egress.as_ref().map(|e| e.summary())
     }
+
+    /// Every request the proxy-only network saw during the build (empty for other network modes).
+    pub fn requests(&self) -> Vec<egress::log::Record> {
+        self.egress.as_ref().map(|e| e.records()).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
