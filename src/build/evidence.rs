@@ -49,6 +49,23 @@ impl Recorder {
     }
 }
 
+/// A request of the proxy-only network as provenance and policy read it (the fields the fetch log's
+/// JSON lines carry under the same names).
+pub fn proxy_request(r: &crate::supply::egress::log::Record) -> FetchRecord {
+    FetchRecord {
+        step: Some(r.step.clone()),
+        method: r.method.clone(),
+        host: format!("{}:{}", r.host, r.port),
+        path: r.path.clone(),
+        url: Some(r.url.clone()),
+        status: Some(r.status),
+        bytes: Some(r.bytes),
+        time: Some(r.time.clone()),
+        sha256: None,
+        via: crate::attest::fetched::Via::Proxy,
+    }
+}
+
 /// The sha256 (hex) of the build context as the build sees it: every entry `.dockerignore` leaves in, by
 /// path, type, permission bits and content (owners and times left out, so every checkout agrees).
 pub fn context_digest(

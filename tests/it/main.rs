@@ -17,3 +17,4 @@ mod registry_flow;
 mod run_steps;
 mod snapshots;
 mod store_safety;
+mod supply;
