@@ -250,32 +250,60 @@ fn emitted_manifests_pass_kubernetes_and_tekton_validators() {
     let (Some(k8s), Some(tekton)) = (validator("kubernetes-validate"), validator("tekton-lint")) else { return };
     let git = format!("{GIT}=testdata/bake/src");
     let dir = tempfile::tempdir().unwrap();
-    let jobs = dir.path().join("jobs.yaml");
-    let pipeline = dir.path().join("pipeline.yaml");
-    for (kind, file) in [("job", &jobs), ("tekton", &pipeline)] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["bake", "--emit", kind, "-o", &file.to_string_lossy(), "--git-source", &git])
-            .args(["--cache-to", "registry.example.com/platform/cache", "testdata/bake"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Each --pod-security profile, with what it must say in the pods' securityContext.
+    for (profile, says) in [
+        ("openshift", &["type: RuntimeDefault"][..]),
+        ("kubernetes", &["type: Localhost", "localhostProfile: kiln/seccomp.json", "runAsUser: 1000680000"][..]),
+        ("kubernetes-unconfined", &["type: Unconfined", "appArmorProfile:", "runAsUser: 1000680000"][..]),
+    ] {
+        let jobs = dir.path().join(format!("jobs-{profile}.yaml"));
+        let pipeline = dir.path().join(format!("pipeline-{profile}.yaml"));
+        for (kind, file) in [("job", &jobs), ("tekton", &pipeline)] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["bake", "--emit", kind, "-o", &file.to_string_lossy(), "--git-source", &git])
+                .args(["--pod-security", profile, "--image-registry", "registry.example.com/platform"])
+                .args(["--cache-to", "registry.example.com/platform/cache", "testdata/bake"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let out = tool(&k8s.to_string_lossy(), &["--strict", &jobs.to_string_lossy()]);
+        assert_eq!(out.matches("passed for resource job/").count(), 11, "{profile}: {out}");
+        tool(&tekton.to_string_lossy(), &["--color=false", "--max-warnings", "0", &pipeline.to_string_lossy()]);
+        let (jobs, text) = (std::fs::read_to_string(&jobs).unwrap(), std::fs::read_to_string(&pipeline).unwrap());
+        for needle in says.iter().chain(&["allowPrivilegeEscalation: false", "runAsNonRoot: true"]) {
+            assert!(jobs.contains(needle), "{profile}: {needle:?} missing in:\n{jobs}");
+            assert!(text.contains(needle), "{profile}: {needle:?} missing in:\n{text}");
+        }
+        // The pods run kiln's image from the registry they push to, unless --kiln-image names another.
+        let image = format!("image: registry.example.com/platform/kiln:{}", env!("CARGO_PKG_VERSION"));
+        assert!(jobs.contains(&image) && text.contains(&image), "{profile}: {image:?} missing");
     }
-    let out = tool(&k8s.to_string_lossy(), &["--strict", &jobs.to_string_lossy()]);
-    assert_eq!(out.matches("passed for resource job/").count(), 11, "{out}");
-    tool(&tekton.to_string_lossy(), &["--color=false", "--max-warnings", "0", &pipeline.to_string_lossy()]);
-    // What the pipeline says: edges from the graph, retries, timeouts, limits, the restricted pod.
-    let text = std::fs::read_to_string(&pipeline).unwrap();
+    // What the pipeline says: edges from the graph, retries, timeouts, limits.
+    let text = std::fs::read_to_string(dir.path().join("pipeline-openshift.yaml")).unwrap();
     for needle in [
         "runAfter:\n    - python-base",
         "retries: 2",
         "timeout: 3600s",
         "pipelineTaskName: python-a",
-        "allowPrivilegeEscalation: false",
-        "type: RuntimeDefault",
         "- --cache-to\n      - registry.example.com/platform/cache",
         "- https://git.example.com/platform/images.git=testdata/bake/src",
     ] {
         assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
     }
+}
+
+#[test]
+fn emit_without_a_kiln_image_or_registry_says_how_to_get_one() {
+    let git = format!("{GIT}=testdata/bake/src");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bake", "--emit", "job", "--git-source", &git, "testdata/bake"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("make pod-image") && stderr.contains("--kiln-image"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no manifests with a made-up image");
 }
