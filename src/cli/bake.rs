@@ -342,15 +342,15 @@ fn run_one(root: Option<&Path>, args: &BakeArgs, set: &BakeSet, name: &str) -> a
         }
     };
     let options = spec.options(&shared, dockerfile);
+    // Under a policy, the set's own images are allowed bases (the policy's "built by the same bake"): each
+    // one passes the same gate where it is built.
+    let mut build = args.build.clone();
+    build.evidence.policy_allow_base.extend(set.repositories());
     let before = store.resolve_tag(&spec.tags[0]).ok().flatten().map(|d| d.digest().to_string());
     let counting = Counting::new(Progress::new(Mode::Plain));
-    let outcome = runtime().map_err(|f| f.error)?.block_on(super::build::build_and_push(
-        &store,
-        &client,
-        &options,
-        &args.build,
-        &counting,
-    ))?;
+    let outcome = runtime()
+        .map_err(|f| f.error)?
+        .block_on(super::build::build_and_push(&store, &client, &options, &build, &counting))?;
     let digest = outcome.manifest.digest().to_string();
     let (steps, cached) = counting.counts();
     Ok(WorkerResult {

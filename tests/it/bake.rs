@@ -307,3 +307,38 @@ fn emit_without_a_kiln_image_or_registry_says_how_to_get_one() {
     assert!(stderr.contains("make pod-image") && stderr.contains("--kiln-image"), "{stderr}");
     assert!(out.stdout.is_empty(), "no manifests with a made-up image");
 }
+
+#[test]
+fn under_a_policy_the_sets_own_images_are_allowed_bases() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "localhost/busybox:policy", &[]);
+    // An image the set does not build, from a repository the policy does not allow.
+    let outside = Workspace::new();
+    outside.dockerfile("FROM localhost/busybox:policy\nUSER 1001\n");
+    kiln.build(&outside, "localhost/elsewhere/base:1", &[]);
+    let ws = Workspace::new();
+    ws.file(
+        "kiln-bake.toml",
+        "[target.base]\ncontext = \"base\"\ntags = [\"localhost/team/base:1\"]\n\
+         [target.app]\ncontext = \"app\"\ntags = [\"localhost/team/app:1\"]\n\
+         [target.stray]\ncontext = \"stray\"\ntags = [\"localhost/team/stray:1\"]\n",
+    );
+    ws.file("base/Dockerfile", "FROM localhost/busybox:policy\nRUN echo base > /base\nUSER 1001\n");
+    ws.file("app/Dockerfile", "FROM localhost/team/base:1\nRUN echo app > /tmp/app\n");
+    ws.file("stray/Dockerfile", "FROM localhost/elsewhere/base:1\nRUN echo stray > /tmp/stray\n");
+    ws.file("policy.toml", "[base]\nallow = [\"localhost/busybox\"]\n");
+    let policy = ws.path().join("policy.toml").to_string_lossy().into_owned();
+    let logs = tempfile::tempdir().unwrap();
+    let log_dir = logs.path().to_string_lossy().into_owned();
+    let input = ws.path().to_string_lossy().into_owned();
+    let (run, report) = bake(&kiln, &["--policy", &policy, "--log-dir", &log_dir, "--retries", "0", &input]);
+    assert_eq!(run.code, 1, "stray breaks the policy:\n{}\n{}", run.stdout, run.stderr);
+    let all = statuses(&report);
+    for (name, status) in [("base", "built"), ("app", "built"), ("stray", "failed")] {
+        assert!(all.contains(&(name.into(), status.into())), "{name}: {all:?}");
+    }
+    let app = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
+    assert!(!app.contains("base-not-allowed"), "{app}");
+    let stray = std::fs::read_to_string(logs.path().join("stray.log")).unwrap();
+    assert!(stray.contains("base-not-allowed") && stray.contains("localhost/elsewhere/base:1"), "{stray}");
+}
