@@ -22,6 +22,7 @@ pub mod step;
 pub mod users;
 
 mod base;
+mod ca_layer;
 
 use std::collections::HashMap;
 
@@ -70,6 +71,8 @@ pub struct BuildCtx<'a> {
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
+    /// CA trust, Nexus routing and egress for RUN steps.
+    pub supply: crate::supply::Supply,
     /// Base images and downloads, recorded for provenance.
     pub evidence: evidence::Recorder,
 }
@@ -143,6 +146,8 @@ pub async fn build(
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
     let created_at = options.source_date_epoch.unwrap_or_else(now);
+    let supply = crate::supply::Supply::start(&options.supply, store.kiln_dir().join("supply"))
+        .map_err(|e| BuildError::Supply(Box::new(e)))?;
     let ctx = BuildCtx {
         store,
         client,
@@ -151,6 +156,7 @@ pub async fn build(
             instruction: "ADD".to_string(),
             source: e.into(),
         })?,
+        supply,
         options,
         reporter,
         platform: Platform::host(),
@@ -186,6 +192,9 @@ pub async fn build(
     if !options.labels.is_empty() {
         step::config::labels(&mut final_state.config, &options.labels);
     }
+    if ctx.supply.persist() {
+        ca_layer::add(&ctx, &mut final_state).await?;
+    }
     // The newest history time: the build's own, or — when every step came from the cache — the time the
     // cached steps first ran, so an unchanged rebuild yields the same image ID.
     let newest = final_state.config.history.iter().filter_map(|h| h.created.clone()).max();
@@ -194,6 +203,9 @@ pub async fn build(
         _ => ctx.created_rfc3339.clone(),
     });
     ctx.stats.save();
+    if let Some(summary) = ctx.supply.summary() {
+        ctx.info(summary);
+    }
     let (steps, cached) = (&ctx.counts.0, &ctx.counts.1);
     let ordering = std::sync::atomic::Ordering::Relaxed;
     ctx.info(format!(

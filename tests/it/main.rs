@@ -16,3 +16,4 @@ mod policy_checks;
 mod registry_flow;
 mod run_steps;
 mod store_safety;
+mod supply;
