@@ -402,6 +402,37 @@ fn an_add_url_whose_server_stalls_times_out() {
     assert!(started.elapsed() < Duration::from_secs(60), "gave up long before the server did");
 }
 
+/// Files named `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.file_name() == name)
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+#[test]
+fn a_killed_add_download_is_in_the_store_where_the_clean_up_finds_it() {
+    let server = http::stalling(Duration::from_secs(120));
+    // kiln's temp files belong in the store: anything in TMPDIR would outlive a kill -9.
+    let tmpdir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::new().with_env("TMPDIR", &tmpdir.path().to_string_lossy());
+    let ws = Workspace::new();
+    ws.dockerfile(&format!("FROM scratch\nADD {} /partial.bin\n", server.url("/partial.bin")));
+    let mut build = kiln.spawn(&["build", "-t", "partial:1", &ws.path().to_string_lossy()]);
+    let tmp = kiln.store().join("kiln/tmp");
+    // The server sends the first bytes of a 1 MiB body, then nothing: the download's file stays open.
+    assert!(poll(|| !files_named(&tmp, ".download").is_empty()), "the download is under way in the store");
+    kill9(&mut build);
+    let outside: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+    assert!(outside.is_empty(), "nothing of the build outside the store: {outside:?}");
+    let found = kiln.run(&["fsck"]);
+    assert!(found.stdout.contains("was left by a killed kiln process"), "{}", found.stdout);
+    assert_only_leftovers(&kiln);
+    assert!(files_named(kiln.store(), ".download").is_empty(), "the partial download is gone");
+}
+
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
     let kiln = Kiln::new();
