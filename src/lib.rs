@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  dockerfile  text → syntax tree → typed instructions; word expansion; .dockerignore
+//!  confine     paths inside trees kiln does not own (context, rootfs, layer, mount source), via handles
 //!  plan        instructions + build options → stages and steps with resolved arguments
 //!  image       references, manifests, image configs (oci-spec types)
 //!  store       content-addressed blobs (an OCI image layout), tags, snapshots
@@ -15,13 +16,14 @@
 //!  cli         flags → library calls, output, exit codes
 //! ```
 //!
-//! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
+//! Import rules: `dockerfile` and `confine` import nothing of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
-//! `image`; only `transfer`, `build` (and the `cli` edge) know the store.
+//! `image` and `confine`; only `transfer`, `build` (and the `cli` edge) know the store.
 
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod confine;
 pub mod dockerfile;
 pub mod image;
 pub mod layer;
