@@ -61,7 +61,9 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
     };
     let tags = args.tags.iter().map(|t| build::local_name(t)).collect::<Result<Vec<_>, _>>()?;
     Ok(BuildOptions {
-        context: args.context.clone(),
+        // Absolute: RUN mounts are resolved by a child that works from other directories.
+        context: std::path::absolute(&args.context)
+            .with_context(|| format!("build context {}", args.context.display()))?,
         dockerfile,
         tags,
         build_args: build_args(&args.build_args),
@@ -118,7 +120,7 @@ fn secret(text: &str) -> anyhow::Result<(String, SecretSource)> {
             if !path.is_file() {
                 bail!("--secret id={id}: {} is not a readable file", path.display());
             }
-            SecretSource::File(path)
+            SecretSource::File(std::path::absolute(&path).with_context(|| format!("--secret id={id}"))?)
         }
         (None, Some(var)) => SecretSource::Value(
             env::var(&var)

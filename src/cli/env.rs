@@ -13,7 +13,8 @@ use crate::store::Store;
 /// Opens the store at `--root`, else `$KILN_ROOT`, else the per-user or system default.
 pub fn open_store(root: Option<&Path>) -> anyhow::Result<Store> {
     let path = match root {
-        Some(p) => p.to_path_buf(),
+        // Absolute: the sandbox child enters other directories before it mounts store paths.
+        Some(p) => std::path::absolute(p).with_context(|| format!("--root {}", p.display()))?,
         None => Store::default_root(
             std::env::var_os("KILN_ROOT").as_deref(),
             std::env::var_os("XDG_DATA_HOME").as_deref(),

@@ -127,6 +127,9 @@ impl Meta {
     }
 }
 
+/// What [`Dir::walk`] calls for each entry: `(directory, rel, name, meta)`, true to descend.
+pub type Visitor<'a, E> = dyn FnMut(&Dir, &str, &OsStr, &Meta) -> Result<bool, E> + 'a;
+
 /// A directory inside a root, held by a descriptor; every operation names one entry of it.
 #[derive(Debug)]
 pub struct Dir(OwnedFd);
@@ -198,13 +201,7 @@ impl Dir {
         let Ok(name) = checked(name) else { return Vec::new() };
         let path = self.proc_path().join(name);
         let Ok(names) = xattr::list(&path) else { return Vec::new() };
-        let mut out: Vec<(String, Vec<u8>)> = names
-            .filter_map(|n| n.into_string().ok())
-            .filter(|n| !n.starts_with("trusted.overlay.") && !n.starts_with("user.overlay."))
-            .filter_map(|n| xattr::get(&path, &n).ok().flatten().map(|v| (n, v)))
-            .collect();
-        out.sort();
-        out
+        sorted_xattrs(names, |n| xattr::get(&path, n))
     }
 
     /// Sets one extended attribute on the entry `name` (not following it).
@@ -294,18 +291,20 @@ impl Dir {
 
     /// Walks everything below this directory, sorted by name, depth first, never following a symlink:
     /// `visit(dir, rel, name, meta)` for each entry (`rel` is `prefix/…/name`), descending into a directory
-    /// when it returns true.
-    pub fn walk(
+    /// when it returns true. A directory that cannot be listed or an entry that cannot be stat'ed becomes
+    /// `fail(rel, error)`.
+    pub fn walk<E>(
         &self,
         prefix: &str,
-        visit: &mut dyn FnMut(&Dir, &str, &OsStr, &Meta) -> io::Result<bool>,
-    ) -> io::Result<()> {
-        for name in self.names()? {
-            let meta = self.lstat(&name)?;
+        visit: &mut Visitor<'_, E>,
+        fail: &dyn Fn(&str, io::Error) -> E,
+    ) -> Result<(), E> {
+        for name in self.names().map_err(|e| fail(prefix, e))? {
             let text = name.to_string_lossy();
             let rel = if prefix.is_empty() { text.into_owned() } else { format!("{prefix}/{text}") };
+            let meta = self.lstat(&name).map_err(|e| fail(&rel, e))?;
             if visit(self, &rel, &name, &meta)? && meta.is_dir() {
-                self.dir(&name)?.walk(&rel, visit)?;
+                self.dir(&name).map_err(|e| fail(&rel, e))?.walk(&rel, visit, fail)?;
             }
         }
         Ok(())
@@ -316,6 +315,20 @@ impl AsFd for Dir {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// The attributes `names` lists with their values from `get`, sorted; overlay's own are never carried.
+pub(super) fn sorted_xattrs(
+    names: xattr::XAttrs,
+    get: impl Fn(&str) -> io::Result<Option<Vec<u8>>>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| !n.starts_with("trusted.overlay.") && !n.starts_with("user.overlay."))
+        .filter_map(|n| get(&n).ok().flatten().map(|v| (n, v)))
+        .collect();
+    out.sort();
+    out
 }
 
 /// `name` when it is one plain component (no `/`, not empty, `.` or `..`), else `EINVAL`: what makes every

@@ -105,6 +105,18 @@ impl Root {
         self.inner.readlink(inner_path(path)).map_err(os)
     }
 
+    /// Where `handle` sits inside this root, as a clean relative path ("" for the root itself), read from
+    /// procfs as libpathrs checks its own resolutions. Needed where a followed link's *real* place matters
+    /// (`.dockerignore` applies to the real paths of a context).
+    pub fn relative(&self, handle: &Handle) -> io::Result<String> {
+        let top = std::fs::read_link(format!("/proc/self/fd/{}", self.inner.as_fd().as_raw_fd()))?;
+        let at = std::fs::read_link(handle.proc_path())?;
+        match at.strip_prefix(&top) {
+            Ok(rel) => Ok(rel.to_string_lossy().into_owned()),
+            Err(_) => Err(io::Error::other(format!("{} is not inside {}", at.display(), top.display()))),
+        }
+    }
+
     /// Removes `path` (a file, a symlink or an empty directory) inside the root; a missing path is fine.
     pub fn remove(&self, path: &str) -> io::Result<()> {
         let Some((parent, name)) = split_last(path) else { return Ok(()) };
@@ -145,6 +157,14 @@ impl Handle {
     pub fn open_file(&self) -> io::Result<File> {
         let handle = pathrs::Handle::from_fd(self.0.try_clone()?);
         handle.reopen(OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC).map_err(os)
+    }
+
+    /// Extended attributes of what the handle names, sorted, overlay's own left out (read through
+    /// `/proc/self/fd/N`, which the kernel resolves to exactly this inode); none when unreadable.
+    pub fn xattrs(&self) -> Vec<(String, Vec<u8>)> {
+        let path = self.proc_path();
+        let Ok(names) = xattr::list_deref(&path) else { return Vec::new() };
+        dir::sorted_xattrs(names, |n| xattr::get_deref(&path, n))
     }
 
     /// The handle as a directory to work in, when it is one.

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 pub use command::DEFAULT_PATH;
-pub use spec::{Isolation, Network, RootfsSpec, RunSpec, SandboxMount};
+pub use spec::{Isolation, Network, RootfsSpec, RunSpec, SandboxMount, SecretBytes};
 use userns::UserNs;
 
 /// Runs the sandbox child role when argv asks for it, before anything else starts a thread. `Some(code)`
