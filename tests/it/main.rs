@@ -5,6 +5,7 @@ mod harness;
 
 mod cache;
 mod config_instructions;
+mod confinement;
 mod copy_and_add;
 mod errors;
 mod exports;
