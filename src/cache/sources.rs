@@ -43,30 +43,45 @@ impl StatCache {
         }
     }
 
-    /// The content digest of `source`, opened once (never through a final symlink): its stamp comes from
-    /// the descriptor, its bytes only when the stamp is new.
+    /// The content digest of `source`. A file listed with its metadata (a COPY source) is looked up by
+    /// that stamp without touching it again; otherwise, or on a miss, it is opened (never through a final
+    /// symlink), its stamp taken from the descriptor and its bytes hashed only when the stamp is new.
     fn file_digest(&self, source: &FileSource) -> Result<String, SourceError> {
+        let listed = match source {
+            FileSource::Rooted(rooted) => rooted
+                .listed_meta()
+                .map(|m| stamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())),
+            // A file in a tree kiln made: its own lstat is as good a stamp.
+            FileSource::Path(path) => std::fs::symlink_metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| stamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())),
+            FileSource::Bytes(_) => None,
+        };
+        if let Some(known) = listed.and_then(|stamp| self.known(&stamp)) {
+            return Ok(known);
+        }
         let fail = |e| SourceError { path: source.display(), source: e };
         let mut file = source.open().map_err(fail)?;
-        let meta = file.metadata().map_err(fail)?;
-        let stamp = format!(
-            "{}:{}:{}:{}.{}:{}.{}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec()
-        );
-        if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&stamp) {
-            return Ok(known.clone());
+        let m = file.metadata().map_err(fail)?;
+        let stamp = stamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+        if let Some(known) = self.known(&stamp) {
+            return Ok(known);
         }
         let digest = hash(&mut file).map_err(fail)?;
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(stamp, digest.clone());
         *self.dirty.lock().unwrap_or_else(|e| e.into_inner()) = true;
         Ok(digest)
     }
+
+    fn known(&self, stamp: &str) -> Option<String> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).get(stamp).cloned()
+    }
+}
+
+/// What identifies an unchanged file without reading it: device, inode, size, mtime, ctime.
+fn stamp(dev: u64, ino: u64, size: u64, mtime: i64, mtime_ns: i64, ctime: i64, ctime_ns: i64) -> String {
+    format!("{dev}:{ino}:{size}:{mtime}.{mtime_ns}:{ctime}.{ctime_ns}")
 }
 
 /// A source file that could not be read for its digest.

@@ -58,27 +58,36 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, opts: &ApplyOptions) -> Resu
     let mut stats = ApplyStats::default();
     let mut created = Created::new();
     let mut dir_times: Vec<(String, i64)> = Vec::new();
+    let mut last: Option<Parent> = None;
     for entry in archive.entries().map_err(LayerError::Tar)? {
         let mut entry = entry.map_err(LayerError::Tar)?;
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let mut parts = confine::components(&raw_name);
         let Some(base) = parts.pop() else { continue };
         let parent = parts.join("/");
-        let dir = tree.mkdir_all(&parent, 0o755).map_err(at(&raw_name, "create its parent directory"))?;
+        let dir = match last.take() {
+            Some(cached) if cached.path == parent => cached,
+            _ => Parent::resolve(&tree, parent.clone(), &raw_name)?,
+        };
         if opts.whiteouts && base.starts_with(".wh.") {
-            apply_whiteout(&dir, &base, &created, &raw_name)?;
+            apply_whiteout(&dir.dir, &base, &created, &raw_name)?;
             stats.whiteouts += 1;
+            // Something was removed: the next entry resolves its parent afresh.
             continue;
         }
         let name = OsStr::new(&base);
-        place(&mut entry, &tree, &dir, name, opts, &raw_name, &mut stats)?;
-        let here = dir.meta().map_err(at(&raw_name, "stat its parent directory"))?;
-        created.insert((here.dev(), here.ino(), name.to_os_string()));
+        let replaced = place(&mut entry, &tree, &dir.dir, name, opts, &raw_name, &mut stats)?;
+        created.insert((dir.dev, dir.ino, name.to_os_string()));
         if entry.header().entry_type().is_dir() {
             let path = if parent.is_empty() { base.clone() } else { format!("{parent}/{base}") };
             dir_times.push((path, entry.header().mtime().unwrap_or(0) as i64));
         }
         stats.entries += 1;
+        // Consecutive entries of one directory reuse its descriptor, until something is replaced: a
+        // replacement can change what a path resolves to, so the next entry resolves its parent afresh.
+        if !replaced {
+            last = Some(dir);
+        }
     }
     // Directory times last: creating children changed them.
     for (path, mtime) in dir_times.into_iter().rev() {
@@ -97,6 +106,23 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, opts: &ApplyOptions) -> Resu
 pub fn extract_archive<R: Read>(reader: R, dest: &Path) -> Result<ApplyStats, LayerError> {
     let opts = ApplyOptions { whiteouts: false, chown: nix::unistd::geteuid().is_root() };
     apply_layer(reader, dest, &opts)
+}
+
+/// The directory entries are being placed in: its lexical path in the layer, its descriptor (resolved and
+/// created inside the root) and its identity for opaque markers.
+struct Parent {
+    path: String,
+    dir: Dir,
+    dev: u64,
+    ino: u64,
+}
+
+impl Parent {
+    fn resolve(tree: &Root, path: String, raw: &str) -> Result<Parent, LayerError> {
+        let dir = tree.mkdir_all(&path, 0o755).map_err(at(raw, "create its parent directory"))?;
+        let meta = dir.meta().map_err(at(raw, "stat its parent directory"))?;
+        Ok(Parent { path, dir, dev: meta.dev(), ino: meta.ino() })
+    }
 }
 
 /// An error while applying the entry `raw`, doing `what`.
@@ -125,6 +151,7 @@ fn apply_whiteout(dir: &Dir, base: &str, created: &Created, raw: &str) -> Result
     }
 }
 
+/// Creates the entry `name` in `dir`; true when it replaced something that was there.
 fn place<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Root,
@@ -133,14 +160,13 @@ fn place<R: Read>(
     opts: &ApplyOptions,
     raw: &str,
     stats: &mut ApplyStats,
-) -> Result<(), LayerError> {
+) -> Result<bool, LayerError> {
     let header = entry.header().clone();
     let kind = header.entry_type();
     let existing = dir.try_lstat(name).map_err(at(raw, "inspect what is there"))?;
     // Never write through what is already there: replace it, except a directory staying a directory.
-    if let Some(m) = &existing
-        && !(m.is_dir() && kind.is_dir())
-    {
+    let replaced = existing.as_ref().is_some_and(|m| !(m.is_dir() && kind.is_dir()));
+    if replaced {
         dir.remove_all(name).map_err(at(raw, "replace what is there"))?;
     }
     let mode = header.mode().unwrap_or(0o644) & 0o7777;
@@ -153,13 +179,13 @@ fn place<R: Read>(
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
             let mut file = dir.create_file(name, 0o600).map_err(at(raw, "create the file"))?;
             std::io::copy(entry, &mut file).map_err(at(raw, "write the file"))?;
-            return finish_file(entry, &file, mode, opts, stats, raw);
+            return finish_file(entry, &file, mode, opts, stats, raw).map(|()| replaced);
         }
         tar::EntryType::Symlink => {
             let link = entry.link_name().map_err(LayerError::Tar)?.unwrap_or_default().into_owned();
             dir.symlink(name, link.as_os_str()).map_err(at(raw, "create the symlink"))?;
         }
-        tar::EntryType::Link => return hard_link(entry, root, dir, name, raw),
+        tar::EntryType::Link => return hard_link(entry, root, dir, name, raw).map(|()| replaced),
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
             let node = match kind {
                 tar::EntryType::Char => Kind::CharDevice,
@@ -171,10 +197,10 @@ fn place<R: Read>(
             if dir.mknod(name, node, 0o600, (major, minor)).is_err() {
                 stats.degraded += 1;
                 stats.dropped.push(confine::clean(raw));
-                return Ok(());
+                return Ok(replaced);
             }
         }
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(()),
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(replaced),
         other => {
             return Err(LayerError::BadEntry {
                 path: raw.to_string(),
@@ -182,7 +208,7 @@ fn place<R: Read>(
             });
         }
     }
-    finish_metadata(entry, dir, name, mode, kind, opts, stats, raw)
+    finish_metadata(entry, dir, name, mode, kind, opts, stats, raw).map(|()| replaced)
 }
 
 /// A hard link entry: its target is resolved inside the root (its parents may be links there) and linked

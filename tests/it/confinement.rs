@@ -542,3 +542,21 @@ fn device_nodes_a_rootless_unpack_cannot_make_are_warned_about() {
         run.stderr
     );
 }
+
+/// A heredoc's name comes from the Dockerfile: one shaped like a path is placed inside kiln's scratch
+/// filesystem, as BuildKit places it in a scratch state, never beside the host's files.
+#[test]
+fn a_heredoc_named_like_a_path_stays_inside() {
+    if !require("umoci") {
+        return;
+    }
+    let kiln = Kiln::new();
+    let host = HostMarker::new();
+    let name = format!("../../../../../../../..{}/planted", host.dir().display());
+    let ws = workspace(&format!("FROM scratch\nCOPY <<{name} /x\nhello\n{name}\n"));
+    let run = build(&kiln, &ws, "heredoc:1", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    host.assert_untouched();
+    let (_keep, r) = umoci_unpack(kiln.store(), "localhost/heredoc:1");
+    assert_eq!(std::fs::read_to_string(r.join("x")).unwrap(), "hello\n");
+}

@@ -12,7 +12,7 @@ use crate::build::step::copy::{self, CopySpec, SourceRoot};
 use crate::build::step::{StepError, fetch, open_root};
 use crate::build::users::Accounts;
 use crate::build::{base, rootfs};
-use crate::confine::Root;
+use crate::confine::{self, Root};
 use crate::layer::{self, Entry, EntryKind, FileSource};
 use crate::plan::{CopyFrom, ResolvedCopy};
 
@@ -52,9 +52,7 @@ pub async fn entries(
     // Heredoc sources are files whose content is the heredoc body.
     for (i, name) in heredoc_sources.iter().enumerate() {
         let Some(doc) = c.heredocs.iter().find(|h| &h.name == name) else { continue };
-        let dir = scratch.path().join(format!("heredoc{i}"));
-        write_file(&dir.join(name), doc.content.as_bytes())?;
-        let root = open_root(&dir)?;
+        let root = write_heredoc(&scratch.path().join(format!("heredoc{i}")), name, doc.content.as_bytes())?;
         let found =
             copy::entries(&common.spec(std::slice::from_ref(name), &dest), &SourceRoot::Rootfs(&root, "heredoc"))?;
         merge(&mut merged, found, |e| {
@@ -193,11 +191,18 @@ fn merge(into: &mut BTreeMap<String, Entry>, found: Vec<Entry>, mut adjust: impl
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StepError> {
-    if let Some(parent) = path.parent() {
-        fs_err::create_dir_all(parent).map_err(StepError::Temp)?;
-    }
-    fs_err::write(path, bytes).map_err(StepError::Temp)
+/// Writes a heredoc's body as `name` inside `dir` and opens `dir` as the root to copy it from. The name
+/// comes from the Dockerfile (`COPY <<../../x /dst`), so it is placed inside `dir` like any path in a tree,
+/// as BuildKit writes it into a scratch filesystem.
+fn write_heredoc(dir: &Path, name: &str, bytes: &[u8]) -> Result<Arc<Root>, StepError> {
+    fs_err::create_dir_all(dir).map_err(StepError::Temp)?;
+    let root = open_root(dir)?;
+    let mut parts = confine::components(name);
+    let last = parts.pop().ok_or_else(|| StepError::Unsupported(format!("heredoc name {name:?} names no file")))?;
+    let parent = root.mkdir_all(&parts.join("/"), 0o755).map_err(StepError::Temp)?;
+    let mut file = parent.create_file(last.as_ref(), 0o644).map_err(StepError::Temp)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(StepError::Temp)?;
+    Ok(root)
 }
 
 /// Whether the context file `rel` is a tar archive, possibly compressed (gzip, bzip2, xz, zstd): ADD

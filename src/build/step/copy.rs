@@ -256,7 +256,7 @@ impl<'a> Entries<'a> {
                         if meta.nlink() > 1 {
                             self.inodes.insert(key, dest.to_string());
                         }
-                        let file = RootedPath::new(self.root.root().clone(), item.real.to_string());
+                        let file = RootedPath::listed(self.root.root().clone(), item.real.to_string(), *meta);
                         EntryKind::File(FileSource::Rooted(file))
                     }
                 }
