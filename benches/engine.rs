@@ -2,9 +2,14 @@
 //! metadata-walk diff over 100k unchanged files (the chroot-mode snapshotter), context hashing (cold and
 //! warm stat cache), a COPY of a whole context (walk, match, digest, layer), applying a layer of 20k
 //! entries, and cache-key computation. Trees live under /var/tmp: file creation in /tmp is slow here.
+//!
+//! The COPY and apply benches report *CPU time* (user + system, all threads of this process) instead of
+//! wall time: they are mostly system calls, and on a machine shared with other builds wall time swings by
+//! several times between runs while the work done does not.
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::cache::CacheKey;
@@ -121,6 +126,25 @@ fn context_hashing(c: &mut Criterion) {
     group.finish();
 }
 
+/// CPU time (user + system, all threads) this process has used so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let time = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    time(usage.user_time()) + time(usage.system_time())
+}
+
+/// Like `b.iter(work)`, measuring the CPU time the iterations used.
+fn iter_cpu<O>(b: &mut criterion::Bencher<'_>, mut work: impl FnMut() -> O) {
+    b.iter_custom(|iters| {
+        let start = cpu_time();
+        for _ in 0..iters {
+            black_box(work());
+        }
+        cpu_time() - start
+    });
+}
+
 fn bench_dir() -> tempfile::TempDir {
     tempfile::tempdir_in("/var/tmp").or_else(|_| tempfile::tempdir()).unwrap()
 }
@@ -154,14 +178,14 @@ fn copy_context(c: &mut Criterion) {
     let mut group = c.benchmark_group("copy");
     group.sample_size(10);
     group.throughput(Throughput::Elements(2000));
-    group.bench_function("2000-file context: walk + digest", |b| {
-        b.iter(|| {
+    group.bench_function("2000-file context: walk + digest (cpu)", |b| {
+        iter_cpu(b, || {
             let entries = copy::entries(&spec, &SourceRoot::Context(&ctx)).unwrap();
             sources::digest(&entries, &stats).unwrap()
         })
     });
-    group.bench_function("2000-file context: walk + digest + layer", |b| {
-        b.iter(|| {
+    group.bench_function("2000-file context: walk + digest + layer (cpu)", |b| {
+        iter_cpu(b, || {
             let entries = copy::entries(&spec, &SourceRoot::Context(&ctx)).unwrap();
             sources::digest(&entries, &stats).unwrap();
             layer::write_layer(entries, std::io::sink(), &opts).unwrap()
@@ -192,8 +216,8 @@ fn apply(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(20_000));
     let mut n = 0;
-    group.bench_function("20k files", |b| {
-        b.iter(|| {
+    group.bench_function("20k files (cpu)", |b| {
+        iter_cpu(b, || {
             n += 1;
             let dest = work.path().join(format!("r{n}"));
             std::fs::create_dir(&dest).unwrap();
