@@ -12,6 +12,7 @@ pub mod commit;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod options;
 pub mod rootfs;
 pub mod squash;
@@ -21,6 +22,7 @@ pub mod step;
 pub mod users;
 
 mod base;
+mod ca_layer;
 
 use std::collections::HashMap;
 
@@ -46,7 +48,7 @@ pub struct BuildCtx<'a> {
     /// The registry client for base images.
     pub client: &'a Client,
     /// Plain HTTP(S) client for ADD URLs.
-    pub http: reqwest::Client,
+    pub http: step::fetch::Http,
     /// The build's options.
     pub options: &'a BuildOptions,
     /// Where events go.
@@ -69,6 +71,10 @@ pub struct BuildCtx<'a> {
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
+    /// CA trust, Nexus routing and egress for RUN steps.
+    pub supply: crate::supply::Supply,
+    /// Base images and downloads, recorded for provenance.
+    pub evidence: evidence::Recorder,
 }
 
 impl BuildCtx<'_> {
@@ -85,7 +91,7 @@ impl BuildCtx<'_> {
                 crate::sandbox::SandboxError::Unavailable(why) => why,
                 other => other.to_string(),
             })?;
-            self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
+            self.info(format!("RUN isolation: {found}"));
             Ok(found)
         });
         found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))
@@ -105,6 +111,8 @@ pub struct BuildOutcome {
     pub mount_from: Vec<crate::image::Reference>,
     /// Tagged in the local store (false when its layers stayed in the registry cache).
     pub local: bool,
+    /// Base images and downloads, for provenance.
+    pub recorded: evidence::Recorded,
 }
 
 /// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
@@ -117,6 +125,8 @@ pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         from_override: options.from_override.clone(),
+        from_rule: options.from_rule,
+        stage_env: options.stage_env.clone(),
     };
     let plan = plan::plan(&parsed.instructions, parsed.escape, &label, &plan_options)?;
     Ok((plan, label))
@@ -136,10 +146,17 @@ pub async fn build(
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
     let created_at = options.source_date_epoch.unwrap_or_else(now);
+    let supply = crate::supply::Supply::start(&options.supply, store.kiln_dir().join("supply"))
+        .map_err(|e| BuildError::Supply(Box::new(e)))?;
     let ctx = BuildCtx {
         store,
         client,
-        http: reqwest::Client::new(),
+        http: step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
+            location: file_label.clone(),
+            instruction: "ADD".to_string(),
+            source: e.into(),
+        })?,
+        supply,
         options,
         reporter,
         platform: Platform::host(),
@@ -151,6 +168,7 @@ pub async fn build(
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
         counts: Default::default(),
         owned_snapshots: Default::default(),
+        evidence: Default::default(),
     };
     let started = std::time::Instant::now();
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
@@ -174,6 +192,9 @@ pub async fn build(
     if !options.labels.is_empty() {
         step::config::labels(&mut final_state.config, &options.labels);
     }
+    if ctx.supply.persist() {
+        ca_layer::add(&ctx, &mut final_state).await?;
+    }
     // The newest history time: the build's own, or — when every step came from the cache — the time the
     // cached steps first ran, so an unchanged rebuild yields the same image ID.
     let newest = final_state.config.history.iter().filter_map(|h| h.created.clone()).max();
@@ -182,6 +203,12 @@ pub async fn build(
         _ => ctx.created_rfc3339.clone(),
     });
     ctx.stats.save();
+    if let Some(summary) = ctx.supply.summary() {
+        ctx.info(summary);
+    }
+    for request in ctx.supply.requests() {
+        ctx.evidence.fetched(evidence::proxy_request(&request));
+    }
     let (steps, cached) = (&ctx.counts.0, &ctx.counts.1);
     let ordering = std::sync::atomic::Ordering::Relaxed;
     ctx.info(format!(
@@ -212,6 +239,7 @@ pub async fn build(
             tags: options.tags.clone(),
             mount_from,
             local: false,
+            recorded: ctx.evidence.take(),
         });
     }
     step::ensure_local(&ctx, &final_state.layers).await.map_err(|e| BuildError::Step {
@@ -231,6 +259,7 @@ pub async fn build(
         tags: options.tags.clone(),
         mount_from: Vec::new(),
         local: true,
+        recorded: ctx.evidence.take(),
     })
 }
 

@@ -31,8 +31,12 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
-    /// `--from`: replaces the first stage's base.
+    /// `--from`: replaces the base of the stage `from_rule` names (the first, unless asked otherwise).
     pub from_override: Option<String>,
+    /// Which stage `from_override` applies to (OpenShift BuildConfigs: the last).
+    pub from_rule: crate::plan::FromRule,
+    /// `ENV` pairs set after every FROM (a BuildConfig's Docker strategy `env`).
+    pub stage_env: Vec<(String, String)>,
     /// `--label` pairs for the final image.
     pub labels: Vec<(String, String)>,
     /// `--no-cache`.
@@ -62,8 +66,12 @@ pub struct BuildOptions {
     pub isolation: crate::sandbox::Requested,
     /// `--network` for RUN steps (RUN --network overrides it).
     pub network: crate::sandbox::Network,
+    /// How long ADD waits for a server to connect and, once connected, for its next data.
+    pub fetch_timeouts: crate::build::step::fetch::Timeouts,
     /// `--secret id=...`: what `RUN --mount=type=secret` can use, by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Company CAs, Nexus routing and the proxy-only network (`--ca-cert`, `--nexus`, ...; kiln.toml).
+    pub supply: crate::supply::SupplyOptions,
 }
 
 /// Where a secret's value comes from; the value never enters a layer, the history or a cache key.

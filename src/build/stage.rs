@@ -100,7 +100,8 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
             source,
         };
         let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
-        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache).await.map_err(place)?;
+        let label = format!("{}:{} {}", env.ctx.file_label, instruction.span.start_line, short(&instruction.original));
+        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache, &label).await.map_err(place)?;
         let created = outcome.created.or(last_created).unwrap_or_else(|| env.ctx.created_rfc3339.clone());
         last_created = Some(created.clone());
         record_history(&created, &mut state, instruction, outcome.layer.is_some());

@@ -1,79 +1,119 @@
 //! `kiln build`: flags → `BuildOptions`, run the build (or print its plan), name and optionally push it.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use super::args::{BuildArgs, CompressionArg, FormatArg, IsolationArg, PullArg};
+use super::args::{BuildArgs, BuildCommand, CompressionArg, FormatArg, ImageArgs, IsolationArg, PullArg};
 use super::progress::{Mode, Progress};
-use super::{Failure, env, runtime};
+use super::{Failure, env, output, runtime};
 use crate::build::options::SecretSource;
 use crate::build::{self, BuildOptions, ImageFormat, PullPolicy};
 use crate::layer::Compression;
 use crate::sandbox::{Isolation, Network, Requested};
 
 /// Runs `kiln build`.
-pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
-    let options = options(args)?;
-    if args.dry_run {
+pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
+    let (image, args) = (&command.image, &command.args);
+    let options = options(image, args)?;
+    if image.dry_run {
         let (plan, _) = build::load_plan(&options)?;
-        print!("{}", crate::plan::render_dry_run(&plan)?);
+        write!(output::stdout(), "{}", crate::plan::render_dry_run(&plan)?)?;
         return Ok(());
     }
     let store = env::open_store(root)?;
-    let client = env::registry_client(&args.registry)?;
-    let progress = Progress::new(Mode::detect(args.quiet));
-    let outcome = runtime()?.block_on(async {
-        let outcome = build::build(&store, &client, &options, &progress).await?;
-        if args.push {
-            for tag in &outcome.tags {
-                let mounts = &outcome.mount_from;
-                super::transfer::push_one(&store, &client, &outcome.manifest, tag, None, mounts, &progress).await?;
-            }
-        }
-        anyhow::Ok(outcome)
-    })?;
+    let client = env::registry_client(&registry_flags(args, &options))?;
+    let progress = Progress::new(Mode::detect(image.quiet));
+    let outcome = runtime()?.block_on(build_and_push(&store, &client, &options, args, &progress))?;
     let id = outcome.image_id;
-    if let Some(path) = &args.iidfile {
+    if let Some(path) = &image.iidfile {
         fs_err::write(path, format!("sha256:{id}")).context("cannot write --iidfile")?;
     }
-    println!("{id}");
+    writeln!(output::stdout(), "{id}")?;
     Ok(())
 }
 
+/// The registry flags of a build: kiln's own downloads (base images, caches, pushes) trust the company
+/// CAs too.
+pub fn registry_flags(args: &BuildArgs, options: &BuildOptions) -> super::args::RegistryFlags {
+    let mut flags = args.registry.clone();
+    flags.ca_files.extend(options.supply.ca_files.iter().map(|f| f.path.clone()));
+    flags
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Builds, runs the policy gate and attaches the SBOM and provenance asked for (after the commit, before any
+/// push), then pushes every tag with its attestations when asked (`kiln build --push`, each build of
+/// `kiln bake --push`).
+pub async fn build_and_push(
+    store: &crate::store::Store,
+    client: &crate::registry::Client,
+    options: &BuildOptions,
+    args: &BuildArgs,
+    progress: &dyn crate::build::events::Reporter,
+) -> anyhow::Result<build::BuildOutcome> {
+    let started = build::rfc3339(unix_now());
+    let outcome = build::build(store, client, options, progress).await?;
+    let times = (started, build::rfc3339(unix_now()));
+    super::attest::after_build(store, options, &args.evidence, &outcome, times, progress)?;
+    if args.push {
+        for tag in &outcome.tags {
+            let mounts = &outcome.mount_from;
+            super::transfer::push_one(store, client, &outcome.manifest, tag, None, mounts, progress).await?;
+            super::attest::push_attestations(store, client, &outcome.manifest, tag, progress).await?;
+        }
+    }
+    Ok(outcome)
+}
+
 /// Turns the flags into library options; every check on flag values happens here.
-fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
+fn options(image: &ImageArgs, args: &BuildArgs) -> anyhow::Result<BuildOptions> {
+    let dockerfile = match &image.file {
+        Some(f) => f.clone(),
+        None => default_dockerfile(&image.context),
+    };
+    let tags = image.tags.iter().map(|t| build::local_name(t)).collect::<Result<Vec<_>, _>>()?;
+    let shared = shared_options(args)?;
+    Ok(BuildOptions {
+        // Absolute: RUN mounts are resolved by a child that works from other directories.
+        context: std::path::absolute(&image.context)
+            .with_context(|| format!("build context {}", image.context.display()))?,
+        dockerfile,
+        tags,
+        target: image.target.clone(),
+        from_override: image.from.clone(),
+        ..shared
+    })
+}
+
+/// The options every build of a command shares (`kiln build`, each build of `kiln bake`); the fields that
+/// name one image (context, Dockerfile, tags, target, base override) are left empty for the caller.
+pub fn shared_options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
     if let Some(platform) = &args.platform {
         let host = crate::image::Platform::host();
         if !host.matches_text(platform) {
             bail!("--platform {platform}: only the host platform ({host}) can be built");
         }
     }
-    let network = match args.network.as_str() {
-        "host" => Network::Host,
+    let settings = super::supply::settings(&args.supply, args.network.as_deref())?;
+    let network = match settings.network_mode()? {
         "none" => Network::None,
-        other => bail!("--network {other}: expected host or none"),
+        // proxy-only: RUN steps with network get their own namespace and the proxy (supply::egress).
+        _ => Network::Host,
     };
-    let dockerfile = match &args.file {
-        Some(f) => f.clone(),
-        None => default_dockerfile(&args.context),
-    };
-    let tags = args.tags.iter().map(|t| build::local_name(t)).collect::<Result<Vec<_>, _>>()?;
+    let supply = settings.to_options()?;
     Ok(BuildOptions {
-        // Absolute: RUN mounts are resolved by a child that works from other directories.
-        context: std::path::absolute(&args.context)
-            .with_context(|| format!("build context {}", args.context.display()))?,
-        dockerfile,
-        tags,
         build_args: build_args(&args.build_args),
-        target: args.target.clone(),
-        from_override: args.from.clone(),
         labels: args.labels.iter().map(|l| split_pair(l, "--label")).collect::<anyhow::Result<_>>()?,
         no_cache: args.no_cache || !args.layers,
         no_cache_filter: args.no_cache_filter.clone(),
         cache_from: args.cache_from.clone(),
-        layers_may_stay_remote: args.push && !args.cache_from.is_empty(),
+        layers_may_stay_remote: args.push && !args.cache_from.is_empty() && !args.evidence.any(),
         cache_to: args.cache_to.clone(),
         pull: match args.pull {
             PullArg::Missing | PullArg::False => PullPolicy::Missing,
@@ -98,7 +138,10 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
             IsolationArg::Chroot => Requested::Exactly(Isolation::Chroot),
         },
         network,
+        supply,
         secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
+        fetch_timeouts: env::fetch_timeouts()?,
+        ..BuildOptions::default()
     })
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use super::spec::{Isolation, RootfsSpec, RunSpec, SandboxMount};
+use super::spec::{Facilities, Isolation, ProcFs, RootfsSpec, RunSpec, SandboxMount};
 use crate::confine::{Dir, Handle, Kind, Leaf, Root};
 
 /// A setup failure, with what was being done.
@@ -59,7 +59,7 @@ pub fn assemble(spec: &RunSpec, created: &mut Created) -> Result<PathBuf, SetupE
     let rootfs = Root::open(&path).map_err(fail(format!("open the rootfs {}", path.display())))?;
     let can_mount = spec.isolation != Isolation::Chroot;
     if can_mount {
-        mount_kernel_fs(&rootfs, created)?;
+        mount_kernel_fs(&rootfs, spec.facilities, created)?;
     } else {
         chroot_devices(&rootfs, created);
     }
@@ -176,11 +176,12 @@ fn fuse_overlay(options: &str, merged: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn mount_kernel_fs(rootfs: &Root, created: &mut Created) -> Result<(), SetupError> {
-    let (proc, _) = mount_point(rootfs, "/proc", Leaf::Dir, created)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &proc.handle.proc_path(), Some("proc"), flags, None::<&str>)
-        .map_err(|e| fail("mount /proc")(errno(e)))?;
+/// /proc, /dev and /sys as detection found this machine allows them ([`probe_kernel_fs`]).
+fn mount_kernel_fs(rootfs: &Root, kernel: Facilities, created: &mut Created) -> Result<(), SetupError> {
+    if kernel.proc != ProcFs::None {
+        let (proc, _) = mount_point(rootfs, "/proc", Leaf::Dir, created)?;
+        mount_proc(kernel.proc, &proc.handle.proc_path()).map_err(|e| fail("mount /proc")(errno(e)))?;
+    }
     let (dev, _) = mount_point(rootfs, "/dev", Leaf::Dir, created)?;
     mount(Some("tmpfs"), &dev.handle.proc_path(), Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=755,size=65536k"))
         .map_err(|e| fail("mount /dev")(errno(e)))?;
@@ -193,25 +194,56 @@ fn mount_kernel_fs(rootfs: &Root, created: &mut Created) -> Result<(), SetupErro
             bind_path(&host, &dev.proc_path().join(name))?;
         }
     }
-    populate_dev(&dev)?;
-    // /sys is a courtesy: read-only where this kernel lets a namespace bind it, else absent.
-    if let Ok((sys, _)) = mount_point(rootfs, "/sys", Leaf::Dir, created) {
-        let _ = bind(rootfs, Path::new("/sys"), &sys, true);
+    populate_dev(&dev, kernel.devpts)?;
+    if kernel.sys {
+        let (sys, _) = mount_point(rootfs, "/sys", Leaf::Dir, created)?;
+        bind(rootfs, Path::new("/sys"), &sys, true)?;
     }
     Ok(())
 }
 
-fn populate_dev(dev: &Dir) -> Result<(), SetupError> {
-    dev.create_dir("pts".as_ref(), 0o755).map_err(fail("create /dev/pts"))?;
+/// Mounts the step's /proc on `target`: a fresh procfs, or the existing one bound with everything mounted
+/// over its masked paths (a plain bind would be refused: those mounts are locked to it).
+fn mount_proc(how: ProcFs, target: &Path) -> nix::Result<()> {
+    match how {
+        ProcFs::Fresh => {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("proc"), target, Some("proc"), flags, None::<&str>)
+        }
+        ProcFs::Bound => mount(Some("/proc"), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+        ProcFs::None => Ok(()),
+    }
+}
+
+fn mount_devpts(target: &Path) -> nix::Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    mount(
-        Some("devpts"),
-        &dev.proc_path().join("pts"),
-        Some("devpts"),
-        flags,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )
-    .map_err(|e| fail("mount /dev/pts")(errno(e)))?;
+    mount(Some("devpts"), target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
+}
+
+/// Which kernel filesystems a step can have, tried by mounting each under `dir` the way a step's init
+/// would — the caller must be the first process of a new pid namespace inside a private mount namespace.
+/// /proc: fresh, else bound, else none; /dev/pts and /sys: mounted, else left out. `hostname` is left
+/// false for the caller to find out. `dir` is kiln's own scratch directory, so plain paths are safe here.
+pub fn probe_kernel_fs(dir: &Path) -> Facilities {
+    let sub = |name: &str| {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path).ok().map(|()| path)
+    };
+    let proc = [ProcFs::Fresh, ProcFs::Bound]
+        .into_iter()
+        .find(|how| sub(&format!("proc-{how:?}")).is_some_and(|p| mount_proc(*how, &p).is_ok()))
+        .unwrap_or(ProcFs::None);
+    let devpts = sub("pts").is_some_and(|p| mount_devpts(&p).is_ok());
+    let sys = sub("sys").is_some_and(|p| bind_path(Path::new("/sys"), &p).is_ok() && remount_readonly(&p).is_ok());
+    Facilities { proc, devpts, sys, hostname: false }
+}
+
+fn populate_dev(dev: &Dir, devpts: bool) -> Result<(), SetupError> {
+    dev.create_dir("pts".as_ref(), 0o755).map_err(fail("create /dev/pts"))?;
+    if devpts {
+        mount_devpts(&dev.proc_path().join("pts")).map_err(|e| fail("mount /dev/pts")(errno(e)))?;
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     dev.create_dir("shm".as_ref(), 0o1777).map_err(fail("create /dev/shm"))?;
     mount(
         Some("shm"),
@@ -255,17 +287,21 @@ fn bind(rootfs: &Root, source: &Path, point: &Point, readonly: bool) -> Result<(
         // The remount must reach the new mount, which covers the descriptor's inode: resolve it again.
         let top_handle = rootfs.resolve_nofollow(&point.rel).map_err(fail(what()))?;
         let top = top_handle.proc_path();
-        // A read-only bind takes a remount; locked flags must be repeated or the kernel refuses it.
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        let locked = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        let remounted = mount(None::<&str>, &top, None::<&str>, flags, None::<&str>)
-            .or_else(|_| mount(None::<&str>, &top, None::<&str>, locked, None::<&str>));
-        if let Err(e) = remounted {
+        if let Err(e) = remount_readonly(&top) {
             let _ = umount2(&top, MntFlags::MNT_DETACH);
             return Err(fail(format!("{} read-only", what()))(errno(e)));
         }
     }
     Ok(())
+}
+
+/// Makes the bind mount at `target` read-only.
+fn remount_readonly(target: &Path) -> nix::Result<()> {
+    // A read-only bind takes a remount; locked flags must be repeated or the kernel refuses it.
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let locked = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .or_else(|_| mount(None::<&str>, target, None::<&str>, locked, None::<&str>))
 }
 
 /// A recursive bind of `source` on `target`, both paths the kernel resolves as they are.
@@ -340,4 +376,26 @@ pub fn probe_overlay(dir: &Path, rootless: bool) -> &'static str {
 
 fn which(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+}
+
+/// The names in `/dev` of the current root (chroot mode, after `enter`).
+pub fn dev_entries() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev").into_iter().flatten().flatten().map(|e| e.file_name()).collect()
+}
+
+/// Removes what appeared in `/dev` since `before` (chroot mode, after the command): in every other mode
+/// /dev is a tmpfs, and BuildKit's is too, so nothing a step writes there reaches the image. Skipped when
+/// the step replaced /dev with something other than a directory.
+pub fn remove_new_dev_entries(before: &[std::ffi::OsString]) {
+    if !std::fs::symlink_metadata("/dev").is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    for name in dev_entries().into_iter().filter(|n| !before.contains(n)) {
+        let path = Path::new("/dev").join(name);
+        let _ = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
 }

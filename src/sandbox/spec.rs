@@ -1,6 +1,6 @@
 //! What the builder asks the sandbox to run, sent as JSON to the re-executed child over its stdin.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,41 @@ pub enum RootfsSpec {
     },
     /// A private directory the step may change in place.
     Dir(PathBuf),
+}
+
+/// What a step gets from the kernel — /proc, /dev/pts, /sys, a host name of its own — as detection found
+/// this machine allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facilities {
+    /// How /proc is provided.
+    pub proc: ProcFs,
+    /// A private devpts instance on /dev/pts (else /dev/pts is left out).
+    pub devpts: bool,
+    /// The host's /sys bound read-only (else /sys is left out).
+    pub sys: bool,
+    /// The step's own host name in its uts namespace (else it keeps the host's).
+    pub hostname: bool,
+}
+
+impl Facilities {
+    /// Nothing (chroot mode: no namespaces).
+    pub const NONE: Facilities = Facilities { proc: ProcFs::None, devpts: false, sys: false, hostname: false };
+}
+
+/// The step's /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcFs {
+    /// A new procfs for the step's pid namespace.
+    Fresh,
+    /// The existing /proc bound recursively, its masked paths still masked. The kernel refuses a fresh
+    /// procfs in a user namespace when the /proc it can see has paths mounted over (a container's masked
+    /// paths): then the step sees the processes of the pod instead of only its own. It cannot reach into
+    /// them: ptrace access (memory, environment, fds, root) to a process outside the step's user namespace,
+    /// or inside it with capabilities the step lacks (kiln's own), needs CAP_SYS_PTRACE where they live.
+    /// Steps of one build running at once (parallel stages) share creds, and can reach each other.
+    Bound,
+    /// No /proc.
+    None,
 }
 
 /// The step's network.
@@ -97,6 +132,22 @@ pub enum SandboxMount {
 }
 
 impl SandboxMount {
+    /// A read-only bind of a file or directory kiln made itself (its CA bundle, generated settings): the
+    /// root is the source's parent directory, which kiln owns too.
+    pub fn bind_own(source: &Path, target: &str) -> SandboxMount {
+        let root = source.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let subpath = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        SandboxMount::Bind { root, subpath, target: target.to_string(), readonly: true }
+    }
+
+    /// The host path a bind names, for kiln's own checks (the child resolves it inside `root` instead).
+    pub fn bind_source(&self) -> Option<PathBuf> {
+        match self {
+            SandboxMount::Bind { root, subpath, .. } => Some(root.join(subpath)),
+            _ => None,
+        }
+    }
+
     /// Where the mount appears inside the rootfs.
     pub fn target(&self) -> &str {
         match self {
@@ -141,8 +192,14 @@ pub struct RunSpec {
     pub hostname: String,
     /// Network mode.
     pub network: Network,
+    /// A network namespace to join instead of creating one (`/proc/PID/fd/N` of the builder's descriptor);
+    /// only with [`Network::None`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
     /// Extra mounts, in order.
     pub mounts: Vec<SandboxMount>,
+    /// What the step gets from the kernel: /proc, /dev/pts, /sys, its host name.
+    pub facilities: Facilities,
     /// Host files bind-mounted over /etc/resolv.conf, /etc/hosts and /etc/hostname (never captured).
     pub etc_files: Vec<(PathBuf, String)>,
     /// File-mode creation mask.

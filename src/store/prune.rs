@@ -1,12 +1,14 @@
 //! Garbage collection: everything reachable from `index.json` (indexes → manifests → config and layers)
-//! or from the caller's extra roots stays; other blobs, unlisted snapshots and stale temp files go.
+//! or from the caller's extra roots stays; other blobs, unlisted snapshots and what killed processes left
+//! go. Each goes through the trash (renamed out of use, then removed), so a prune killed at any moment
+//! leaves no half-deleted snapshot for a later build to use.
 
 use std::collections::HashSet;
 
 use oci_spec::image::Digest;
 
 use super::error::{StoreError, io};
-use super::{Store, index, snapshots};
+use super::{Store, index};
 
 /// What prune removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,22 +17,30 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     /// Snapshots deleted.
     pub snapshots_removed: usize,
-    /// Bytes freed by deleted blobs and temp files (snapshots not counted).
+    /// Bytes freed by deleted blobs and leftover temp files (snapshots not counted).
     pub bytes_freed: u64,
 }
 
 /// Runs a collection; the caller holds the exclusive store lock.
 pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
     let mut reachable: HashSet<String> = HashSet::new();
-    let mut pending: Vec<Digest> =
-        index::read(&store.index_path())?.manifests().iter().map(|d| d.digest().clone()).collect();
+    // Referrers (SBOMs, provenance) are kept only while the image they refer to is.
+    let (referrers, roots): (Vec<_>, Vec<_>) = index::read(&store.index_path())?
+        .manifests()
+        .iter()
+        .cloned()
+        .partition(|d| super::referrers::subject_of(d).is_some());
+    let mut pending: Vec<Digest> = roots.iter().map(|d| d.digest().clone()).collect();
     pending.extend(extra_roots.iter().cloned());
-    while let Some(digest) = pending.pop() {
-        if !reachable.insert(digest.digest().to_string()) || !store.has_blob(&digest) {
-            continue;
-        }
-        pending.extend(children(store, &digest));
-    }
+    walk(store, &mut pending, &mut reachable);
+    let subject_kept = |s: &str| reachable.contains(s.trim_start_matches("sha256:"));
+    let mut kept_referrers: Vec<Digest> = referrers
+        .iter()
+        .filter(|d| super::referrers::subject_of(d).is_some_and(subject_kept))
+        .map(|d| d.digest().clone())
+        .collect();
+    store.drop_referrers_except(&subject_kept)?;
+    walk(store, &mut kept_referrers, &mut reachable);
     let mut report = PruneReport::default();
     let blob_dir = store.blob_dir();
     for entry in std::fs::read_dir(&blob_dir).map_err(io("list", &blob_dir))?.filter_map(Result::ok) {
@@ -39,27 +49,31 @@ pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>)
             continue;
         }
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        std::fs::remove_file(entry.path()).map_err(io("remove", entry.path()))?;
-        report.blobs_removed += 1;
-        report.bytes_freed += size;
+        if store.discard(&entry.path())? {
+            report.blobs_removed += 1;
+            report.bytes_freed += size;
+        }
     }
     let keep_hex: HashSet<&str> = keep.iter().map(|d| d.digest()).collect();
     let snap_dir = store.snapshot_dir();
     for entry in std::fs::read_dir(&snap_dir).map_err(io("list", &snap_dir))?.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name)) {
-            snapshots::remove_tree(&entry.path())?;
+        if !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name)) && store.discard(&entry.path())? {
             report.snapshots_removed += 1;
         }
     }
-    // No build runs while prune holds the exclusive lock, so every temp entry is left over from a crash.
-    let tmp = store.kiln_dir().join("tmp");
-    for entry in std::fs::read_dir(&tmp).map_err(io("list", &tmp))?.filter_map(Result::ok) {
-        report.bytes_freed += entry.metadata().map(|m| if m.is_file() { m.len() } else { 0 }).unwrap_or(0);
-        snapshots::remove_tree(&entry.path())
-            .or_else(|_| std::fs::remove_file(entry.path()).map_err(io("remove", entry.path())))?;
-    }
+    // Sessions of live processes (a pull, `kiln images`) keep their files; dead ones' go.
+    report.bytes_freed += store.session.recover(&store.locks_dir().join("sessions.lock"))?.bytes;
     Ok(report)
+}
+
+fn walk(store: &Store, pending: &mut Vec<Digest>, reachable: &mut HashSet<String>) {
+    while let Some(digest) = pending.pop() {
+        if !reachable.insert(digest.digest().to_string()) || !store.has_blob(&digest) {
+            continue;
+        }
+        pending.extend(children(store, &digest));
+    }
 }
 
 /// The digests a manifest or index refers to (nothing for configs and layers, which do not parse as either).

@@ -3,12 +3,18 @@
 
 mod harness;
 
+mod attestations;
+mod bake;
+mod build_pod;
 mod cache;
 mod config_instructions;
 mod confinement;
 mod copy_and_add;
 mod errors;
 mod exports;
+mod inventory;
+mod policy_checks;
 mod registry_flow;
 mod run_steps;
 mod store_safety;
+mod supply;

@@ -1,8 +1,10 @@
 //! ADD's remote sources: downloading an http(s) URL into a temp file, with `--checksum` verification and
-//! the reference's metadata rules (mode 0600, mtime from `Last-Modified`).
+//! the reference's metadata rules (mode 0600, mtime from `Last-Modified`). A server that cannot be reached,
+//! or that stops sending mid-way, ends the download after [`Timeouts`] instead of hanging the build.
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
@@ -39,6 +41,19 @@ pub enum FetchError {
     /// `--checksum` is not a sha256 digest.
     #[error("unsupported --checksum {0:?}: expected sha256:<64 hex digits>")]
     BadChecksum(String),
+    /// The server could not be reached in time, or sent nothing for too long.
+    #[error("cannot download {url}: {what} for {seconds} s (timed out)")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// What did not happen (`no connection`, `no data from the server`).
+        what: &'static str,
+        /// The limit that was reached.
+        seconds: u64,
+    },
+    /// The HTTP client could not be set up.
+    #[error("cannot set up the HTTP client for ADD: {0}")]
+    Client(String),
     /// Writing the temp file failed.
     #[error("cannot write the download of {url}: {source}")]
     Write {
@@ -49,6 +64,50 @@ pub enum FetchError {
     },
 }
 
+/// How long a download waits: for the connection, and — once connected — for each next piece of data
+/// (an idle limit, not a limit on the whole transfer, so big files on slow links still arrive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection set-up.
+    pub connect: Duration,
+    /// Longest silence while waiting for response headers or body data.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(30), idle: Duration::from_secs(60) }
+    }
+}
+
+impl Timeouts {
+    /// The same limit for both.
+    pub fn both(limit: Duration) -> Timeouts {
+        Timeouts { connect: limit, idle: limit }
+    }
+}
+
+/// The HTTP client ADD downloads with, and its limits.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl Http {
+    /// A client that trusts `roots` (the registry client's: with none, plain HTTP still works) and gives
+    /// up after `timeouts`.
+    pub fn new(timeouts: Timeouts, roots: &crate::registry::Roots) -> Result<Http, FetchError> {
+        let client = roots
+            .apply(reqwest::Client::builder())
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.idle)
+            .build()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
+        Ok(Http { client, timeouts })
+    }
+}
+
 /// What a download produced.
 #[derive(Debug)]
 pub struct Downloaded {
@@ -56,6 +115,12 @@ pub struct Downloaded {
     pub file_name: String,
     /// Modification time from `Last-Modified`, when the server sent one.
     pub mtime: Option<i64>,
+    /// The HTTP status the server answered.
+    pub status: u16,
+    /// Bytes received.
+    pub bytes: u64,
+    /// The content's sha256 (hex).
+    pub sha256: String,
 }
 
 /// True when an ADD source is a remote URL.
@@ -69,15 +134,10 @@ pub fn is_git(source: &str) -> bool {
 }
 
 /// Downloads `url` into `into`, verifying `checksum` (`sha256:<hex>`) when given.
-pub async fn download(
-    client: &reqwest::Client,
-    url: &str,
-    checksum: Option<&str>,
-    into: &Path,
-) -> Result<Downloaded, FetchError> {
+pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Path) -> Result<Downloaded, FetchError> {
     let expected = checksum.map(parse_checksum).transpose()?;
-    let transfer = |e: reqwest::Error| FetchError::Transfer { url: url.to_string(), message: e.to_string() };
-    let response = client.get(url).send().await.map_err(transfer)?;
+    let transfer = |e: reqwest::Error| transfer_error(url, http.timeouts, e);
+    let response = http.client.get(url).send().await.map_err(transfer)?;
     if !response.status().is_success() {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }
@@ -90,10 +150,13 @@ pub async fn download(
         .map(|d| d.as_secs() as i64);
     let write = |source| FetchError::Write { url: url.to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(into).map_err(write)?);
+    let status = response.status().as_u16();
     let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(transfer)?;
+        bytes += chunk.len() as u64;
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(write)?;
     }
@@ -108,7 +171,16 @@ pub async fn download(
             actual: format!("sha256:{actual}"),
         });
     }
-    Ok(Downloaded { file_name: file_name_of(url), mtime })
+    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256: actual })
+}
+
+fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchError {
+    let url = url.to_string();
+    match (e.is_timeout(), e.is_connect()) {
+        (true, true) => FetchError::Timeout { url, what: "no connection", seconds: timeouts.connect.as_secs() },
+        (true, false) => FetchError::Timeout { url, what: "no data from the server", seconds: timeouts.idle.as_secs() },
+        _ => FetchError::Transfer { url, message: e.to_string() },
+    }
 }
 
 fn parse_checksum(text: &str) -> Result<String, FetchError> {
@@ -141,6 +213,37 @@ mod tests {
         assert!(parse_checksum("md5:00").is_err());
         let good = format!("sha256:{}", "A".repeat(64));
         assert_eq!(parse_checksum(&good).unwrap(), "a".repeat(64));
+    }
+
+    /// A server that answers with headers and then goes silent.
+    fn stalling_server() -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/stall.bin", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nsome");
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn a_stalled_download_times_out() {
+        let (url, server) = stalling_server();
+        let timeouts = Timeouts::both(Duration::from_millis(500));
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let result = runtime.block_on(download(
+            &Http::new(timeouts, &crate::registry::Roots::load(&[]).unwrap()).unwrap(),
+            &url,
+            None,
+            &dir.path().join("f"),
+        ));
+        let err = result.unwrap_err();
+        assert!(matches!(err, FetchError::Timeout { what: "no data from the server", .. }), "{err}");
+        server.join().unwrap();
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub enum StepError {
     /// A temp file or directory for the step could not be made.
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
+    /// CA trust, Nexus routing or the network policy could not be given to the step.
+    #[error(transparent)]
+    Supply(Box<crate::supply::SupplyError>),
 }
 
 /// What a step did: the layer it added (if any), whether that came from the cache, its key, and the time
@@ -109,6 +112,7 @@ pub async fn execute(
     step: &ResolvedStep,
     parent: &CacheKey,
     use_cache: bool,
+    label: &str,
 ) -> Result<StepOutcome, StepError> {
     let repr = key_repr(step, state);
     match step {
@@ -131,8 +135,13 @@ pub async fn execute(
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
             let sources = run_mounts::bind_digest(env, mounts)?;
+            // What the supply chain gives the step (CA content, Nexus settings) decides its result too.
+            let repr = match env.ctx.supply.key_part() {
+                Some(part) => format!("{repr} supply={part}"),
+                None => repr,
+            };
             let key = parent.child(&repr, sources.as_deref());
-            let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
+            let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref(), label };
             let state: &ImageState = state;
             cached_or_run(env, key, use_cache, async || {
                 ensure_local(env.ctx, &state.layers).await?;
@@ -167,8 +176,28 @@ async fn cached_or_run(
     if let Some(hit) = lookup(env, &key, use_cache).await {
         return Ok(hit);
     }
+    // Another build on this store (`kiln bake -j`) may be computing the same step: wait for it, then look
+    // again, so a step common to several images runs once.
+    let _computing = if use_cache { Some(step_lock(env, &key).await?) } else { None };
+    if _computing.is_some()
+        && let Some(hit) = lookup(env, &key, use_cache).await
+    {
+        return Ok(hit);
+    }
     let layer = run().await?;
     Ok(remember(env, key, layer).await)
+}
+
+/// The store lock for computing `key` (one of 256 stripes by the key's first byte, so the lock files stay
+/// few); polled, so no runtime thread blocks while another process holds it.
+async fn step_lock(env: &StageEnv<'_>, key: &CacheKey) -> Result<crate::store::StoreLock, StepError> {
+    let name = format!("step-{}", &key.hex()[..2]);
+    loop {
+        if let Some(lock) = env.ctx.store.try_lock(&name)? {
+            return Ok(lock);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The step's result from the local cache, else from the `--cache-from` repositories (recorded locally).

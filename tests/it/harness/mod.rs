@@ -5,9 +5,13 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod http;
+pub mod pod;
 pub mod registry;
 pub mod rootless;
+pub mod supply;
+pub mod validators;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -27,6 +31,17 @@ pub fn require(tool: &str) -> bool {
         eprintln!("skipping: {tool} is not installed (make test-deps)");
     }
     found
+}
+
+/// A validator installed by `make test-validators` (PyPI/npm tools kept in /var/cache/kiln-test-tools) or
+/// found on PATH; `None` (after saying why) when missing outside CI, a failure under `CI=true`.
+pub fn validator(name: &str) -> Option<PathBuf> {
+    let cache = Path::new("/var/cache/kiln-test-tools");
+    let candidates = [cache.join("venv/bin").join(name), cache.join("npm/node_modules/.bin").join(name)];
+    if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
+        return Some(found);
+    }
+    require(name).then(|| PathBuf::from(name))
 }
 
 /// A scratch directory to write a Dockerfile and its context into.
@@ -62,8 +77,12 @@ impl Workspace {
 /// kiln with a store of its own.
 pub struct Kiln {
     store: tempfile::TempDir,
+    /// Where `--root` points: the temp dir, or a path inside it that kiln creates.
+    root: PathBuf,
     /// Program and leading arguments kiln runs under (`runuser -u USER --`, `setpriv ...`), then kiln.
     launcher: Vec<PathBuf>,
+    /// Environment variables set for every run.
+    envs: Vec<(String, String)>,
 }
 
 /// A finished kiln run.
@@ -79,15 +98,31 @@ pub struct Run {
 impl Kiln {
     /// kiln with a fresh, empty store.
     pub fn new() -> Kiln {
-        Kiln {
-            store: tempfile::tempdir().expect("temp dir"),
-            launcher: vec![PathBuf::from(env!("CARGO_BIN_EXE_kiln"))],
-        }
+        Kiln::launched_by(vec![PathBuf::from(env!("CARGO_BIN_EXE_kiln"))])
     }
 
     /// kiln started through `launcher` (a wrapper command ending with the kiln binary to run).
     pub fn launched_by(launcher: Vec<PathBuf>) -> Kiln {
-        Kiln { store: tempfile::tempdir().expect("temp dir"), launcher }
+        let store = tempfile::tempdir().expect("temp dir");
+        let root = store.path().to_path_buf();
+        Kiln { store, root, launcher, envs: Vec::new() }
+    }
+
+    /// The same kiln with `--root` at `rel` inside its temp dir, a store kiln itself creates.
+    pub fn with_root_inside(mut self, rel: &str) -> Kiln {
+        self.root = self.store.path().join(rel);
+        self
+    }
+
+    /// The same kiln with `name=value` in its environment.
+    pub fn with_env(mut self, name: &str, value: &str) -> Kiln {
+        self.envs.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The temp dir that holds the store (its parent when the store is inside it).
+    pub fn home(&self) -> &Path {
+        self.store.path()
     }
 
     /// kiln as root would run it in a build pod without mount rights (no CAP_SYS_ADMIN): chroot mode.
@@ -102,7 +137,7 @@ impl Kiln {
 
     /// The store directory (an OCI layout).
     pub fn store(&self) -> &Path {
-        self.store.path()
+        &self.root
     }
 
     /// The command that runs kiln with `args` (and `--root` pointing at the store), for a test to add a
@@ -112,9 +147,10 @@ impl Kiln {
         command
             .args(&self.launcher[1..])
             .arg("--root")
-            .arg(self.store.path())
+            .arg(&self.root)
             .args(args)
-            .env_remove("SOURCE_DATE_EPOCH");
+            .env_remove("SOURCE_DATE_EPOCH")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -138,8 +174,9 @@ impl Kiln {
         Command::new(&self.launcher[0])
             .args(&self.launcher[1..])
             .arg("--root")
-            .arg(self.store.path())
+            .arg(&self.root)
             .args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -172,7 +209,7 @@ impl Kiln {
 
     /// `oci:<store>:<name>` for skopeo and umoci.
     pub fn oci_ref(&self, name: &str) -> String {
-        format!("oci:{}:{name}", self.store.path().display())
+        format!("oci:{}:{name}", self.root.display())
     }
 }
 
