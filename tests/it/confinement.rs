@@ -102,7 +102,8 @@ fn kiln_in(mode: &str) -> Option<Kiln> {
                 eprintln!("skipping: imitating a pod without mount rights takes root (setpriv)");
                 return None;
             }
-            Some(Kiln::without_mount_rights())
+            // Without mount rights, root would still get a user namespace (rootless mode): ask for chroot.
+            Some(Kiln::without_mount_rights().with_env("KILN_ISOLATION", "chroot"))
         }
     }
 }
