@@ -3,13 +3,16 @@
 use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
-use crate::build::step::{StepError, config, write_layer};
+use crate::build::step::{StepError, config, open_root, write_layer};
 use crate::layer::{Entry, EntryKind};
 
 /// Runs `WORKDIR dir` (already absolute): config always, a layer only when directories were missing.
 pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<Option<LayerRef>, StepError> {
     config::workdir(&mut state.config, dir);
-    let root = rootfs::materialize(env.ctx.store, &state.layers)?;
+    let root = match rootfs::materialize(env.ctx.store, &state.layers, env.ctx.reporter)? {
+        Some(path) => Some(open_root(&path)?),
+        None => None,
+    };
     let mut entries = Vec::new();
     let mut path = String::new();
     for part in dir.split('/').filter(|p| !p.is_empty()) {
@@ -17,7 +20,8 @@ pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<
             path.push('/');
         }
         path.push_str(part);
-        let exists = root.as_ref().is_some_and(|r| r.join(&path).symlink_metadata().is_ok());
+        // Inside the image's rootfs: a parent that is a symlink is followed there, as the runtime would.
+        let exists = root.as_ref().is_some_and(|r| r.lstat(&path).is_ok());
         if !exists {
             entries.push(Entry {
                 path: path.clone(),
