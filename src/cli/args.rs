@@ -170,7 +170,7 @@ pub struct ImageArgs {
 
 /// `kiln build` flags that apply to any build (podman build / buildah bud names). New build flags belong
 /// here: `kiln bake` flattens this struct, so they reach every build of a bake without more code.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Build argument `K=V`, or `K` to take the value from the environment; repeatable.
     #[arg(long = "build-arg", value_name = "K[=V]")]

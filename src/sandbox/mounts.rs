@@ -223,11 +223,13 @@ fn mount_devpts(target: &Path) -> nix::Result<()> {
 /// Which kernel filesystems a step can have, tried by mounting each under `dir` the way a step's init
 /// would — the caller must be the first process of a new pid namespace inside a private mount namespace.
 /// /proc: fresh, else bound, else none; /dev/pts and /sys: mounted, else left out. `hostname` is left
-/// false for the caller to find out. `dir` is kiln's own scratch directory, so plain paths are safe here.
+/// false for the caller to find out. `dir` is kiln's own scratch directory, so plain paths are safe here;
+/// its parent must exist: nothing here re-creates it.
 pub fn probe_kernel_fs(dir: &Path) -> Facilities {
+    let made = std::fs::create_dir(dir).is_ok();
     let sub = |name: &str| {
         let path = dir.join(name);
-        std::fs::create_dir_all(&path).ok().map(|()| path)
+        (made && std::fs::create_dir(&path).is_ok()).then_some(path)
     };
     let proc = [ProcFs::Fresh, ProcFs::Bound]
         .into_iter()
@@ -355,10 +357,11 @@ pub fn enter(root: &Path, isolation: Isolation) -> Result<(), SetupError> {
 }
 
 /// Which overlay this mount namespace can mount in `dir`: `overlay` (kernel), `fuse` (fuse-overlayfs) or
-/// `copy` (neither; the step runs in a private copy).
+/// `copy` (neither; the step runs in a private copy). `dir` must exist: nothing here re-creates it (it is in
+/// kiln's temp directory, which a clean-up may have claimed by the time a late probe gets here).
 pub fn probe_overlay(dir: &Path, rootless: bool) -> &'static str {
     let [lower, upper, work, merged] = ["l", "u", "w", "m"].map(|n| dir.join(n));
-    if [&lower, &upper, &work, &merged].iter().any(|d| std::fs::create_dir_all(d).is_err()) {
+    if [&lower, &upper, &work, &merged].iter().any(|d| std::fs::create_dir(d).is_err()) {
         return "copy";
     }
     let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());

@@ -48,7 +48,8 @@ pub async fn entries(
     }
     let dest = c.dest.clone();
     let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
-    let scratch = tempfile::Builder::new().prefix("kiln-add-").tempdir().map_err(StepError::Temp)?;
+    // In the store's session dir, not /tmp: a killed build's partial downloads are cleaned with its session.
+    let scratch = env.ctx.store.temp_dir()?;
 
     // Heredoc sources are files whose content is the heredoc body.
     for (i, name) in heredoc_sources.iter().enumerate() {
