@@ -14,7 +14,7 @@ pub async fn add(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), Build
     let fail = |e: step::StepError| BuildError::CaLayer(Box::new(e));
     step::ensure_local(ctx, &state.layers).await.map_err(fail)?;
     // Leased while they are read: no chroot step claims them meanwhile.
-    let leases = rootfs::lowers(ctx.store, &state.layers)?;
+    let leases = rootfs::lowers(ctx.store, &state.layers, ctx.reporter)?;
     let lowers = leases.iter().map(|l| l.tree().to_path_buf()).collect();
     let cas = ctx.supply.ca_certs();
     let mtime = ctx.options.source_date_epoch.unwrap_or(persist::MTIME);

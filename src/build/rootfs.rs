@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use oci_spec::image::Digest;
 
+use crate::build::events::{Event, Reporter};
 use crate::build::state::LayerRef;
 use crate::image;
 use crate::layer;
@@ -27,13 +28,14 @@ pub const ORIGIN_NOTE: &str = "origin";
 /// The note with the content digests of a snapshot's files (see [`encode_files`]).
 pub const FILES_NOTE: &str = "files";
 
-/// The snapshot holding `layers` applied in order, created on first use; `None` for an empty chain.
-pub fn materialize(store: &Store, layers: &[LayerRef]) -> Result<Option<PathBuf>, StoreError> {
-    Ok(lease(store, layers)?.map(|l| l.tree().to_path_buf()))
+/// The snapshot holding `layers` applied in order, created on first use; `None` for an empty chain. What a
+/// layer held but this process could not create (device nodes, without privilege) is reported as a warning.
+pub fn materialize(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Option<PathBuf>, StoreError> {
+    Ok(lease(store, layers, reporter)?.map(|l| l.tree().to_path_buf()))
 }
 
 /// [`materialize`], the snapshot leased for as long as the caller holds it (no chroot step claims it then).
-pub fn lease(store: &Store, layers: &[LayerRef]) -> Result<Option<Lease>, StoreError> {
+pub fn lease(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Option<Lease>, StoreError> {
     if layers.is_empty() {
         return Ok(None);
     }
@@ -43,7 +45,7 @@ pub fn lease(store: &Store, layers: &[LayerRef]) -> Result<Option<Lease>, StoreE
         if let Some(lease) = store.lease_snapshot(&chain) {
             return Ok(Some(lease));
         }
-        derive(store, layers, &diff_ids)?;
+        derive(store, layers, &diff_ids, reporter)?;
     }
     Err(StoreError::Snapshot { chain_id: chain.to_string(), message: "it keeps being taken by other builds".into() })
 }
@@ -59,7 +61,7 @@ const MAX_LOWERS: usize = 24;
 /// The snapshots whose overlay shows the rootfs of `layers`, topmost first and leased: the diff snapshots
 /// RUN steps left, down to the nearest full snapshot (derived when missing). An empty chain gives an empty
 /// snapshot.
-pub fn lowers(store: &Store, layers: &[LayerRef]) -> Result<Vec<Lease>, StoreError> {
+pub fn lowers(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Vec<Lease>, StoreError> {
     let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let mut out = Vec::new();
     for depth in (1..=layers.len()).rev() {
@@ -71,7 +73,7 @@ pub fn lowers(store: &Store, layers: &[LayerRef]) -> Result<Vec<Lease>, StoreErr
         match store.lease_diff_snapshot(&chain) {
             Some(diff) if out.len() < MAX_LOWERS => out.push(diff),
             _ => {
-                out.extend(lease(store, &layers[..depth])?);
+                out.extend(lease(store, &layers[..depth], reporter)?);
                 return Ok(out);
             }
         }
@@ -83,7 +85,7 @@ pub fn lowers(store: &Store, layers: &[LayerRef]) -> Result<Vec<Lease>, StoreErr
 }
 
 /// Makes the full snapshot of `layers` from what the store has (see the module's doc) and publishes it.
-fn derive(store: &Store, layers: &[LayerRef], diff_ids: &[Digest]) -> Result<(), StoreError> {
+fn derive(store: &Store, layers: &[LayerRef], diff_ids: &[Digest], reporter: &dyn Reporter) -> Result<(), StoreError> {
     let fail = |e: layer::LayerError| StoreError::Snapshot {
         chain_id: image::chain_id(diff_ids).to_string(),
         message: e.to_string(),
@@ -111,11 +113,33 @@ fn derive(store: &Store, layers: &[LayerRef], diff_ids: &[Digest]) -> Result<(),
             None => None,
         };
         let opts = layer::ApplyOptions::for_current_user();
-        layer::apply_layer_sharing(BufReader::new(blob), &tree, &opts, donor).map_err(fail)?;
+        let placed = layer::apply_layer_sharing(BufReader::new(blob), &tree, &opts, donor).map_err(fail)?;
+        report_dropped(reporter, &layers[depth - 1].digest, &placed.stats.dropped);
     }
     staged.set_note(ORIGIN_NOTE, &serde_json::to_vec(diff_ids).unwrap_or_default())?;
     staged.publish(store, &image::chain_id(diff_ids))?;
     Ok(())
+}
+
+/// Warns that `layer` held entries this process could not create (see [`dropped_message`]); nothing when none.
+pub fn report_dropped(reporter: &dyn Reporter, layer: &Digest, dropped: &[String]) {
+    if !dropped.is_empty() {
+        reporter.report(Event::Warning(dropped_message(layer.as_ref(), dropped)));
+    }
+}
+
+/// "layer X: 2 entries could not be created without privilege and are left out of the rootfs: dev/a, dev/b".
+fn dropped_message(layer: &str, dropped: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut names = dropped.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if dropped.len() > SHOWN {
+        names.push_str(&format!(" and {} more", dropped.len() - SHOWN));
+    }
+    format!(
+        "layer {layer}: {} device node(s) could not be created without privilege and are left out of the rootfs \
+         that RUN and COPY --from see: {names}",
+        dropped.len()
+    )
 }
 
 /// The full snapshot most like the chain `diff_ids` above depth `start`: the longest common prefix, then the

@@ -31,6 +31,10 @@ impl Root {
     /// The directory `path`, created with its missing parents (mode `mode`); symlinks followed inside the
     /// root, dangling ones by creating their target.
     pub fn mkdir_all(&self, path: &str, mode: u32) -> io::Result<Dir> {
+        // The common case, one `openat2`: the directory is there.
+        if let Ok(handle) = self.resolve(path) {
+            return handle.into_dir();
+        }
         let perm = std::fs::Permissions::from_mode(mode);
         match self.inner.mkdir_all(super::inner_path(path), &perm) {
             Ok(handle) => Handle(handle.into()).into_dir(),

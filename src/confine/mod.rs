@@ -153,12 +153,6 @@ impl Handle {
         PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.0.as_raw_fd()))
     }
 
-    /// Opens the regular file the handle names for reading, through procfs as libpathrs reopens.
-    pub fn open_file(&self) -> io::Result<File> {
-        let handle = pathrs::Handle::from_fd(self.0.try_clone()?);
-        handle.reopen(OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC).map_err(os)
-    }
-
     /// Extended attributes of what the handle names, sorted, overlay's own left out (read through
     /// `/proc/self/fd/N`, which the kernel resolves to exactly this inode); none when unreadable.
     pub fn xattrs(&self) -> Vec<(String, Vec<u8>)> {
@@ -189,22 +183,29 @@ impl AsFd for Handle {
 pub struct RootedPath {
     root: Arc<Root>,
     path: String,
+    listed: Option<Meta>,
 }
 
 impl RootedPath {
     /// `path` (relative, `/`-separated) inside `root`.
     pub fn new(root: Arc<Root>, path: String) -> RootedPath {
-        RootedPath { root, path }
+        RootedPath { root, path, listed: None }
+    }
+
+    /// `path` inside `root`, with the metadata it had when it was listed (what a content cache can key on
+    /// without touching the file again).
+    pub fn listed(root: Arc<Root>, path: String, meta: Meta) -> RootedPath {
+        RootedPath { root, path, listed: Some(meta) }
+    }
+
+    /// The metadata the file had when it was listed, if it was.
+    pub fn listed_meta(&self) -> Option<&Meta> {
+        self.listed.as_ref()
     }
 
     /// Opens the file for reading (never through a final symlink).
     pub fn open(&self) -> io::Result<File> {
         self.root.open_file_nofollow(&self.path)
-    }
-
-    /// The path inside the root.
-    pub fn inner(&self) -> &str {
-        &self.path
     }
 
     /// The root it lives in.

@@ -8,6 +8,7 @@ mod bake;
 mod build_pod;
 mod cache;
 mod config_instructions;
+mod confinement;
 mod copy_and_add;
 mod errors;
 mod exports;

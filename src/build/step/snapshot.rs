@@ -33,7 +33,7 @@ pub fn write_with_snapshot(
         return Ok(None);
     }
     let store = env.ctx.store;
-    let parent = rootfs::lease(store, &state.layers)?;
+    let parent = rootfs::lease(store, &state.layers, env.ctx.reporter)?;
     let donor = donor(env, position);
     let entries = layer::normalize(entries);
     let staged = store.stage_snapshot()?;
@@ -54,6 +54,7 @@ pub fn write_with_snapshot(
     });
     let Some(layer) = written? else { return Ok(None) };
     let placed = filled.map_err(|_| StepError::Unsupported("the snapshot writer panicked".into()))??;
+    rootfs::report_dropped(env.ctx.reporter, &layer.digest, &placed.stats.dropped);
     let mut diff_ids = state.diff_ids();
     diff_ids.push(layer.diff_id.clone());
     let chain = image::chain_id(&diff_ids);

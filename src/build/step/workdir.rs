@@ -3,7 +3,7 @@
 use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
-use crate::build::step::{StepError, config, write_layer};
+use crate::build::step::{StepError, config, open_root, write_layer};
 use crate::cache::lineage::Position;
 use crate::layer::{Entry, EntryKind};
 
@@ -15,7 +15,10 @@ pub fn execute(
     position: &Position,
 ) -> Result<Option<LayerRef>, StepError> {
     config::workdir(&mut state.config, dir);
-    let root = rootfs::materialize(env.ctx.store, &state.layers)?;
+    let root = match rootfs::materialize(env.ctx.store, &state.layers, env.ctx.reporter)? {
+        Some(path) => Some(open_root(&path)?),
+        None => None,
+    };
     let mut entries = Vec::new();
     let mut path = String::new();
     for part in dir.split('/').filter(|p| !p.is_empty()) {
@@ -23,7 +26,8 @@ pub fn execute(
             path.push('/');
         }
         path.push_str(part);
-        let exists = root.as_ref().is_some_and(|r| r.join(&path).symlink_metadata().is_ok());
+        // Inside the image's rootfs: a parent that is a symlink is followed there, as the runtime would.
+        let exists = root.as_ref().is_some_and(|r| r.lstat(&path).is_ok());
         if !exists {
             entries.push(Entry {
                 path: path.clone(),
