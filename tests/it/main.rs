@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod buildkit_cases;
 mod cache;
 mod config_instructions;
 mod copy_and_add;

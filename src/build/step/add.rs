@@ -136,7 +136,7 @@ impl Common<'_> {
             dest,
             workdir: &self.workdir,
             owner: self.owner,
-            chmod: self.c.chmod,
+            chmod: self.c.chmod.as_ref(),
             exclude: &self.c.exclude,
             parents: self.c.parents,
             image_root: self.image_root,

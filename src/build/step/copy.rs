@@ -65,8 +65,8 @@ pub struct CopySpec<'a> {
     pub workdir: &'a str,
     /// Owner for everything copied (`--chown`), else root.
     pub owner: Option<(u32, u32)>,
-    /// Mode for everything copied (`--chmod`).
-    pub chmod: Option<u32>,
+    /// Mode for everything copied (`--chmod`, octal or symbolic).
+    pub chmod: Option<&'a crate::plan::Chmod>,
     /// `--exclude` patterns.
     pub exclude: &'a [String],
     /// `--parents`: keep the source's path below the context root.
@@ -141,7 +141,10 @@ impl<'a> Entries<'a> {
     }
 
     fn mode(&self, meta: &Metadata) -> u32 {
-        self.spec.chmod.unwrap_or(meta.mode() & 0o7777)
+        match self.spec.chmod {
+            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
+        }
     }
 
     /// Adds the parents of `target` that the image lacks.

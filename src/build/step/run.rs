@@ -8,15 +8,15 @@ use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::build::events::Event;
-use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, config, run_mounts, write_layer};
 use crate::build::users::Accounts;
+use crate::build::{history, rootfs};
 use crate::dockerfile::instruction::{CommandLine, Heredoc};
 use crate::image;
 use crate::layer::{self, Entry, EntryKind};
-use crate::plan::RunMount;
+use crate::plan::{RunMount, predefined};
 use crate::sandbox::{self, Isolation, Network, RootfsKind, RootfsSpec, RunSpec, Sandbox};
 
 /// Output lines kept for the error message of a failing command.
@@ -52,7 +52,13 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     // The cache-directory locks are held until the step is done.
     let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
         run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
-    process_env.extend(vars);
+    let hostname = sandbox_hostname(env);
+    // Secrets (env=) win over ENV; then the proxies and HOSTNAME, which never enter the cache key.
+    let late = vars.into_iter().chain(predefined::proxy_env(&env.plan.build_args));
+    for (key, value) in late.chain(std::iter::once(("HOSTNAME".to_string(), hostname.clone()))) {
+        process_env.retain(|(k, _)| *k != key);
+        process_env.push((key, value));
+    }
     let (args, script) = command_args(run, scratch.path())?;
     let mut spec = RunSpec {
         isolation: sandbox.isolation,
@@ -63,24 +69,21 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         uid: ids.uid,
         gid: ids.gid,
         groups: ids.groups,
-        hostname: "kiln".to_string(),
-        network: network(env, run.network)?,
+        network: network(env, run.network, sandbox.isolation)?,
         mounts,
-        etc_files: etc_files(scratch.path())?,
+        etc_files: etc_files(scratch.path(), &hostname)?,
+        hostname,
         umask: 0o022,
         created_report: scratch.path().join("created"),
     };
     spec.mounts.extend(script);
     let outcome = run_command(env, &spec, run)?;
     let entries = work.diff(&outcome.created)?;
+    // Even an empty diff is a layer (BuildKit commits one for every RUN).
     let layer = write_layer(env, entries)?;
     let mut diff_ids = state.diff_ids();
     diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
-    // With no layer the chain is unchanged: a claimed snapshot goes back as it was.
-    let claimed = matches!(work.before, Before::Stamps(_));
-    if layer.is_some() || claimed {
-        work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
-    }
+    work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
     Ok(layer)
 }
 
@@ -134,22 +137,45 @@ fn environment(mut pairs: Vec<(String, String)>, home: Option<String>) -> Vec<St
     pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-fn network(env: &StageEnv<'_>, flag: Option<&str>) -> Result<Network, StepError> {
-    match flag {
-        None | Some("default") => Ok(env.ctx.options.network),
-        Some("host") => Ok(Network::Host),
-        Some("none") => Ok(Network::None),
-        Some(other) => Err(StepError::Unsupported(format!("RUN --network={other}: expected default, host or none"))),
+/// The step's network; chroot isolation has no network namespace, so it refuses `none` rather than run
+/// the step with the host's network.
+fn network(env: &StageEnv<'_>, flag: Option<&str>, isolation: Isolation) -> Result<Network, StepError> {
+    let network = match flag {
+        None | Some("default") => env.ctx.options.network,
+        Some("host") => Network::Host,
+        Some("none") => Network::None,
+        Some(other) => {
+            return Err(StepError::Unsupported(format!("RUN --network={other}: expected default, host or none")));
+        }
+    };
+    if network == Network::None && isolation == Isolation::Chroot {
+        return Err(StepError::Unsupported(
+            "network none: chroot isolation has no network namespace to cut the step off the network; \
+             build with rootless or root isolation"
+                .to_string(),
+        ));
     }
+    Ok(network)
+}
+
+/// The host name of RUN steps: BuildKit's `buildkitsandbox`, or the `BUILDKIT_SANDBOX_HOSTNAME` build
+/// argument.
+fn sandbox_hostname(env: &StageEnv<'_>) -> String {
+    env.plan
+        .build_args
+        .get("BUILDKIT_SANDBOX_HOSTNAME")
+        .filter(|h| !h.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "buildkitsandbox".to_string())
 }
 
 /// The step's /etc/resolv.conf, /etc/hosts and /etc/hostname, written in the scratch dir.
-fn etc_files(scratch: &Path) -> Result<Vec<(PathBuf, String)>, StepError> {
+fn etc_files(scratch: &Path, hostname: &str) -> Result<Vec<(PathBuf, String)>, StepError> {
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.1\n".into());
     let files = [
         ("resolv.conf", resolv),
-        ("hosts", "127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
-        ("hostname", "kiln\n".to_string()),
+        ("hosts", format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
+        ("hostname", format!("{hostname}\n")),
     ];
     let mut out = Vec::new();
     for (name, text) in files {
@@ -192,13 +218,9 @@ fn run_command(env: &StageEnv<'_>, spec: &RunSpec, run: &RunStep<'_>) -> Result<
     Ok(outcome)
 }
 
+/// The command as it ran, for the failure message (`/bin/sh -c invalidcmd`, as BuildKit names it).
 fn describe(run: &RunStep<'_>) -> String {
-    match run.cmd {
-        CommandLine::Shell(text) => text.clone(),
-        CommandLine::Exec(args) => {
-            format!("[{}]", args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "))
-        }
-    }
+    history::run_argv(run.cmd, run.shell, run.heredocs).join(" ")
 }
 
 /// Where the step's filesystem lives: an overlay over the parent's snapshots, a private copy of the
