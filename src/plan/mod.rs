@@ -221,12 +221,12 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
                     .map(|n| (strsim::damerau_levenshtein(n, &t), n))
                     .filter(|(d, _)| *d <= 2)
                     .min()
-                    .map(|(_, n)| format!("did you mean {n}?; "))
+                    .map(|(_, n)| format!(" (did you mean {n}?)"))
                     .unwrap_or_default();
                 PlanError::at(
                     file,
                     0,
-                    format!("target stage {t:?} could not be found ({near}stages: {})", names.join(", ")),
+                    format!("target stage {t:?} could not be found{near} (stages: {})", names.join(", ")),
                 )
             })?
         }

@@ -36,7 +36,11 @@ fn missing_copy_source_names_the_line_and_the_file() {
 #[test]
 fn unknown_target_lists_the_stages() {
     let run = build_fails("FROM scratch AS build\nFROM scratch AS test\n", &[], &["--target", "tset"]);
-    assert!(run.stderr.contains("target stage \"tset\" could not be found (stages: build, test)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("target stage \"tset\" could not be found (did you mean test?) (stages: build, test)"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
