@@ -4,15 +4,25 @@ KILN := target/release/kiln
 DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
-	fuse-overlayfs openssl tar
+	fuse-overlayfs openssl tar nodejs
 
-.PHONY: build test test-deps bench demo lint install
+.PHONY: build test test-deps test-validators bench bench-storm demo lint install
+
+# Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
+# the tests look for them here (or on PATH).
+VALIDATORS := /var/cache/kiln-test-tools
 
 build:
 	$(CARGO) build --release
 
-test: test-deps
+test: test-deps test-validators
 	$(CARGO) test --all-targets
+
+test-validators:
+	@if [ -x $(VALIDATORS)/venv/bin/kubernetes-validate ]; then echo "kubernetes-validate: present"; else \
+		python3 -m venv $(VALIDATORS)/venv && $(VALIDATORS)/venv/bin/pip install -q kubernetes-validate; fi
+	@if [ -x $(VALIDATORS)/npm/node_modules/.bin/tekton-lint ]; then echo "tekton-lint: present"; else \
+		npm install --silent --no-audit --no-fund --prefix $(VALIDATORS)/npm @ibm/tekton-lint; fi
 
 # Installs the test dependencies when run as root; otherwise says what to install.
 test-deps:
@@ -26,6 +36,10 @@ test-deps:
 bench: build
 	$(CARGO) bench
 	KILN=$(KILN) sh bench/e2e.sh
+
+# The build storm: 13 generated BuildConfigs, kiln bake -j beside buildah bud once per image (bench/storm.sh).
+bench-storm: build
+	KILN=$(KILN) sh bench/storm.sh
 
 demo: build
 	rm -rf $(DEMO_STORE)

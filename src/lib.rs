@@ -12,13 +12,16 @@
 //!  registry    OCI distribution client: pull, push, auth, TLS
 //!  transfer    images between the store and registries or export formats
 //!  build       one build: the step loop, wiring the modules above together
+//!  bake        many builds: BuildConfigs / kiln-bake.toml → a graph; worker processes; Tekton/Job emitters
 //!  cli         flags → library calls, output, exit codes
 //! ```
 //!
 //! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
-//! `image`; only `transfer`, `build` (and the `cli` edge) know the store.
+//! `image`; only `transfer`, `build` (and the `cli` edge) know the store; `bake` drives `build` through
+//! `BuildOptions` and never looks inside a step.
 
+pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod cli;

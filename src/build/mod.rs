@@ -126,6 +126,8 @@ pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
         build_args,
         target: options.target.clone(),
         from_override: options.from_override.clone(),
+        from_rule: options.from_rule,
+        stage_env: options.stage_env.clone(),
         platform: None,
     };
     let plan = plan::plan(&parsed.instructions, parsed.escape, &label, &plan_options)?;

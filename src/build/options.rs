@@ -31,8 +31,12 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
-    /// `--from`: replaces the first stage's base.
+    /// `--from`: replaces the base of the stage `from_rule` names (the first, unless asked otherwise).
     pub from_override: Option<String>,
+    /// Which stage `from_override` applies to (OpenShift BuildConfigs: the last).
+    pub from_rule: crate::plan::FromRule,
+    /// `ENV` pairs set after every FROM (a BuildConfig's Docker strategy `env`).
+    pub stage_env: Vec<(String, String)>,
     /// `--label` pairs for the final image.
     pub labels: Vec<(String, String)>,
     /// `--no-cache`.

@@ -23,7 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile.
     #[command(alias = "bud")]
-    Build(Box<BuildArgs>),
+    Build(Box<BuildCommand>),
+    /// Build many images: OpenShift BuildConfigs or a kiln-bake.toml, in dependency order.
+    Bake(Box<super::bake::BakeArgs>),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(ParseArgs),
     /// List the images in the local store.
@@ -113,9 +115,20 @@ pub enum IsolationArg {
     Chroot,
 }
 
-/// `kiln build` flags (podman build / buildah bud names).
+/// `kiln build`: what to build (`ImageArgs`) and how (`BuildArgs`, which `kiln bake` shares).
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub struct BuildCommand {
+    /// The one image this build makes.
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Everything else; `kiln bake` flattens the same struct and passes it to every build.
+    #[command(flatten)]
+    pub args: BuildArgs,
+}
+
+/// The flags of `kiln build` that name one image: context, Dockerfile, tags, stage, base override, outputs.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
     /// The build context directory.
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
@@ -125,15 +138,30 @@ pub struct BuildArgs {
     /// Name the image; repeatable.
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
-    /// Build argument `K=V`, or `K` to take the value from the environment; repeatable.
-    #[arg(long = "build-arg", value_name = "K[=V]")]
-    pub build_args: Vec<String>,
     /// Build up to this stage.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
     /// Replace the base image of the first stage.
     #[arg(long, value_name = "IMAGE")]
     pub from: Option<String>,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Print the resolved plan and exit without building.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `kiln build` flags that apply to any build (podman build / buildah bud names). New build flags belong
+/// here: `kiln bake` flattens this struct, so they reach every build of a bake without more code.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build argument `K=V`, or `K` to take the value from the environment; repeatable.
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
     /// Label `K=V` added to the image; repeatable.
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
@@ -166,9 +194,6 @@ pub struct BuildArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub layers: bool,
-    /// Write the image ID to this file.
-    #[arg(long, value_name = "FILE")]
-    pub iidfile: Option<PathBuf>,
     /// Target platform (only the host platform is supported).
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
@@ -178,12 +203,6 @@ pub struct BuildArgs {
     /// Push every tag after the build.
     #[arg(long)]
     pub push: bool,
-    /// Print the resolved plan and exit without building.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print only the image ID.
-    #[arg(short, long)]
-    pub quiet: bool,
     /// Isolation of RUN steps.
     #[arg(long, value_enum, default_value = "auto")]
     pub isolation: IsolationArg,
@@ -340,20 +359,20 @@ mod tests {
             "ctx",
         ]);
         let Command::Build(b) = cli.command else { panic!("not build") };
-        assert_eq!(b.tags, ["a", "b:1"]);
-        assert!(!b.registry.tls_verify);
-        assert!(!b.layers);
-        assert_eq!(b.pull, PullArg::Always);
-        assert_eq!(b.format, FormatArg::Docker);
-        assert_eq!(b.context, PathBuf::from("ctx"));
+        assert_eq!(b.image.tags, ["a", "b:1"]);
+        assert!(!b.args.registry.tls_verify);
+        assert!(!b.args.layers);
+        assert_eq!(b.args.pull, PullArg::Always);
+        assert_eq!(b.args.format, FormatArg::Docker);
+        assert_eq!(b.image.context, PathBuf::from("ctx"));
     }
 
     #[test]
     fn defaults_match_podman() {
         let Command::Build(b) = parse(&["build"]).command else { panic!("not build") };
-        assert!(b.registry.tls_verify && b.layers);
-        assert_eq!(b.pull, PullArg::Missing);
-        assert_eq!(b.context, PathBuf::from("."));
+        assert!(b.args.registry.tls_verify && b.args.layers);
+        assert_eq!(b.args.pull, PullArg::Missing);
+        assert_eq!(b.image.context, PathBuf::from("."));
     }
 
     #[test]

@@ -5,45 +5,75 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use super::args::{BuildArgs, CompressionArg, FormatArg, IsolationArg, PullArg};
+use super::args::{BuildArgs, BuildCommand, CompressionArg, FormatArg, ImageArgs, IsolationArg, PullArg};
 use super::progress::{Mode, Progress};
 use super::{Failure, env, runtime};
+
 use crate::build::options::SecretSource;
 use crate::build::{self, BuildOptions, ImageFormat, PullPolicy};
 use crate::layer::Compression;
 use crate::sandbox::{Isolation, Network, Requested};
 
 /// Runs `kiln build`.
-pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), Failure> {
-    let options = options(args)?;
-    if args.dry_run {
+pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
+    let (image, args) = (&command.image, &command.args);
+    let options = options(image, args)?;
+    if image.dry_run {
         let (plan, _) = build::load_plan(&options)?;
         print!("{}", crate::plan::render_dry_run(&plan)?);
         return Ok(());
     }
     let store = env::open_store(root)?;
     let client = env::registry_client(&args.registry)?;
-    let progress = Progress::new(Mode::detect(args.quiet));
-    let outcome = runtime()?.block_on(async {
-        let outcome = build::build(&store, &client, &options, &progress).await?;
-        if args.push {
-            for tag in &outcome.tags {
-                let mounts = &outcome.mount_from;
-                super::transfer::push_one(&store, &client, &outcome.manifest, tag, None, mounts, &progress).await?;
-            }
-        }
-        anyhow::Ok(outcome)
-    })?;
+    let progress = Progress::new(Mode::detect(image.quiet));
+    let outcome = runtime()?.block_on(build_and_push(&store, &client, &options, args.push, &progress))?;
     let id = outcome.image_id;
-    if let Some(path) = &args.iidfile {
+    if let Some(path) = &image.iidfile {
         fs_err::write(path, format!("sha256:{id}")).context("cannot write --iidfile")?;
     }
     println!("{id}");
     Ok(())
 }
 
+/// Builds, then pushes every tag when asked (`kiln build --push`, and each build of `kiln bake --push`).
+pub async fn build_and_push(
+    store: &crate::store::Store,
+    client: &crate::registry::Client,
+    options: &BuildOptions,
+    push: bool,
+    progress: &dyn crate::build::events::Reporter,
+) -> anyhow::Result<build::BuildOutcome> {
+    let outcome = build::build(store, client, options, progress).await?;
+    if push {
+        for tag in &outcome.tags {
+            let mounts = &outcome.mount_from;
+            super::transfer::push_one(store, client, &outcome.manifest, tag, None, mounts, progress).await?;
+        }
+    }
+    Ok(outcome)
+}
+
 /// Turns the flags into library options; every check on flag values happens here.
-fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
+fn options(image: &ImageArgs, args: &BuildArgs) -> anyhow::Result<BuildOptions> {
+    let dockerfile = match &image.file {
+        Some(f) => f.clone(),
+        None => default_dockerfile(&image.context),
+    };
+    let tags = image.tags.iter().map(|t| build::local_name(t)).collect::<Result<Vec<_>, _>>()?;
+    let shared = shared_options(args)?;
+    Ok(BuildOptions {
+        context: image.context.clone(),
+        dockerfile,
+        tags,
+        target: image.target.clone(),
+        from_override: image.from.clone(),
+        ..shared
+    })
+}
+
+/// The options every build of a command shares (`kiln build`, each build of `kiln bake`); the fields that
+/// name one image (context, Dockerfile, tags, target, base override) are left empty for the caller.
+pub fn shared_options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
     if let Some(platform) = &args.platform {
         let host = crate::image::Platform::host();
         if !host.matches_text(platform) {
@@ -55,18 +85,8 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         "none" => Network::None,
         other => bail!("--network {other}: expected host or none"),
     };
-    let dockerfile = match &args.file {
-        Some(f) => f.clone(),
-        None => default_dockerfile(&args.context),
-    };
-    let tags = args.tags.iter().map(|t| build::local_name(t)).collect::<Result<Vec<_>, _>>()?;
     Ok(BuildOptions {
-        context: args.context.clone(),
-        dockerfile,
-        tags,
         build_args: build_args(&args.build_args),
-        target: args.target.clone(),
-        from_override: args.from.clone(),
         labels: args.labels.iter().map(|l| split_pair(l, "--label")).collect::<anyhow::Result<_>>()?,
         no_cache: args.no_cache || !args.layers,
         no_cache_filter: args.no_cache_filter.clone(),
@@ -97,6 +117,7 @@ fn options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         },
         network,
         secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
+        ..BuildOptions::default()
     })
 }
 

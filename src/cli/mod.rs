@@ -5,6 +5,8 @@
 //! 2 a usage error (clap) or an internal error.
 
 mod args;
+mod bake;
+mod bake_progress;
 mod build;
 mod env;
 mod images;
@@ -40,7 +42,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
     // ordinary user; entering it forks, so it happens here, while the process is still single-threaded.
-    if matches!(cli.command, args::Command::Build(_) | args::Command::Prune(_))
+    if matches!(cli.command, args::Command::Build(_) | args::Command::Bake(_) | args::Command::Prune(_))
         && let Some(code) = crate::sandbox::userns::enter()
     {
         return code;
@@ -59,6 +61,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let root = cli.root.as_deref();
     match cli.command {
         Command::Build(a) => build::run(root, &a),
+        Command::Bake(a) => bake::run(root, &a),
         Command::Parse(a) => parse::run(&a),
         Command::Images(a) => images::images(root, &a),
         Command::Inspect(a) => images::inspect(root, &a),

@@ -22,7 +22,7 @@ pub use mount::{RunMount, RunMountKind, Sharing};
 pub use render::render_dry_run;
 pub use scope::{BaseConfig, CopyFrom, ResolvedCopy, ResolvedStep, StageScope};
 
-use crate::dockerfile::instruction::{Command, Instruction, Span};
+use crate::dockerfile::instruction::{Command, Instruction, KeyValue, Span};
 use crate::dockerfile::shell::Expander;
 use crate::image::Platform;
 
@@ -33,10 +33,25 @@ pub struct PlanOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
-    /// `--from`: replaces the first stage's base (podman).
+    /// `--from`: replaces the base of the stage `from_rule` names.
     pub from_override: Option<String>,
     /// The platform built for (`TARGETPLATFORM` ...); the host's when not given.
     pub platform: Option<Platform>,
+    /// Which stage `from_override` applies to: the first (podman) or the last (OpenShift BuildConfigs).
+    pub from_rule: FromRule,
+    /// `ENV` pairs inserted after every FROM, as OpenShift does with a Docker strategy's `env`.
+    pub stage_env: Vec<(String, String)>,
+}
+
+/// Which stage's base a `--from` override replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FromRule {
+    /// The first stage (`podman build --from`, `buildah bud --from`).
+    #[default]
+    First,
+    /// The last stage: OpenShift's Docker strategy replaces the last FROM of a multi-stage Dockerfile
+    /// (openshift/builder `replaceLastFrom`), whatever it named, a stage included.
+    Last,
 }
 
 /// What a stage starts from.
@@ -161,7 +176,7 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
                     name: from.name.clone(),
                     base,
                     platform,
-                    instructions: Vec::new(),
+                    instructions: stage_env(&opts.stage_env, instruction.span),
                     deps,
                     span: instruction.span,
                     level: 0,
@@ -201,8 +216,12 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
         return Err(PlanError::at(file, 0, "dockerfile contains no stages to build (a Dockerfile needs a FROM)"));
     }
     if let Some(from) = &opts.from_override {
-        stages[0].base = if from == "scratch" { Base::Scratch } else { Base::Image(from.clone()) };
-        stages[0].deps.clear();
+        let index = match opts.from_rule {
+            FromRule::First => 0,
+            FromRule::Last => stages.len() - 1,
+        };
+        stages[index].base = if from == "scratch" { Base::Scratch } else { Base::Image(from.clone()) };
+        stages[index].deps.clear();
     }
     let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
     for i in 0..stages.len() {
@@ -279,6 +298,18 @@ fn last_stage_name(instructions: &[Instruction]) -> String {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The `ENV` instruction inserted after a FROM for `pairs` (none when empty). Values are double-quoted
+/// words, so `$VAR` still expands, as in the `ENV "K"="V"` line OpenShift writes.
+fn stage_env(pairs: &[(String, String)], span: Span) -> Vec<Instruction> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let kvs: Vec<KeyValue> = pairs.iter().map(|(k, v)| KeyValue { key: k.clone(), value: quote(v) }).collect();
+    let original = kvs.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect::<Vec<_>>().join(" ");
+    vec![Instruction { command: Command::Env(kvs), span, original: format!("ENV {original}") }]
 }
 
 fn global_values(args: &BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {

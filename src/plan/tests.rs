@@ -190,6 +190,32 @@ fn from_override_replaces_the_first_base() {
 }
 
 #[test]
+fn from_override_with_the_last_stage_rule_replaces_the_last_base() {
+    let opts = PlanOptions {
+        from_override: Some("registry.local/ubi9:latest".into()),
+        from_rule: FromRule::Last,
+        ..Default::default()
+    };
+    let p = plan_of("FROM busybox AS build\nFROM build AS final\nCOPY --from=build /a /b\n", opts).unwrap();
+    assert_eq!(p.stages[0].base, Base::Image("busybox".into()));
+    assert_eq!(p.stages[1].base, Base::Image("registry.local/ubi9:latest".into()));
+    // The stage is still needed through COPY --from, no longer as the base.
+    assert_eq!(p.order, [0, 1]);
+}
+
+#[test]
+fn stage_env_is_set_after_every_from_and_expands() {
+    let opts = PlanOptions { stage_env: vec![("A".into(), "x \"q\" $HOME".into())], ..Default::default() };
+    let p = plan_of("FROM busybox AS one\nFROM scratch\nENV B=2\n", opts).unwrap();
+    for stage in 0..2 {
+        let base = BaseConfig { env: vec![("HOME".into(), "/root".into())], ..Default::default() };
+        let s = steps(&p, stage, &base);
+        assert_eq!(s[0], ResolvedStep::Env(vec![("A".into(), "x \"q\" /root".into())]), "stage {stage}");
+    }
+    assert_eq!(p.stages[1].instructions.len(), 2);
+}
+
+#[test]
 fn copy_arguments_expand_and_chmod_is_checked() {
     let src = "FROM x AS a\nFROM x\nARG D=/dst M=go-w\nCOPY --from=a --chown=1:2 --chmod=$M src* ${D}/\nCOPY --chmod=999 a b\n";
     let p = plan_of(src, PlanOptions::default()).unwrap();

@@ -192,6 +192,7 @@ impl Client {
             registry: host.to_string(),
             op: op.to_string(),
             message: "no attempt was made".into(),
+            failure: crate::registry::error::NetFailure::Other,
         }))
     }
 

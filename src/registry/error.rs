@@ -25,6 +25,8 @@ pub enum RegistryError {
         op: String,
         /// What the HTTP stack said.
         message: String,
+        /// What kind of failure it was, read from the error types.
+        failure: NetFailure,
     },
     /// A blob or manifest did not match its digest.
     #[error("registry {registry} sent wrong content for {repository}@{expected}: got {actual}")]
@@ -73,6 +75,69 @@ pub enum RegistryError {
     Setup(String),
 }
 
+/// The kind of a network failure, decided from error types (reqwest, hyper, `std::io`), not messages:
+/// callers retrying whole operations (`kiln bake`) retry only timeouts and broken connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetFailure {
+    /// The request or the connection timed out.
+    Timeout,
+    /// The connection was reset, aborted or closed before the answer was complete.
+    Reset,
+    /// Anything else (refused, DNS, TLS, protocol): retrying will not help by itself.
+    Other,
+}
+
+impl RegistryError {
+    /// Why another attempt might succeed: a 5xx, 429 or 408 answer, a timeout, a reset connection.
+    pub fn transient(&self) -> Option<String> {
+        match self {
+            RegistryError::Status { registry, op, status, .. }
+                if *status >= 500 || *status == 429 || *status == 408 =>
+            {
+                Some(format!("registry {registry} answered {status} to {op}"))
+            }
+            RegistryError::Connect { registry, op, failure: NetFailure::Timeout, .. } => {
+                Some(format!("registry {registry} timed out during {op}"))
+            }
+            RegistryError::Connect { registry, op, failure: NetFailure::Reset, .. } => {
+                Some(format!("the connection to registry {registry} broke during {op}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The failure kind of a reqwest error: its own timeout flag, then the io and hyper errors in its chain.
+pub fn net_failure(error: &reqwest::Error) -> NetFailure {
+    use std::io::ErrorKind;
+    if error.is_timeout() {
+        return NetFailure::Timeout;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::TimedOut => return NetFailure::Timeout,
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof => return NetFailure::Reset,
+                _ => {}
+            }
+        }
+        if let Some(h) = cause.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return NetFailure::Timeout;
+            }
+            if h.is_incomplete_message() || h.is_canceled() {
+                return NetFailure::Reset;
+            }
+        }
+        source = cause.source();
+    }
+    NetFailure::Other
+}
+
 /// A connection error with its whole cause chain (reqwest's own message hides the TLS reason) and, for a
 /// certificate problem, what to do about it.
 pub fn connect_error(registry: &str, op: &str, error: &reqwest::Error) -> RegistryError {
@@ -88,5 +153,5 @@ pub fn connect_error(registry: &str, op: &str, error: &reqwest::Error) -> Regist
             " (a registry with a private CA needs --cert-dir DIR or --ca-file FILE; --tls-verify=false skips the check)",
         );
     }
-    RegistryError::Connect { registry: registry.to_string(), op: op.to_string(), message }
+    RegistryError::Connect { registry: registry.to_string(), op: op.to_string(), message, failure: net_failure(error) }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use auth::{AuthFiles, Challenge, Credentials, parse_challenge};
 pub use client::{Client, RegistryOptions};
-pub use error::RegistryError;
+pub use error::{NetFailure, RegistryError};
 pub use transfer::{BlobIngest, BlobSink, BlobSource, PulledImage, pull_image, push_image};
 
 /// Checks credentials against `host`, then saves them in the auth file; returns that file.

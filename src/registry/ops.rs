@@ -175,6 +175,7 @@ impl Client {
             registry: host.to_string(),
             op,
             message: "gave up".into(),
+            failure: crate::registry::error::NetFailure::Other,
         }))
     }
 

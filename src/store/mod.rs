@@ -281,6 +281,16 @@ impl Store {
         Ok(StoreLock { _lock: self.lock_file("store", FlockArg::LockShared)? })
     }
 
+    /// Takes the exclusive lock `name` if no one holds it (`None` when someone does). Builds sharing a store
+    /// take one per step being computed, so a step common to concurrent builds runs once.
+    pub fn try_lock(&self, name: &str) -> Result<Option<StoreLock>, StoreError> {
+        match self.lock_file(name, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(StoreLock { _lock: lock })),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes unreachable blobs, snapshots not in `keep_snapshots`, and stale temp files.
     pub fn prune(&self, extra_roots: &[Digest], keep_snapshots: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
         let _lock = self.lock_file("store", FlockArg::LockExclusive)?;

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bake;
 mod buildkit_cases;
 mod cache;
 mod config_instructions;

@@ -156,8 +156,28 @@ async fn cached_or_run(
     if let Some(hit) = lookup(env, &key, use_cache).await {
         return Ok(hit);
     }
+    // Another build on this store (`kiln bake -j`) may be computing the same step: wait for it, then look
+    // again, so a step common to several images runs once.
+    let _computing = if use_cache { Some(step_lock(env, &key).await?) } else { None };
+    if _computing.is_some()
+        && let Some(hit) = lookup(env, &key, use_cache).await
+    {
+        return Ok(hit);
+    }
     let layer = run().await?;
     Ok(remember(env, key, layer).await)
+}
+
+/// The store lock for computing `key` (one of 256 stripes by the key's first byte, so the lock files stay
+/// few); polled, so no runtime thread blocks while another process holds it.
+async fn step_lock(env: &StageEnv<'_>, key: &CacheKey) -> Result<crate::store::StoreLock, StepError> {
+    let name = format!("step-{}", &key.hex()[..2]);
+    loop {
+        if let Some(lock) = env.ctx.store.try_lock(&name)? {
+            return Ok(lock);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The step's result from the local cache, else from the `--cache-from` repositories (recorded locally).

@@ -84,3 +84,93 @@ impl Server {
 pub fn route(path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Route {
     Route { path: path.to_string(), content_type: content_type.to_string(), headers: Vec::new(), body: body.into() }
 }
+
+/// A proxy on 127.0.0.1 in front of `upstream` (`127.0.0.1:PORT`) that answers the first `failures`
+/// requests with `503 Service Unavailable` and forwards the rest, one request per connection: a registry
+/// that fails transiently, as an overloaded one does during a build storm.
+pub struct FlakyProxy {
+    /// `127.0.0.1:PORT` of the proxy.
+    pub addr: String,
+    /// Requests seen so far.
+    pub seen: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    /// Starts the proxy.
+    pub fn start(upstream: &str, failures: usize) -> FlakyProxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counter, upstream) = (seen.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    let _ = if n < failures { refuse(stream) } else { forward(stream, &upstream) };
+                });
+            }
+        });
+        FlakyProxy { addr, seen }
+    }
+}
+
+/// Reads one request: its head (with `Connection: close` forced) and its body.
+fn read_request(reader: &mut BufReader<std::net::TcpStream>) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            head.push_str(&line);
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let mut request = head.into_bytes();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    request.extend(body);
+    Ok(request)
+}
+
+fn refuse(stream: std::net::TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    read_request(&mut reader)?;
+    let mut stream = stream;
+    stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+fn forward(stream: std::net::TcpStream, upstream: &str) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let request = read_request(&mut reader)?;
+    let mut up = std::net::TcpStream::connect(upstream)?;
+    up.write_all(&request)?;
+    let mut up_reader = BufReader::new(up);
+    // The answer's head gets `Connection: close` too: this proxy serves one request per connection.
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if up_reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            head.push_str(&line);
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let mut stream = stream;
+    stream.write_all(head.as_bytes())?;
+    let mut rest = Vec::new();
+    up_reader.read_to_end(&mut rest)?;
+    stream.write_all(&rest)
+}

@@ -29,6 +29,17 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+/// A validator installed by `make test-validators` (PyPI/npm tools kept in /var/cache/kiln-test-tools) or
+/// found on PATH; `None` (after saying why) when missing outside CI, a failure under `CI=true`.
+pub fn validator(name: &str) -> Option<PathBuf> {
+    let cache = Path::new("/var/cache/kiln-test-tools");
+    let candidates = [cache.join("venv/bin").join(name), cache.join("npm/node_modules/.bin").join(name)];
+    if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
+        return Some(found);
+    }
+    require(name).then(|| PathBuf::from(name))
+}
+
 /// A scratch directory to write a Dockerfile and its context into.
 pub struct Workspace {
     dir: tempfile::TempDir,

@@ -1,0 +1,3 @@
+module example.com/go-a
+
+go 1.22

@@ -1,0 +1,3 @@
+module example.com/go-b
+
+go 1.22
