@@ -239,6 +239,12 @@ impl<'p> StageScope<'p> {
         Ok(match &i.command {
             Command::From(_) => return Err(self.err(i, "FROM cannot appear inside a stage")),
             Command::Run(run) => {
+                match run.security.as_deref() {
+                    None | Some("sandbox") => {}
+                    // kiln grants no entitlements: every step runs with Docker's default capabilities.
+                    Some("insecure") => return Err(self.err(i, "entitlement security.insecure is not allowed")),
+                    Some(other) => return Err(self.err(i, format!("security {other:?} is not valid"))),
+                }
                 let mut mounts = Vec::new();
                 for m in &run.mounts {
                     // `from=` was checked when planning: it holds no variables.

@@ -156,6 +156,17 @@ fn run_steps_carry_the_declared_args_for_history() {
     assert!(child.run_env().contains(&("foo".into(), "bar2".into())));
 }
 
+/// BuildKit's testRunSecurityInsecure, where the entitlement is not granted (kiln grants none).
+#[test]
+fn insecure_steps_are_refused() {
+    let p =
+        plan_of("FROM x\nRUN --security=insecure true\nRUN --security=loose true\n", PlanOptions::default()).unwrap();
+    let mut scope = StageScope::new(&p, 0, &BaseConfig::default());
+    let ins = &p.stages[0].instructions;
+    assert!(scope.resolve(&ins[0]).unwrap_err().to_string().contains("entitlement security.insecure is not allowed"));
+    assert!(scope.resolve(&ins[1]).unwrap_err().to_string().contains("security \"loose\" is not valid"));
+}
+
 /// BuildKit's testMountArg and testMountFromError.
 #[test]
 fn mount_options_expand_but_from_does_not() {
