@@ -367,6 +367,16 @@ impl<'p> StageScope<'p> {
             .iter()
             .map(|s| if heredoc_names.contains(&s.as_str()) { Ok(s.clone()) } else { self.word(i, s) })
             .collect::<Result<Vec<_>, _>>()?;
+        if c.checksum.is_some() {
+            // BuildKit's rules for ADD --checksum, checked before anything is fetched.
+            if sources.len() != 1 {
+                return Err(self.err(i, "checksum can't be specified for multiple sources"));
+            }
+            let remote = ["http://", "https://", "git@", "git://"];
+            if !remote.iter().any(|p| sources[0].starts_with(p)) {
+                return Err(self.err(i, "checksum requires HTTP(S) or Git sources"));
+            }
+        }
         Ok(ResolvedCopy {
             sources,
             dest: self.word(i, &c.dest)?,

@@ -244,6 +244,20 @@ fn copy_arguments_expand_and_chmod_is_checked() {
     );
 }
 
+/// BuildKit's testAddChecksum (NonHTTPSource).
+#[test]
+fn add_checksum_needs_one_remote_source() {
+    let sum = format!("sha256:{}", "a".repeat(64));
+    let src = format!("FROM x\nADD --checksum={sum} foo /f\nADD --checksum={sum} http://h/a http://h/b /d/\n");
+    let p = plan_of(&src, PlanOptions::default()).unwrap();
+    let mut scope = StageScope::new(&p, 0, &BaseConfig::default());
+    let ins = &p.stages[0].instructions;
+    assert!(scope.resolve(&ins[0]).unwrap_err().to_string().contains("checksum requires HTTP(S) or Git sources"));
+    assert!(
+        scope.resolve(&ins[1]).unwrap_err().to_string().contains("checksum can't be specified for multiple sources")
+    );
+}
+
 /// BuildKit's testDockerfileCopyFromArgs.
 #[test]
 fn copy_from_refuses_variables() {

@@ -27,7 +27,7 @@ pub enum FetchError {
         status: u16,
     },
     /// `--checksum` did not match.
-    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
     Checksum {
         /// The URL.
         url: String,
@@ -36,9 +36,9 @@ pub enum FetchError {
         /// The digest of what arrived.
         actual: String,
     },
-    /// `--checksum` is not a sha256 digest.
-    #[error("unsupported --checksum {0:?}: expected sha256:<64 hex digits>")]
-    BadChecksum(String),
+    /// `--checksum` is not a digest (go-digest's messages: invalid format, unsupported algorithm, length).
+    #[error("--checksum {0:?}: {1}")]
+    BadChecksum(String, &'static str),
     /// Writing the temp file failed.
     #[error("cannot write the download of {url}: {source}")]
     Write {
@@ -75,7 +75,7 @@ pub async fn download(
     checksum: Option<&str>,
     into: &Path,
 ) -> Result<Downloaded, FetchError> {
-    let expected = checksum.map(parse_checksum).transpose()?;
+    let expected = checksum.map(Checksum::parse).transpose()?;
     let transfer = |e: reqwest::Error| FetchError::Transfer { url: url.to_string(), message: e.to_string() };
     let response = client.get(url).send().await.map_err(transfer)?;
     if !response.status().is_success() {
@@ -90,7 +90,8 @@ pub async fn download(
         .map(|d| d.as_secs() as i64);
     let write = |source| FetchError::Write { url: url.to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(into).map_err(write)?);
-    let mut hasher = Sha256::new();
+    let algorithm = expected.as_ref().map_or("sha256", |c| c.algorithm);
+    let mut hasher = Hasher::new(algorithm);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(transfer)?;
@@ -98,31 +99,87 @@ pub async fn download(
         file.write_all(&chunk).map_err(write)?;
     }
     file.flush().map_err(write)?;
-    let actual = hex::encode(hasher.finalize());
+    let actual = hasher.finish();
     if let Some(expected) = expected
-        && expected != actual
+        && expected.hex != actual
     {
         return Err(FetchError::Checksum {
             url: url.to_string(),
-            expected: format!("sha256:{expected}"),
-            actual: format!("sha256:{actual}"),
+            expected: format!("{algorithm}:{}", expected.hex),
+            actual: format!("{algorithm}:{actual}"),
         });
     }
     Ok(Downloaded { file_name: file_name_of(url), mtime })
 }
 
-fn parse_checksum(text: &str) -> Result<String, FetchError> {
-    let hex = text.strip_prefix("sha256:").ok_or_else(|| FetchError::BadChecksum(text.to_string()))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(FetchError::BadChecksum(text.to_string()));
-    }
-    Ok(hex.to_ascii_lowercase())
+/// A `--checksum` digest: the algorithms BuildKit accepts (go-digest's sha256, sha384, sha512).
+#[derive(Debug, PartialEq, Eq)]
+struct Checksum {
+    algorithm: &'static str,
+    hex: String,
 }
 
-/// The last non-empty path segment of a URL, without query or fragment (`index.html` when there is none).
+impl Checksum {
+    /// Parses `algorithm:hex` with go-digest's rules and messages.
+    fn parse(text: &str) -> Result<Checksum, FetchError> {
+        let bad = |why| FetchError::BadChecksum(text.to_string(), why);
+        let Some((algorithm, hex)) = text.split_once(':').filter(|(a, h)| !a.is_empty() && !h.is_empty()) else {
+            return Err(bad("invalid checksum digest format"));
+        };
+        let (algorithm, len) = match algorithm {
+            "sha256" => ("sha256", 64),
+            "sha384" => ("sha384", 96),
+            "sha512" => ("sha512", 128),
+            _ => return Err(bad("unsupported digest algorithm")),
+        };
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err(bad("invalid checksum digest format"));
+        }
+        if hex.len() != len {
+            return Err(bad("invalid checksum digest length"));
+        }
+        Ok(Checksum { algorithm, hex: hex.to_string() })
+    }
+}
+
+/// One of the digests [`Checksum`] allows, fed as the download streams.
+enum Hasher {
+    Sha256(Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn new(algorithm: &str) -> Hasher {
+        match algorithm {
+            "sha384" => Hasher::Sha384(sha2::Sha384::new()),
+            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
+            _ => Hasher::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha384(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha384(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// The file name BuildKit gives a download: the URL path's last element (Go's `path.Base`), or
+/// `__unnamed__` when the path has none (`http://host/`).
 pub fn file_name_of(url: &str) -> String {
     let path = url::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default();
-    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("index.html").to_string()
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("__unnamed__").to_string()
 }
 
 #[cfg(test)]
@@ -132,15 +189,23 @@ mod tests {
     #[test]
     fn file_names_come_from_the_url_path() {
         assert_eq!(file_name_of("https://example.org/a/b/tool.tar.gz?x=1#f"), "tool.tar.gz");
-        assert_eq!(file_name_of("https://example.org/"), "index.html");
+        assert_eq!(file_name_of("https://example.org/"), "__unnamed__");
+        assert_eq!(file_name_of("https://example.org/dir/"), "dir");
     }
 
+    /// BuildKit's testAddChecksum: go-digest's messages.
     #[test]
-    fn checksums_must_be_sha256() {
-        assert!(parse_checksum("sha256:abc").is_err());
-        assert!(parse_checksum("md5:00").is_err());
-        let good = format!("sha256:{}", "A".repeat(64));
-        assert_eq!(parse_checksum(&good).unwrap(), "a".repeat(64));
+    fn checksums_are_digests() {
+        let why = |text: &str| match Checksum::parse(text) {
+            Err(FetchError::BadChecksum(_, why)) => why,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(why("md5:7e55db001d319a94b0b713529a756623"), "unsupported digest algorithm");
+        assert_eq!(why(&format!("unknown:{}", "a".repeat(64))), "unsupported digest algorithm");
+        assert_eq!(why(&"a".repeat(64)), "invalid checksum digest format");
+        assert_eq!(why("sha256:abc"), "invalid checksum digest length");
+        let good = format!("sha512:{}", "a".repeat(128));
+        assert_eq!(Checksum::parse(&good).unwrap(), Checksum { algorithm: "sha512", hex: "a".repeat(128) });
     }
 
     #[test]
