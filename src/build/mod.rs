@@ -147,7 +147,17 @@ pub async fn build(
     }
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
-    let epoch = plan.source_date_epoch;
+    if let Some(plan::Epoch::Remote { url, checksum }) = plan.epoch.clone() {
+        let client = reqwest::Client::new();
+        let seconds =
+            step::fetch::source_time(&client, &url, checksum.as_deref()).await.map_err(|e| BuildError::Step {
+                location: file_label.clone(),
+                instruction: "SOURCE_DATE_EPOCH".to_string(),
+                source: e.into(),
+            })?;
+        plan.set_epoch(seconds);
+    }
+    let epoch = plan.source_date_epoch();
     let created_at = epoch.unwrap_or_else(now);
     let ctx = BuildCtx {
         store,

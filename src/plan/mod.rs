@@ -16,6 +16,7 @@ mod scope;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use chmod::{Chmod, ChmodError};
+pub use epoch::Epoch;
 pub use error::PlanError;
 pub use health::{HealthcheckSpec, parse_go_duration};
 pub use mount::{RunMount, RunMountKind, Sharing};
@@ -113,8 +114,8 @@ pub struct Plan {
     /// Warnings (unused build args, ...).
     pub warnings: Vec<String>,
     /// `SOURCE_DATE_EPOCH` from a build argument or a global ARG's default: the time of every history
-    /// entry and of the image.
-    pub source_date_epoch: Option<i64>,
+    /// entry and of the image, or the remote source that gives it (see [`Plan::set_epoch`]).
+    pub epoch: Option<Epoch>,
 }
 
 impl Plan {
@@ -268,24 +269,15 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
         let list: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         warnings.push(format!("one or more build-args [{}] were not consumed", list.join(" ")));
     }
-    let stage_names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
-    let source_date_epoch =
-        epoch::resolve(&opts.build_args, &global_args, &stage_names).map_err(|e| PlanError::at(file, 0, e))?;
-    if let Some(seconds) = source_date_epoch {
-        // Later `ARG SOURCE_DATE_EPOCH` lines see it normalised, as in BuildKit.
+    let epoch =
+        epoch::resolve(&opts.build_args, &global_args, &stages, &expander).map_err(|e| PlanError::at(file, 0, e))?;
+    let mut build_args = opts.build_args.clone();
+    if let Some(Epoch::Fixed(seconds)) = epoch {
+        // `ARG SOURCE_DATE_EPOCH` lines see it normalised, as in BuildKit.
         global_args.insert("SOURCE_DATE_EPOCH".to_string(), Some(seconds.to_string()));
+        build_args.entry("SOURCE_DATE_EPOCH".to_string()).and_modify(|v| *v = seconds.to_string());
     }
-    Ok(Plan {
-        file: file.to_string(),
-        escape,
-        stages,
-        target,
-        order,
-        global_args,
-        build_args: opts.build_args.clone(),
-        warnings,
-        source_date_epoch,
-    })
+    Ok(Plan { file: file.to_string(), escape, stages, target, order, global_args, build_args, warnings, epoch })
 }
 
 /// The name of the last stage (`TARGETSTAGE` when no `--target` is given), empty when unnamed.
@@ -418,6 +410,26 @@ fn order_and_levels(stages: &mut [Stage], target: usize) -> Vec<usize> {
 }
 
 impl Plan {
+    /// The epoch in seconds, once known (a remote source's is set by [`Plan::set_epoch`]).
+    pub fn source_date_epoch(&self) -> Option<i64> {
+        match self.epoch {
+            Some(Epoch::Fixed(seconds)) => Some(seconds),
+            _ => None,
+        }
+    }
+
+    /// Records the epoch a remote source gave (`None`: it gave none, and the build has no epoch), where
+    /// `ARG SOURCE_DATE_EPOCH` lines see it.
+    pub fn set_epoch(&mut self, seconds: Option<i64>) {
+        self.epoch = seconds.map(Epoch::Fixed);
+        let value = seconds.map(|s| s.to_string());
+        self.global_args.insert("SOURCE_DATE_EPOCH".to_string(), value.clone());
+        match value {
+            Some(v) => self.build_args.insert("SOURCE_DATE_EPOCH".to_string(), v),
+            None => self.build_args.remove("SOURCE_DATE_EPOCH"),
+        };
+    }
+
     /// Adds the stages that `stage`'s base-image ONBUILD `triggers` read from (known only once the base is
     /// pulled) and orders the build again; true when that adds a dependency.
     pub fn add_trigger_deps(&mut self, stage: usize, triggers: &[Instruction]) -> Result<bool, PlanError> {

@@ -136,9 +136,9 @@ fn platform_args_and_the_target_stage_are_predefined() {
 #[test]
 fn source_date_epoch_comes_from_a_build_arg_or_a_global_default() {
     let src = "ARG SOURCE_DATE_EPOCH=1700000001\nFROM x\n";
-    assert_eq!(plan_of(src, PlanOptions::default()).unwrap().source_date_epoch, Some(1_700_000_001));
+    assert_eq!(plan_of(src, PlanOptions::default()).unwrap().source_date_epoch(), Some(1_700_000_001));
     let opts = PlanOptions { build_args: args(&[("SOURCE_DATE_EPOCH", "1700000002")]), ..Default::default() };
-    assert_eq!(plan_of(src, opts).unwrap().source_date_epoch, Some(1_700_000_002));
+    assert_eq!(plan_of(src, opts).unwrap().source_date_epoch(), Some(1_700_000_002));
     let e = plan_of("ARG SOURCE_DATE_EPOCH=soon\nFROM x\n", PlanOptions::default()).unwrap_err();
     assert!(e.to_string().contains("invalid SOURCE_DATE_EPOCH: soon"), "{e}");
 }

@@ -112,6 +112,41 @@ pub async fn download(
     Ok(Downloaded { file_name: file_name_of(url), mtime })
 }
 
+/// The time a remote source gives `SOURCE_DATE_EPOCH` (BuildKit's `resolveSourceDateEpochFromState`):
+/// its `Last-Modified`, else — when it is a tar archive, compressed or not — its newest regular file's
+/// modification time, else none.
+pub async fn source_time(
+    client: &reqwest::Client,
+    url: &str,
+    checksum: Option<&str>,
+) -> Result<Option<i64>, FetchError> {
+    let scratch =
+        tempfile::NamedTempFile::new().map_err(|source| FetchError::Write { url: url.to_string(), source })?;
+    let got = download(client, url, checksum, scratch.path()).await?;
+    if got.mtime.is_some() {
+        return Ok(got.mtime);
+    }
+    let newest = std::fs::File::open(scratch.path())
+        .ok()
+        .and_then(|f| crate::layer::decompress(std::io::BufReader::new(f)).ok())
+        .and_then(|reader| newest_file_time(reader).ok().flatten());
+    Ok(newest)
+}
+
+/// The newest regular file's mtime in a tar stream; `Err` when it is not one.
+fn newest_file_time(reader: impl std::io::Read) -> std::io::Result<Option<i64>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut newest = None;
+    for entry in archive.entries()? {
+        let entry = entry?;
+        if entry.header().entry_type().is_file() {
+            let mtime = entry.header().mtime()? as i64;
+            newest = Some(newest.map_or(mtime, |n: i64| n.max(mtime)));
+        }
+    }
+    Ok(newest)
+}
+
 /// A `--checksum` digest: the algorithms BuildKit accepts (go-digest's sha256, sha384, sha512).
 #[derive(Debug, PartialEq, Eq)]
 struct Checksum {
@@ -206,6 +241,26 @@ mod tests {
         assert_eq!(why("sha256:abc"), "invalid checksum digest length");
         let good = format!("sha512:{}", "a".repeat(128));
         assert_eq!(Checksum::parse(&good).unwrap(), Checksum { algorithm: "sha512", hex: "a".repeat(128) });
+    }
+
+    #[test]
+    fn the_newest_file_of_an_archive() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, mtime) in [("a", 1_700_000_401u64), ("b", 1_700_000_402), ("c/", 1_800_000_000)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(if name.ends_with('/') {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            header.set_mtime(mtime);
+            header.set_size(0);
+            builder.append_data(&mut header, name, std::io::empty()).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        assert_eq!(newest_file_time(bytes.as_slice()).unwrap(), Some(1_700_000_402), "directories do not count");
+        let text = b"a plain file, not an archive".repeat(40);
+        assert!(!matches!(newest_file_time(text.as_slice()), Ok(Some(_))), "a non-archive gives no time");
     }
 
     #[test]
