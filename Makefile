@@ -6,7 +6,13 @@ DEMO_STORE := target/demo-store
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
 	fuse-overlayfs openssl tar nodejs
 
-.PHONY: build test test-deps test-validators bench bench-storm demo lint install
+# Fuzz targets (fuzz/, cargo-fuzz + libFuzzer). The machine has one stable toolchain; RUSTC_BOOTSTRAP=1
+# lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage instrumentation).
+FUZZ_TARGETS := dockerfile_parse word_expand dockerignore layer_apply image_manifest
+FUZZ_SECONDS ?= 120
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+
+.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps
 
 # Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
 # the tests look for them here (or on PATH).
@@ -31,6 +37,22 @@ test-deps:
 	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
+
+fuzz-deps:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+# Each target for FUZZ_SECONDS (default 120 s); new inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts.
+fuzz: fuzz-deps
+	cd fuzz && $(FUZZ) build -O
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && echo "fuzzing $$t for $(FUZZ_SECONDS) s" && \
+		$(FUZZ) run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			|| exit 1; \
+	done
+
+# The short pass CI runs.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 # criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed).
 bench: build

@@ -47,7 +47,7 @@ pub struct BuildCtx<'a> {
     /// The registry client for base images.
     pub client: &'a Client,
     /// Plain HTTP(S) client for ADD URLs.
-    pub http: reqwest::Client,
+    pub http: step::fetch::Http,
     /// The build's options.
     pub options: &'a BuildOptions,
     /// Where events go.
@@ -147,10 +147,14 @@ pub async fn build(
     }
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
+    let http = step::fetch::Http::new(options.fetch_timeouts).map_err(|e| BuildError::Step {
+        location: file_label.clone(),
+        instruction: "ADD".to_string(),
+        source: e.into(),
+    })?;
     if let Some(plan::Epoch::Remote { url, checksum }) = plan.epoch.clone() {
-        let client = reqwest::Client::new();
         let seconds =
-            step::fetch::source_time(&client, &url, checksum.as_deref()).await.map_err(|e| BuildError::Step {
+            step::fetch::source_time(&http, &url, checksum.as_deref()).await.map_err(|e| BuildError::Step {
                 location: file_label.clone(),
                 instruction: "SOURCE_DATE_EPOCH".to_string(),
                 source: e.into(),
@@ -162,7 +166,7 @@ pub async fn build(
     let ctx = BuildCtx {
         store,
         client,
-        http: reqwest::Client::new(),
+        http,
         options,
         reporter,
         platform: Platform::host(),

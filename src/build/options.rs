@@ -66,6 +66,8 @@ pub struct BuildOptions {
     pub isolation: crate::sandbox::Requested,
     /// `--network` for RUN steps (RUN --network overrides it).
     pub network: crate::sandbox::Network,
+    /// How long ADD waits for a server to connect and, once connected, for its next data.
+    pub fetch_timeouts: crate::build::step::fetch::Timeouts,
     /// `--secret id=...`: what `RUN --mount=type=secret` can use, by id.
     pub secrets: BTreeMap<String, SecretSource>,
 }

@@ -75,12 +75,47 @@ pub struct CachedLayer {
 /// The cache records of one store (`kiln/cache/records/<key>.json`).
 pub struct Cache {
     dir: PathBuf,
+    store: Store,
+}
+
+/// A problem `kiln fsck` finds in the cache's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheProblem {
+    /// A record that does not parse.
+    Unreadable {
+        /// The record file.
+        path: PathBuf,
+    },
+    /// A record whose layer blob is not in the store (a lookup treats it as a miss).
+    MissingLayer {
+        /// The record file.
+        path: PathBuf,
+        /// The layer blob.
+        digest: String,
+    },
+    /// A temp file of a kiln process that is gone.
+    Leftover {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for CacheProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheProblem::Unreadable { path } => write!(f, "cache record {} cannot be read", path.display()),
+            CacheProblem::MissingLayer { path, digest } => {
+                write!(f, "cache record {} names layer {digest}, which is not in the store", path.display())
+            }
+            CacheProblem::Leftover { path } => write!(f, "{} was left by a killed kiln process", path.display()),
+        }
+    }
 }
 
 impl Cache {
     /// The cache of `store`.
     pub fn open(store: &Store) -> Cache {
-        Cache { dir: store.kiln_dir().join("cache").join("records") }
+        Cache { dir: store.kiln_dir().join("cache").join("records"), store: store.clone() }
     }
 
     /// The record for `key`, when there is one whose layer blob is still in `store`.
@@ -133,23 +168,69 @@ impl Cache {
         if std::fs::create_dir_all(&self.dir).is_err() {
             return;
         }
-        let path = self.path(key);
-        let temp = self.dir.join(format!(".{}.{}", key.hex(), std::process::id()));
-        if std::fs::write(&temp, bytes).is_ok() && std::fs::rename(&temp, &path).is_err() {
-            let _ = std::fs::remove_file(&temp);
+        let _ = self.store.write_small(&self.path(key), &bytes);
+    }
+
+    /// Checks every record (parses, names a layer the store has) and the cache's stray temp files; with
+    /// `repair`, removes the bad ones. Returns how many records were checked, and each problem with
+    /// whether it was repaired.
+    pub fn check(&self, repair: bool) -> (usize, Vec<(CacheProblem, bool)>) {
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        let mut files: Vec<PathBuf> = list(&self.dir);
+        files.extend(self.dir.parent().map(list).unwrap_or_default().into_iter().filter(|p| p.is_file()));
+        for path in files {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let problem = if let Some(pid) = temp_owner(&name) {
+                // Temp files of an older kiln (records) or of the stat cache, named after their writer's pid.
+                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    continue;
+                }
+                CacheProblem::Leftover { path: path.clone() }
+            } else if path.parent() == Some(self.dir.as_path()) {
+                checked += 1;
+                match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok()) {
+                    None => CacheProblem::Unreadable { path: path.clone() },
+                    Some(Record { layer: Some(layer), .. }) if !self.store.has_blob(&layer.digest) => {
+                        CacheProblem::MissingLayer { path: path.clone(), digest: layer.digest.to_string() }
+                    }
+                    Some(_) => continue,
+                }
+            } else {
+                continue;
+            };
+            let repaired = repair && self.store.discard(&path).unwrap_or(false);
+            problems.push((problem, repaired));
         }
+        (checked, problems)
     }
 
     /// Removes every record (`kiln prune` clears the build cache with the blobs it no longer keeps).
     pub fn clear(&self) -> usize {
         let count = std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = self.store.discard(&self.dir);
         count
     }
 
     fn path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}.json", key.hex()))
     }
+}
+
+/// The writer's pid in a temp file name: `.<key>.<pid>` (records) or `file-digests.tmp<pid>` (stat cache).
+fn temp_owner(name: &str) -> Option<u32> {
+    let pid = match name.strip_prefix('.') {
+        Some(rest) => rest.rsplit_once('.')?.1,
+        None => name.rsplit_once(".tmp")?.1,
+    };
+    pid.parse().ok()
+}
+
+fn list(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
+    out.sort();
+    out
 }
 
 /// The stat cache file of a store.
@@ -160,6 +241,35 @@ pub fn stat_cache_path(store: &Store) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_files_name_their_writer() {
+        assert_eq!(temp_owner(".abc.123"), Some(123));
+        assert_eq!(temp_owner("file-digests.tmp77"), Some(77));
+        assert_eq!(temp_owner("abc.json"), None);
+        assert_eq!(temp_owner("file-digests.json"), None);
+    }
+
+    #[test]
+    fn check_finds_records_without_their_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = Cache::open(&store);
+        let (kept, size) = store.put_bytes(b"layer").unwrap();
+        let layer =
+            |digest: Digest| CachedLayer { digest: digest.clone(), diff_id: digest, size, media_type: "x".into() };
+        let key = |n: &str| CacheKey::base(n, "linux/amd64");
+        cache.put(&key("a"), &Record { layer: Some(layer(kept)), created: "t".into() });
+        let gone = crate::store::digest_of(b"gone");
+        cache.put(&key("b"), &Record { layer: Some(layer(gone)), created: "t".into() });
+        std::fs::write(cache.dir.join(".dead.999999999"), b"{").unwrap();
+        let (checked, problems) = cache.check(false);
+        assert_eq!((checked, problems.len()), (2, 2), "{problems:?}");
+        let (_, repaired) = cache.check(true);
+        assert!(repaired.iter().all(|(_, fixed)| *fixed));
+        assert_eq!(cache.check(false), (1, Vec::new()));
+        assert!(cache.get(&store, &key("a")).is_some());
+    }
 
     #[test]
     fn keys_change_with_every_part() {

@@ -38,6 +38,8 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Remove blobs and snapshots that no image references.
     Prune(PruneArgs),
+    /// Check the store (blob digests, image references, snapshots, leftovers); `--repair` fixes what it can.
+    Fsck(FsckArgs),
     /// Push an image to a registry or export it (oci:, oci-archive:, docker-archive:).
     Push(PushArgs),
     /// Pull an image from a registry into the store.
@@ -265,6 +267,15 @@ pub struct PruneArgs {
     /// whole build cache goes.
     #[arg(long = "keep-storage", value_name = "SIZE")]
     pub keep_storage: Option<String>,
+}
+
+/// `kiln fsck` flags.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Fix what can be fixed: move corrupt blobs out, remove incomplete snapshots, bad cache records and
+    /// what killed kiln processes left (waits for running builds first).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// `kiln push` flags.

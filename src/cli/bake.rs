@@ -4,6 +4,7 @@
 //! every build without code here.
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::BuildArgs;
 use super::progress::{Mode, Progress};
-use super::{Failure, env, runtime};
+use super::{Failure, env, output, runtime};
 use crate::bake::scheduler::{self, Launcher, WorkerResult};
 use crate::bake::{self, BakeSet, Dockerfile, LoadOptions, graph::Graph};
 use crate::build::events::{Event, Reporter};
@@ -100,7 +101,7 @@ pub fn run(root: Option<&Path>, args: &BakeArgs) -> Result<(), Failure> {
         args.only.iter().map(|n| graph.index(n)).collect::<Result<Vec<_>, _>>()?
     };
     if args.dry_run {
-        print!("{}", graph.render(&selection));
+        write!(output::stdout(), "{}", graph.render(&selection))?;
         return Ok(());
     }
     if let Some(kind) = args.emit {
@@ -136,7 +137,7 @@ pub fn run(root: Option<&Path>, args: &BakeArgs) -> Result<(), Failure> {
     let results =
         scheduler::run(&graph, &selection, &options, &launcher, cgroups.as_ref(), &|event| render.event(event));
     render.finish();
-    print!("{}", bake::report::table(&results));
+    write!(output::stdout(), "{}", bake::report::table(&results))?;
     if let Some(path) = &args.report {
         fs_err::write(path, bake::report::json(&results)).context("cannot write --report")?;
     }
@@ -174,7 +175,7 @@ fn emit(args: &BakeArgs, graph: &Graph, selection: &[usize], kind: EmitArg) -> R
     };
     match &args.emit_file {
         Some(path) => fs_err::write(path, text).context("cannot write the manifests")?,
-        None => print!("{text}"),
+        None => write!(output::stdout(), "{text}")?,
     }
     Ok(())
 }
@@ -272,7 +273,7 @@ fn worker(root: Option<&Path>, args: &BakeArgs, set: &BakeSet, name: &str) -> Re
             }
         }
     };
-    println!("{}", serde_json::to_string(&result).unwrap_or_default());
+    writeln!(output::stdout(), "{}", serde_json::to_string(&result).unwrap_or_default())?;
     if result.error.is_some() {
         return Err(Failure { code: 1, error: anyhow::anyhow!("build {name} failed") });
     }

@@ -1,14 +1,14 @@
 //! `kiln build`: flags → `BuildOptions`, run the build (or print its plan), name and optionally push it.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
 use super::args::{BuildArgs, BuildCommand, CompressionArg, FormatArg, ImageArgs, IsolationArg, PullArg};
 use super::progress::{Mode, Progress};
-use super::{Failure, env, runtime};
-
+use super::{Failure, env, output, runtime};
 use crate::build::options::SecretSource;
 use crate::build::{self, BuildOptions, ImageFormat, PullPolicy};
 use crate::layer::Compression;
@@ -20,7 +20,7 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     let options = options(image, args)?;
     if image.dry_run {
         let (plan, _) = build::load_plan(&options)?;
-        print!("{}", crate::plan::render_dry_run(&plan)?);
+        write!(output::stdout(), "{}", crate::plan::render_dry_run(&plan)?)?;
         return Ok(());
     }
     let store = env::open_store(root)?;
@@ -31,7 +31,7 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     if let Some(path) = &image.iidfile {
         fs_err::write(path, format!("sha256:{id}")).context("cannot write --iidfile")?;
     }
-    println!("{id}");
+    writeln!(output::stdout(), "{id}")?;
     Ok(())
 }
 
@@ -117,6 +117,7 @@ pub fn shared_options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         },
         network,
         secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
+        fetch_timeouts: env::fetch_timeouts()?,
         ..BuildOptions::default()
     })
 }

@@ -1,5 +1,6 @@
 //! Everything kiln takes from the process environment, read in one place and passed down as values:
-//! the store root, auth file locations, `SOURCE_DATE_EPOCH`, build-arg values named without `=`.
+//! the store root, auth file locations, `SOURCE_DATE_EPOCH`, `KILN_FETCH_TIMEOUT`, build-arg values named
+//! without `=`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,9 @@ use super::args::RegistryFlags;
 use crate::registry::{AuthFiles, Client, RegistryOptions};
 use crate::store::Store;
 
-/// Opens the store at `--root`, else `$KILN_ROOT`, else the per-user or system default.
-pub fn open_store(root: Option<&Path>) -> anyhow::Result<Store> {
-    let path = match root {
+/// The store's directory: `--root`, else `$KILN_ROOT`, else the per-user or system default.
+pub fn store_root(root: Option<&Path>) -> PathBuf {
+    match root {
         Some(p) => p.to_path_buf(),
         None => Store::default_root(
             std::env::var_os("KILN_ROOT").as_deref(),
@@ -20,8 +21,24 @@ pub fn open_store(root: Option<&Path>) -> anyhow::Result<Store> {
             std::env::var_os("HOME").as_deref(),
             crate::sandbox::userns::state() == crate::sandbox::userns::UserNs::Host,
         ),
-    };
-    Store::open(&path).with_context(|| format!("cannot open the store at {}", path.display()))
+    }
+}
+
+/// Opens the store (cleaning what killed kiln runs left) and says what opening it changed.
+pub fn open_store(root: Option<&Path>) -> anyhow::Result<Store> {
+    let path = store_root(root);
+    let store = Store::open(&path).with_context(|| format!("cannot open the store at {}", path.display()))?;
+    super::output::print_opened(&path, &store.opened());
+    Ok(store)
+}
+
+/// Opens the store leaving killed runs' files in place, for `fsck` to report them.
+pub fn open_store_as_found(root: Option<&Path>) -> anyhow::Result<Store> {
+    let path = store_root(root);
+    let store =
+        Store::open_without_recovery(&path).with_context(|| format!("cannot open the store at {}", path.display()))?;
+    super::output::print_opened(&path, &store.opened());
+    Ok(store)
 }
 
 /// Where credentials are looked up, in podman's order.
@@ -59,6 +76,23 @@ pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
             Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?))
         }
         _ => Ok(None),
+    }
+}
+
+/// `KILN_FETCH_TIMEOUT` (seconds), when set: how long ADD waits for a connection and for each next piece
+/// of data; else 30 s to connect and 60 s of silence.
+pub fn fetch_timeouts() -> anyhow::Result<crate::build::step::fetch::Timeouts> {
+    use crate::build::step::fetch::Timeouts;
+    match std::env::var("KILN_FETCH_TIMEOUT") {
+        Ok(v) if !v.is_empty() => {
+            let seconds: u64 = v
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .with_context(|| format!("KILN_FETCH_TIMEOUT={v:?}: expected seconds > 0"))?;
+            Ok(Timeouts::both(std::time::Duration::from_secs(seconds)))
+        }
+        _ => Ok(Timeouts::default()),
     }
 }
 

@@ -1,13 +1,14 @@
 //! The store commands: `images`, `inspect`, `tag`, `rmi`, `prune`.
 
 use std::collections::HashSet;
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use oci_spec::image::{Descriptor, Digest, ImageManifest};
 
 use super::args::{ImagesArgs, InspectArgs, PruneArgs, RmiArgs, TagArgs};
-use super::{Failure, env};
+use super::{Failure, env, output};
 use crate::build;
 use crate::image::{self, ImageConfig};
 use crate::store::Store;
@@ -65,13 +66,21 @@ pub fn images(root: Option<&Path>, args: &ImagesArgs) -> Result<(), Failure> {
     }
     if args.quiet {
         for row in rows {
-            println!("{}", row.2);
+            writeln!(output::stdout(), "{}", row.2)?;
         }
         return Ok(());
     }
-    println!("{:<48} {:<16} {:<14} {:<22} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    writeln!(
+        output::stdout(),
+        "{:<48} {:<16} {:<14} {:<22} {:>10}",
+        "REPOSITORY",
+        "TAG",
+        "IMAGE ID",
+        "CREATED",
+        "SIZE"
+    )?;
     for (repo, tag, id, created, size) in rows {
-        println!("{repo:<48} {tag:<16} {id:<14} {created:<22} {size:>10}");
+        writeln!(output::stdout(), "{repo:<48} {tag:<16} {id:<14} {created:<22} {size:>10}")?;
     }
     Ok(())
 }
@@ -132,7 +141,7 @@ pub fn inspect(root: Option<&Path>, args: &InspectArgs) -> Result<(), Failure> {
         "Manifest": manifest,
         "Config": config,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    writeln!(output::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }
 
@@ -152,7 +161,7 @@ pub fn rmi(root: Option<&Path>, args: &RmiArgs) -> Result<(), Failure> {
     for name in &args.names {
         let (stored, _) = resolve(&store, name)?;
         store.remove_tag(&stored)?;
-        println!("Untagged: {stored}");
+        writeln!(output::stdout(), "Untagged: {stored}")?;
     }
     Ok(())
 }
@@ -175,11 +184,12 @@ pub fn prune(root: Option<&Path>, args: &PruneArgs) -> Result<(), Failure> {
         None => (Vec::new(), cache.clear()),
     };
     let report = store.prune(&cache_roots, &keep)?;
-    println!(
+    writeln!(
+        output::stdout(),
         "removed {} blobs, {} snapshots and {records} cache records, freed {}",
         report.blobs_removed,
         report.snapshots_removed,
         human_size(report.bytes_freed)
-    );
+    )?;
     Ok(())
 }

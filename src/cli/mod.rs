@@ -9,7 +9,9 @@ mod bake;
 mod bake_progress;
 mod build;
 mod env;
+mod fsck;
 mod images;
+mod interrupt;
 mod login;
 mod output;
 mod parse;
@@ -42,13 +44,22 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
     // ordinary user; entering it forks, so it happens here, while the process is still single-threaded.
-    if matches!(cli.command, args::Command::Build(_) | args::Command::Bake(_) | args::Command::Prune(_))
-        && let Some(code) = crate::sandbox::userns::enter()
+    if matches!(
+        cli.command,
+        args::Command::Build(_) | args::Command::Bake(_) | args::Command::Prune(_) | args::Command::Fsck(_)
+    ) && let Some(code) = crate::sandbox::userns::enter()
     {
         return code;
     }
-    match run(cli) {
+    // Still single-threaded: every thread started from here on inherits the blocked signals.
+    let interrupts = interrupt::Interrupts::install(env::store_root(cli.root.as_deref()));
+    let result = run(cli);
+    // An interrupted command fails; the interrupt's own clean-up ends the process with its status.
+    interrupts.hold_if_stopping();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `kiln images | head`: the reader has what it wanted.
+        Err(failure) if output::is_broken_pipe(&failure.error) => ExitCode::SUCCESS,
         Err(failure) => {
             output::print_error(&failure.error);
             ExitCode::from(failure.code)
@@ -68,6 +79,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tag(a) => images::tag(root, &a),
         Command::Rmi(a) => images::rmi(root, &a),
         Command::Prune(a) => images::prune(root, &a),
+        Command::Fsck(a) => fsck::fsck(root, &a),
         Command::Push(a) => transfer::push(root, &a),
         Command::Pull(a) => transfer::pull(root, &a),
         Command::Login(a) => login::login(&a),

@@ -1,8 +1,9 @@
 //! `kiln parse`: print a Dockerfile's syntax tree (with `--dump`, in BuildKit's test-data format).
 
-use super::Failure;
 use super::args::ParseArgs;
+use super::{Failure, output};
 use crate::dockerfile;
+use std::io::Write as _;
 
 /// Runs `kiln parse`.
 pub fn run(args: &ParseArgs) -> Result<(), Failure> {
@@ -13,7 +14,7 @@ pub fn run(args: &ParseArgs) -> Result<(), Failure> {
         // The dump is the syntax tree only, as the reference prints it: instruction-level checks would
         // reject some of the reference's own test files (unknown flags are a build error, not a syntax one).
         let tree = dockerfile::parse_nodes(&source, &name)?;
-        print!("{}", dockerfile::dump(&tree.nodes));
+        write!(output::stdout(), "{}", dockerfile::dump(&tree.nodes))?;
         return Ok(());
     }
     let parsed = dockerfile::parse(&source, &name)?;
@@ -22,7 +23,7 @@ pub fn run(args: &ParseArgs) -> Result<(), Failure> {
     }
     {
         for instruction in &parsed.instructions {
-            println!("{:>4}: {:?}", instruction.span.start_line, instruction.command);
+            writeln!(output::stdout(), "{:>4}: {:?}", instruction.span.start_line, instruction.command)?;
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `kiln push` and `kiln pull`.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -7,7 +8,7 @@ use oci_spec::image::Descriptor;
 
 use super::args::{FormatArg, PullArgs, PushArgs};
 use super::progress::{Mode, Progress};
-use super::{Failure, env, images, runtime};
+use super::{Failure, env, images, output, runtime};
 use crate::build::events::{Event, Reporter};
 use crate::image::{Platform, Reference};
 use crate::registry::Client;
@@ -42,6 +43,8 @@ pub async fn push_one(
 /// Runs `kiln push`.
 pub fn push(root: Option<&Path>, args: &PushArgs) -> Result<(), Failure> {
     let store = env::open_store(root)?;
+    // Prune waits while the image's blobs are being read.
+    let _lock = store.lock_shared()?;
     let (name, manifest) = images::resolve(&store, &args.name)?;
     let destination = Destination::parse(args.destination.as_deref().unwrap_or(&name));
     let docker_format = args.format.map(|f| f == FormatArg::Docker);
@@ -68,13 +71,15 @@ pub fn push(root: Option<&Path>, args: &PushArgs) -> Result<(), Failure> {
     if let Some(file) = &args.digestfile {
         fs_err::write(file, &digest).context("cannot write --digestfile")?;
     }
-    println!("{digest}");
+    writeln!(output::stdout(), "{digest}")?;
     Ok(())
 }
 
 /// Runs `kiln pull`.
 pub fn pull(root: Option<&Path>, args: &PullArgs) -> Result<(), Failure> {
     let store = env::open_store(root)?;
+    // Prune waits until the pulled blobs are named, or it would collect them in between.
+    let _lock = store.lock_shared()?;
     let client = env::registry_client(&args.registry)?;
     let reference =
         Reference::parse(&args.reference).with_context(|| format!("invalid reference {:?}", args.reference))?;
@@ -83,6 +88,6 @@ pub fn pull(root: Option<&Path>, args: &PullArgs) -> Result<(), Failure> {
     let manifest = runtime()?.block_on(pull::pull(&store, &client, &reference, &Platform::host()))?;
     let bytes = store.read_blob(manifest.digest())?;
     let parsed = oci_spec::image::ImageManifest::from_reader(bytes.as_slice())?;
-    println!("{}", parsed.config().digest().digest());
+    writeln!(output::stdout(), "{}", parsed.config().digest().digest())?;
     Ok(())
 }

@@ -31,12 +31,13 @@ pub fn empty() -> ImageIndex {
     index
 }
 
-/// Writes `index` to `path` atomically (temp file beside it, fsync, rename).
-pub fn write(path: &Path, index: &ImageIndex) -> Result<(), StoreError> {
+/// Writes `index` to `path` atomically (temp file in `tmp_dir` on the same filesystem, fsync, rename), so
+/// a crash leaves no stray file beside it.
+pub fn write(path: &Path, index: &ImageIndex, tmp_dir: &Path) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let bytes = serde_json::to_vec(index)
         .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("create a temp file in", dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io("create a temp file in", tmp_dir))?;
     std::io::Write::write_all(&mut tmp, &bytes).map_err(io("write", path))?;
     tmp.as_file().sync_all().map_err(io("fsync", path))?;
     tmp.persist(path).map_err(|e| StoreError::Io { op: "rename into", path: path.to_path_buf(), source: e.error })?;

@@ -1,15 +1,32 @@
 //! kiln's content-addressed store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`) that
-//! skopeo and umoci read directly, plus kiln's own state under `kiln/` (format version, temp files,
-//! snapshots, cache mounts, locks).
+//! skopeo and umoci read directly, plus kiln's own state under `kiln/`:
+//!
+//! ```text
+//!  ROOT/                      mode 0700: snapshots hold setuid binaries and world-writable dirs
+//!    oci-layout  index.json  blobs/sha256/<hex>
+//!    kiln/version             on-disk format (2)
+//!    kiln/locks/              store.lock (shared: builds, pulls; exclusive: prune, fsck --repair),
+//!                             index.lock, sessions.lock
+//!    kiln/tmp/<id>.lock       held by a live kiln process (session.rs)
+//!    kiln/tmp/<id>/           that process's temp files: blobs being written, snapshots being filled
+//!    kiln/trash/<id>.<n>      renamed out of use, being removed
+//!    kiln/snapshots/<hex>[.diff]/{fs/, complete}   a rootfs (or RUN diff) and its completion marker
+//!    kiln/cache/, kiln/cache-mounts/              step cache records, RUN --mount=type=cache dirs
+//! ```
 //!
 //! Concurrency: blob writes need no lock (temp file + rename of content-addressed names); `index.json`
-//! updates hold an exclusive lock around read-modify-write; builds hold a shared store lock that `prune`
-//! takes exclusively, so nothing is collected under a running build. Knows nothing of Dockerfiles.
+//! updates hold an exclusive lock around read-modify-write; builds and pulls hold a shared store lock that
+//! `prune` and `fsck --repair` take exclusively, so nothing is collected under them. Crash safety: nothing
+//! becomes visible before it is whole (rename into place), nothing is deleted in place (rename into the
+//! trash first), and a start cleans what killed processes left. Knows nothing of Dockerfiles.
 
 mod blobs;
 mod error;
+mod fsck;
 mod index;
+mod layout;
 mod prune;
+mod session;
 mod snapshots;
 
 use std::collections::HashSet;
@@ -17,24 +34,40 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{Descriptor, Digest};
 
 pub use blobs::{BlobWriter, digest_of};
 pub use error::StoreError;
+pub use fsck::{Finding, FsckReport, Problem};
 pub use index::REF_NAME;
 pub use prune::PruneReport;
+pub use session::{Leftover, Recovered};
 
 use error::io;
 
-/// The on-disk format version this kiln writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this kiln writes and reads (2: snapshots carry a completion marker).
+pub const FORMAT_VERSION: u32 = 2;
 
-/// An opened store.
+/// An opened store; clones share one session (temp area), which ends when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    session: Arc<session::Session>,
+    opened: Opened,
+}
+
+/// What opening the store found and fixed, for the caller to tell the user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// The root's mode when it was wider than 0700 (it is 0700 now).
+    pub tightened_from: Option<u32>,
+    /// The format version the store was migrated from.
+    pub migrated_from: Option<u32>,
+    /// What killed kiln processes had left and this start removed.
+    pub recovered: Recovered,
 }
 
 /// A held lock on the store (shared for builds, exclusive for prune); released on drop.
@@ -44,38 +77,79 @@ pub struct StoreLock {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the layout when missing and checking its format version.
+    /// Opens the store at `root`: creates the layout (private) when missing, tightens a root other users
+    /// can reach, checks the format version, and removes what killed kiln processes left behind.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        let store = Store { root: root.to_path_buf() };
-        for dir in
-            [store.blob_dir(), store.kiln_dir().join("tmp"), store.snapshot_dir(), store.kiln_dir().join("locks")]
-        {
-            std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let mut store = Store::open_without_recovery(root)?;
+        store.opened.recovered = store.session.recover(&store.locks_dir().join("sessions.lock"))?;
+        Ok(store)
+    }
+
+    /// Opens the store like [`Store::open`] but leaves killed processes' files where they are (`fsck`
+    /// reports them before repairing).
+    pub fn open_without_recovery(root: &Path) -> Result<Store, StoreError> {
+        let tightened_from = layout::make_private(root)?;
+        let kiln = root.join("kiln");
+        for dir in [
+            root.join("blobs/sha256"),
+            kiln.join("tmp"),
+            kiln.join("trash"),
+            kiln.join("snapshots"),
+            kiln.join("locks"),
+        ] {
+            layout::create_private(&dir)?;
         }
+        let session = session::Session::start(&kiln, &kiln.join("locks/sessions.lock"))?;
+        let mut store = Store {
+            root: root.to_path_buf(),
+            session: Arc::new(session),
+            opened: Opened { tightened_from, ..Opened::default() },
+        };
         let layout = root.join("oci-layout");
         if !layout.exists() {
-            write_small(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            store.write_small(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         let index = store.index_path();
         if !index.exists() {
             let _guard = store.lock_file("index", FlockArg::LockExclusive)?;
             if !index.exists() {
-                index::write(&index, &index::empty())?;
+                index::write(&index, &index::empty(), &store.session_dir())?;
             }
         }
-        let version_path = store.kiln_dir().join("version");
-        match std::fs::read_to_string(&version_path) {
-            Ok(v) if v.trim() == FORMAT_VERSION.to_string() => {}
-            Ok(v) => {
-                return Err(StoreError::Version {
-                    path: root.to_path_buf(),
-                    found: v.trim().to_string(),
-                    supported: FORMAT_VERSION,
-                });
-            }
-            Err(_) => write_small(&version_path, format!("{FORMAT_VERSION}\n").as_bytes())?,
-        }
+        store.opened.migrated_from = store.check_version()?;
         Ok(store)
+    }
+
+    /// What opening found and fixed.
+    pub fn opened(&self) -> Opened {
+        self.opened
+    }
+
+    /// Checks the format version, migrating older stores; returns the version migrated from.
+    fn check_version(&self) -> Result<Option<u32>, StoreError> {
+        let version_path = self.kiln_dir().join("version");
+        let found = match std::fs::read_to_string(&version_path) {
+            Ok(v) => v.trim().to_string(),
+            Err(_) => {
+                self.write_small(&version_path, format!("{FORMAT_VERSION}\n").as_bytes())?;
+                return Ok(None);
+            }
+        };
+        if found == FORMAT_VERSION.to_string() {
+            return Ok(None);
+        }
+        if found != "1" {
+            return Err(StoreError::Version { path: self.root.clone(), found, supported: FORMAT_VERSION });
+        }
+        // Version 1 kept snapshots without a completion marker (and deleted them in place): none of them
+        // can be trusted. Snapshots are re-created from layers on demand, so they all go.
+        let _lock = self.lock_file("store", FlockArg::LockExclusive)?;
+        if std::fs::read_to_string(&version_path).is_ok_and(|v| v.trim() == "1") {
+            self.session.discard(&self.snapshot_dir())?;
+            layout::create_private(&self.snapshot_dir())?;
+            self.write_small(&version_path, format!("{FORMAT_VERSION}\n").as_bytes())?;
+        }
+        Ok(Some(1))
     }
 
     /// Where the store lives by default: `$KILN_ROOT`, else `$XDG_DATA_HOME/kiln` (`~/.local/share/kiln`) for
@@ -113,19 +187,21 @@ impl Store {
         self.root.join("kiln")
     }
 
-    /// The directory holding all snapshots (overlay lower dirs are named relative to it).
-    pub fn snapshot_dir(&self) -> PathBuf {
-        self.kiln_dir().join("snapshots")
-    }
-
     fn index_path(&self) -> PathBuf {
         self.root.join("index.json")
     }
 
+    fn locks_dir(&self) -> PathBuf {
+        self.kiln_dir().join("locks")
+    }
+
     fn lock_file(&self, name: &str, how: FlockArg) -> Result<Flock<File>, StoreError> {
-        let path = self.kiln_dir().join("locks").join(format!("{name}.lock"));
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
-        Flock::lock(file, how).map_err(|(_, e)| StoreError::Io { op: "lock", path, source: e.into() })
+        lock_at(&self.locks_dir().join(format!("{name}.lock")), how)
+    }
+
+    /// This process's temp directory in the store.
+    fn session_dir(&self) -> PathBuf {
+        self.session.dir()
     }
 
     /// Whether the blob is present.
@@ -159,13 +235,13 @@ impl Store {
 
     /// Starts writing a blob.
     pub fn ingest(&self) -> Result<BlobWriter, StoreError> {
-        BlobWriter::new(&self.kiln_dir().join("tmp"), &self.blob_dir())
+        BlobWriter::new(&self.session_dir(), &self.blob_dir())
     }
 
     /// Stores a small blob held in memory.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64), StoreError> {
         let mut writer = self.ingest()?;
-        std::io::Write::write_all(&mut writer, bytes).map_err(io("write", self.kiln_dir().join("tmp")))?;
+        std::io::Write::write_all(&mut writer, bytes).map_err(io("write", self.session_dir()))?;
         writer.commit(None)
     }
 
@@ -211,68 +287,21 @@ impl Store {
         let changed = change(&mut manifests);
         if changed {
             index.set_manifests(manifests);
-            index::write(&path, &index)?;
+            index::write(&path, &index, &self.session_dir())?;
         }
         Ok(changed)
     }
 
-    /// The snapshot for `chain_id`, when it exists.
-    pub fn snapshot(&self, chain_id: &Digest) -> Option<PathBuf> {
-        let path = self.snapshot_dir().join(chain_id.digest());
-        path.is_dir().then_some(path)
-    }
-
-    /// Creates the snapshot for `chain_id` by filling a temp directory with `fill`, then publishing it.
-    pub fn create_snapshot(
-        &self,
-        chain_id: &Digest,
-        fill: impl FnOnce(&Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Result<PathBuf, StoreError> {
-        if let Some(existing) = self.snapshot(chain_id) {
-            return Ok(existing);
-        }
-        let temp = tempfile::Builder::new()
-            .prefix("snap-")
-            .tempdir_in(self.kiln_dir().join("tmp"))
-            .map_err(io("create a temp dir in", self.kiln_dir().join("tmp")))?
-            .keep();
-        let rootfs = temp.join("rootfs");
-        std::fs::create_dir(&rootfs).map_err(io("create", &rootfs))?;
-        if let Err(e) = fill(&rootfs) {
-            let _ = snapshots::remove_tree(&temp);
-            return Err(StoreError::Snapshot { chain_id: chain_id.to_string(), message: e.to_string() });
-        }
-        let published = snapshots::publish(&rootfs, &self.snapshot_dir().join(chain_id.digest()));
-        let _ = snapshots::remove_tree(&temp);
-        published
-    }
-
-    /// The diff snapshot for `chain_id` (a RUN step's overlay upper dir, kept as it was), when it exists.
-    pub fn diff_snapshot(&self, chain_id: &Digest) -> Option<PathBuf> {
-        let path = self.snapshot_dir().join(format!("{}.diff", chain_id.digest()));
-        path.is_dir().then_some(path)
-    }
-
-    /// Moves a finished overlay upper dir in as the diff snapshot of `chain_id` (a rename, no copy).
-    pub fn publish_diff_snapshot(&self, chain_id: &Digest, upper: &Path) -> Result<PathBuf, StoreError> {
-        snapshots::publish(upper, &self.snapshot_dir().join(format!("{}.diff", chain_id.digest())))
-    }
-
-    /// Moves a finished rootfs directory in as the snapshot of `chain_id` (a rename, no copy).
-    pub fn publish_snapshot(&self, chain_id: &Digest, rootfs: &Path) -> Result<PathBuf, StoreError> {
-        snapshots::publish(rootfs, &self.snapshot_dir().join(chain_id.digest()))
-    }
-
     /// A temp directory inside the store (same filesystem as blobs and snapshots), removed on drop.
     pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
-        let dir = self.kiln_dir().join("tmp");
+        let dir = self.session_dir();
         tempfile::Builder::new().prefix("work-").tempdir_in(&dir).map_err(io("create a temp dir in", dir))
     }
 
     /// The persistent directory of a `RUN --mount=type=cache` with this id.
     pub fn cache_mount_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
         let dir = self.kiln_dir().join("cache-mounts").join(digest_of(id.as_bytes()).digest());
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        layout::create_private(&dir)?;
         Ok(dir)
     }
 
@@ -291,20 +320,56 @@ impl Store {
         }
     }
 
-    /// Removes unreachable blobs, snapshots not in `keep_snapshots`, and stale temp files.
+    /// Removes unreachable blobs, snapshots not in `keep_snapshots`, and what killed processes left.
     pub fn prune(&self, extra_roots: &[Digest], keep_snapshots: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
         let _lock = self.lock_file("store", FlockArg::LockExclusive)?;
         prune::run(self, extra_roots, keep_snapshots)
     }
+
+    /// Checks the store; with `repair`, fixes what can be fixed (waiting for running builds first).
+    pub fn fsck(&self, repair: bool) -> Result<FsckReport, StoreError> {
+        let how = if repair { FlockArg::LockExclusive } else { FlockArg::LockShared };
+        let _lock = self.lock_file("store", how)?;
+        fsck::run(self, repair)
+    }
+
+    /// Takes `path` (inside the store) out of use at once, then removes it: the deletion protocol.
+    pub fn discard(&self, path: &Path) -> Result<bool, StoreError> {
+        self.session.discard(path)
+    }
+
+    /// For a run that was interrupted and exits without unwinding: removes the temp files of process
+    /// `pid`'s sessions in the store at `root` (session ids start with their pid), then what dead
+    /// sessions left — its own children's, just killed.
+    pub fn clean_up_after_interrupt(root: &Path, pid: u32) {
+        let kiln = root.join("kiln");
+        if !kiln.join("tmp").is_dir() {
+            return;
+        }
+        session::abandon_sessions_of(&kiln, pid);
+        session::recover_for(&kiln, &kiln.join("locks/sessions.lock"), &format!("{pid}-exit"));
+    }
+
+    /// Writes a small file inside the store atomically: a temp file in this session, fsync, rename over
+    /// `path` — a crash leaves either the old file or the new one, and no temp file beside it.
+    pub fn write_small(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.session_dir();
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io("create a temp file in", &dir))?;
+        std::io::Write::write_all(&mut tmp, bytes).map_err(io("write", path))?;
+        tmp.as_file().sync_all().map_err(io("fsync", path))?;
+        tmp.persist(path).map_err(|e| StoreError::Io {
+            op: "rename into",
+            path: path.to_path_buf(),
+            source: e.error,
+        })?;
+        blobs::sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
 }
 
-fn write_small(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("create a temp file in", dir))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(io("write", path))?;
-    tmp.as_file().sync_all().map_err(io("fsync", path))?;
-    tmp.persist(path).map_err(|e| StoreError::Io { op: "rename into", path: path.to_path_buf(), source: e.error })?;
-    Ok(())
+/// Opens (creating) a lock file and locks it.
+fn lock_at(path: &Path, how: FlockArg) -> Result<Flock<File>, StoreError> {
+    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(io("open", path))?;
+    Flock::lock(file, how).map_err(|(_, e)| StoreError::Io { op: "lock", path: path.to_path_buf(), source: e.into() })
 }
 
 #[cfg(test)]

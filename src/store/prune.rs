@@ -1,12 +1,14 @@
 //! Garbage collection: everything reachable from `index.json` (indexes → manifests → config and layers)
-//! or from the caller's extra roots stays; other blobs, unlisted snapshots and stale temp files go.
+//! or from the caller's extra roots stays; other blobs, unlisted snapshots and what killed processes left
+//! go. Each goes through the trash (renamed out of use, then removed), so a prune killed at any moment
+//! leaves no half-deleted snapshot for a later build to use.
 
 use std::collections::HashSet;
 
 use oci_spec::image::Digest;
 
 use super::error::{StoreError, io};
-use super::{Store, index, snapshots};
+use super::{Store, index};
 
 /// What prune removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,7 +17,7 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     /// Snapshots deleted.
     pub snapshots_removed: usize,
-    /// Bytes freed by deleted blobs and temp files (snapshots not counted).
+    /// Bytes freed by deleted blobs and leftover temp files (snapshots not counted).
     pub bytes_freed: u64,
 }
 
@@ -39,26 +41,21 @@ pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>)
             continue;
         }
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        std::fs::remove_file(entry.path()).map_err(io("remove", entry.path()))?;
-        report.blobs_removed += 1;
-        report.bytes_freed += size;
+        if store.discard(&entry.path())? {
+            report.blobs_removed += 1;
+            report.bytes_freed += size;
+        }
     }
     let keep_hex: HashSet<&str> = keep.iter().map(|d| d.digest()).collect();
     let snap_dir = store.snapshot_dir();
     for entry in std::fs::read_dir(&snap_dir).map_err(io("list", &snap_dir))?.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name)) {
-            snapshots::remove_tree(&entry.path())?;
+        if !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name)) && store.discard(&entry.path())? {
             report.snapshots_removed += 1;
         }
     }
-    // No build runs while prune holds the exclusive lock, so every temp entry is left over from a crash.
-    let tmp = store.kiln_dir().join("tmp");
-    for entry in std::fs::read_dir(&tmp).map_err(io("list", &tmp))?.filter_map(Result::ok) {
-        report.bytes_freed += entry.metadata().map(|m| if m.is_file() { m.len() } else { 0 }).unwrap_or(0);
-        snapshots::remove_tree(&entry.path())
-            .or_else(|_| std::fs::remove_file(entry.path()).map_err(io("remove", entry.path())))?;
-    }
+    // Sessions of live processes (a pull, `kiln images`) keep their files; dead ones' go.
+    report.bytes_freed += store.session.recover(&store.locks_dir().join("sessions.lock"))?.bytes;
     Ok(report)
 }
 

@@ -1,7 +1,9 @@
-//! Store behaviour: atomic ingest, tags under concurrency, snapshots, prune, and readability by skopeo.
+//! Store behaviour: atomic ingest, tags under concurrency, snapshots, prune, privacy, sessions and the
+//! deletion protocol, fsck, and readability by skopeo.
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use oci_spec::image::{Descriptor, MediaType};
 
@@ -38,7 +40,7 @@ fn ingest_is_atomic_and_checked() {
     w.write_all(b"half").unwrap();
     drop(w);
     assert_eq!(std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(dir.path().join("kiln/tmp")).unwrap().count(), 0, "dropped writer leaves no temp");
+    assert_eq!(std::fs::read_dir(store.session_dir()).unwrap().count(), 0, "dropped writer leaves no temp");
     let wrong = digest_of(b"other");
     let mut w = store.ingest().unwrap();
     w.write_all(b"content").unwrap();
@@ -95,6 +97,7 @@ fn snapshots_are_published_once() {
         })
         .unwrap();
     assert!(path.join("f").is_file());
+    assert!(path.ends_with("fs") && path.parent().unwrap().join("complete").is_file());
     let again = store.create_snapshot(&chain, |_| Err("must not be called".into())).unwrap();
     assert_eq!(again, path);
     let failed = store.create_snapshot(&digest_of(b"other"), |_| Err("boom".into()));
@@ -121,6 +124,7 @@ fn prune_keeps_what_images_reference() {
     assert!(store.has_blob(&config) && store.has_blob(&layer) && store.has_blob(desc.digest()));
     assert!(!store.has_blob(&orphan));
     assert!(store.snapshot(&kept).is_some());
+    assert_eq!(std::fs::read_dir(store.kiln_dir().join("trash")).unwrap().count(), 0, "the trash is emptied");
 }
 
 #[test]
@@ -145,4 +149,157 @@ fn skopeo_reads_the_store_as_an_oci_layout() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, manifest.as_bytes());
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn a_new_store_is_private_and_its_parents_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path().join("a/store");
+    let store = Store::open(&root).unwrap();
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(dir.path()), 0o755, "the parent keeps its mode");
+    assert_eq!(store.opened().tightened_from, None);
+    for sub in ["kiln", "kiln/snapshots", "kiln/tmp", "blobs/sha256"] {
+        assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
+    }
+}
+
+#[test]
+fn an_open_store_is_tightened_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.opened().tightened_from, Some(0o755));
+    assert_eq!(mode(dir.path()), 0o700);
+    drop(store);
+    assert_eq!(Store::open(dir.path()).unwrap().opened().tightened_from, None);
+}
+
+#[test]
+fn a_session_lives_with_its_store_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let session = store.session_dir();
+    assert!(session.is_dir());
+    std::fs::write(session.join("partial"), b"x").unwrap();
+    // A second process (here: a second open) must not take a live session's files.
+    let other = Store::open(dir.path()).unwrap();
+    assert_eq!(other.opened().recovered, Recovered::default());
+    assert!(session.join("partial").is_file());
+    drop(other);
+    drop(store);
+    let tmp = dir.path().join("kiln/tmp");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "session dir and lock file are gone");
+}
+
+#[test]
+fn a_dead_sessions_files_are_removed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let tmp = dir.path().join("kiln/tmp");
+    let trash = dir.path().join("kiln/trash");
+    // A killed process: its lock file (no longer locked), its temp tree, a half-removed trash entry.
+    std::fs::write(tmp.join("999-dead.lock"), b"").unwrap();
+    std::fs::create_dir_all(tmp.join("999-dead/snap-x/fs/etc")).unwrap();
+    std::fs::write(tmp.join("999-dead/snap-x/fs/etc/big"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir_all(trash.join("999-dead.3/usr")).unwrap();
+    // A read-only directory, as a rootfs has them.
+    std::fs::set_permissions(trash.join("999-dead.3/usr"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // An older kiln's temp file, which no session owns.
+    std::fs::write(tmp.join("blob-legacy"), b"12345").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.opened().recovered, Recovered { entries: 3, bytes: 4096 + 5 });
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "only the live session's dir and lock: {left:?}");
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+}
+
+#[test]
+fn deletion_takes_things_out_of_use_before_removing_them() {
+    let (dir, store) = store();
+    let chain = digest_of(b"c");
+    let snap = store.create_snapshot(&chain, |d| Ok(std::fs::write(d.join("f"), b"x")?)).unwrap();
+    assert!(store.discard(snap.parent().unwrap()).unwrap());
+    assert!(store.snapshot(&chain).is_none());
+    assert!(!store.discard(snap.parent().unwrap()).unwrap(), "already gone");
+    assert_eq!(std::fs::read_dir(dir.path().join("kiln/trash")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_snapshot_without_its_marker_is_never_used_and_gets_replaced() {
+    let (_dir, store) = store();
+    let chain = digest_of(b"half");
+    // What a killed prune of an older kiln left: the tree, part of it, no marker.
+    let half = store.snapshot_dir().join(chain.digest());
+    std::fs::create_dir_all(half.join("fs/only-some")).unwrap();
+    assert!(store.snapshot(&chain).is_none());
+    let path = store.create_snapshot(&chain, |d| Ok(std::fs::write(d.join("whole"), b"x")?)).unwrap();
+    assert!(path.join("whole").is_file() && !path.join("only-some").exists());
+}
+
+#[test]
+fn a_claimed_snapshot_leaves_the_store_and_can_come_back() {
+    let (_dir, store) = store();
+    let chain = digest_of(b"claim");
+    store.create_snapshot(&chain, |d| Ok(std::fs::write(d.join("f"), b"x")?)).unwrap();
+    let work = store.temp_dir().unwrap();
+    let tree = store.claim_snapshot(&chain, &work.path().join("claimed")).unwrap();
+    assert!(tree.join("f").is_file());
+    assert!(store.snapshot(&chain).is_none());
+    assert!(store.claim_snapshot(&chain, &work.path().join("again")).is_none());
+    let back = store.publish_snapshot(&chain, &tree).unwrap();
+    assert!(back.join("f").is_file() && store.snapshot(&chain).is_some());
+}
+
+#[test]
+fn a_version_1_store_loses_its_snapshots_and_keeps_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _) = {
+        let store = Store::open(dir.path()).unwrap();
+        store.put_bytes(b"kept").unwrap()
+    };
+    std::fs::write(dir.path().join("kiln/version"), "1\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("kiln/snapshots/abc/etc")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.opened().migrated_from, Some(1));
+    assert_eq!(std::fs::read_to_string(dir.path().join("kiln/version")).unwrap(), "2\n");
+    assert_eq!(std::fs::read_dir(store.snapshot_dir()).unwrap().count(), 0);
+    assert!(store.has_blob(&d));
+}
+
+#[test]
+fn fsck_finds_and_repairs_what_it_can() {
+    let (dir, store) = store();
+    let (layer, lsize) = store.put_bytes(b"layer").unwrap();
+    let (config, csize) = store.put_bytes(b"{}").unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{csize}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{lsize}}}]}}"#
+    );
+    let desc = manifest_desc(&store, &manifest);
+    store.set_tag("localhost/app:1", &desc).unwrap();
+    let clean = store.fsck(false).unwrap();
+    assert_eq!((clean.blobs, clean.images, clean.remaining()), (3, 1, 0), "{:?}", clean.findings);
+
+    std::fs::write(store.blob_path(&layer), b"flipped").unwrap();
+    std::fs::create_dir_all(store.snapshot_dir().join(format!("{}/fs", "a".repeat(64)))).unwrap();
+    std::fs::write(dir.path().join("kiln/tmp/1-gone.lock"), b"").unwrap();
+    std::fs::create_dir_all(dir.path().join("kiln/tmp/1-gone/work-1")).unwrap();
+    let found = store.fsck(false).unwrap();
+    let kinds: Vec<String> = found.findings.iter().map(|f| f.problem.to_string()).collect();
+    assert_eq!(found.remaining(), 4, "{kinds:#?}");
+    assert!(kinds.iter().any(|k| k.contains("is corrupt")), "{kinds:#?}");
+    assert!(kinds.iter().any(|k| k.contains("needs blob") && k.contains("localhost/app:1")), "{kinds:#?}");
+    assert!(kinds.iter().any(|k| k.contains("incomplete")), "{kinds:#?}");
+    assert!(kinds.iter().any(|k| k.contains("killed kiln process")), "{kinds:#?}");
+
+    let repaired = store.fsck(true).unwrap();
+    assert_eq!(repaired.remaining(), 1, "only the image's missing layer remains: {:?}", repaired.findings);
+    assert!(matches!(repaired.findings.iter().find(|f| !f.repaired).unwrap().problem, Problem::MissingBlob { .. }));
+    assert!(!dir.path().join("kiln/tmp/1-gone").exists());
+    assert_eq!(store.fsck(false).unwrap().remaining(), 1);
 }

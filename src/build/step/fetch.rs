@@ -1,8 +1,10 @@
 //! ADD's remote sources: downloading an http(s) URL into a temp file, with `--checksum` verification and
-//! the reference's metadata rules (mode 0600, mtime from `Last-Modified`).
+//! the reference's metadata rules (mode 0600, mtime from `Last-Modified`). A server that cannot be reached,
+//! or that stops sending mid-way, ends the download after [`Timeouts`] instead of hanging the build.
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
@@ -39,6 +41,19 @@ pub enum FetchError {
     /// `--checksum` is not a digest (go-digest's messages: invalid format, unsupported algorithm, length).
     #[error("--checksum {0:?}: {1}")]
     BadChecksum(String, &'static str),
+    /// The server could not be reached in time, or sent nothing for too long.
+    #[error("cannot download {url}: {what} for {seconds} s (timed out)")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// What did not happen (`no connection`, `no data from the server`).
+        what: &'static str,
+        /// The limit that was reached.
+        seconds: u64,
+    },
+    /// The HTTP client could not be set up.
+    #[error("cannot set up the HTTP client for ADD: {0}")]
+    Client(String),
     /// Writing the temp file failed.
     #[error("cannot write the download of {url}: {source}")]
     Write {
@@ -47,6 +62,48 @@ pub enum FetchError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// How long a download waits: for the connection, and — once connected — for each next piece of data
+/// (an idle limit, not a limit on the whole transfer, so big files on slow links still arrive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection set-up.
+    pub connect: Duration,
+    /// Longest silence while waiting for response headers or body data.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(30), idle: Duration::from_secs(60) }
+    }
+}
+
+impl Timeouts {
+    /// The same limit for both.
+    pub fn both(limit: Duration) -> Timeouts {
+        Timeouts { connect: limit, idle: limit }
+    }
+}
+
+/// The HTTP client ADD downloads with, and its limits.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl Http {
+    /// A client that gives up after `timeouts`.
+    pub fn new(timeouts: Timeouts) -> Result<Http, FetchError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.idle)
+            .build()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
+        Ok(Http { client, timeouts })
+    }
 }
 
 /// What a download produced.
@@ -69,15 +126,10 @@ pub fn is_git(source: &str) -> bool {
 }
 
 /// Downloads `url` into `into`, verifying `checksum` (`sha256:<hex>`) when given.
-pub async fn download(
-    client: &reqwest::Client,
-    url: &str,
-    checksum: Option<&str>,
-    into: &Path,
-) -> Result<Downloaded, FetchError> {
+pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Path) -> Result<Downloaded, FetchError> {
     let expected = checksum.map(Checksum::parse).transpose()?;
-    let transfer = |e: reqwest::Error| FetchError::Transfer { url: url.to_string(), message: e.to_string() };
-    let response = client.get(url).send().await.map_err(transfer)?;
+    let transfer = |e: reqwest::Error| transfer_error(url, http.timeouts, e);
+    let response = http.client.get(url).send().await.map_err(transfer)?;
     if !response.status().is_success() {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }
@@ -112,17 +164,22 @@ pub async fn download(
     Ok(Downloaded { file_name: file_name_of(url), mtime })
 }
 
+fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchError {
+    let url = url.to_string();
+    match (e.is_timeout(), e.is_connect()) {
+        (true, true) => FetchError::Timeout { url, what: "no connection", seconds: timeouts.connect.as_secs() },
+        (true, false) => FetchError::Timeout { url, what: "no data from the server", seconds: timeouts.idle.as_secs() },
+        _ => FetchError::Transfer { url, message: e.to_string() },
+    }
+}
+
 /// The time a remote source gives `SOURCE_DATE_EPOCH` (BuildKit's `resolveSourceDateEpochFromState`):
 /// its `Last-Modified`, else — when it is a tar archive, compressed or not — its newest regular file's
 /// modification time, else none.
-pub async fn source_time(
-    client: &reqwest::Client,
-    url: &str,
-    checksum: Option<&str>,
-) -> Result<Option<i64>, FetchError> {
+pub async fn source_time(http: &Http, url: &str, checksum: Option<&str>) -> Result<Option<i64>, FetchError> {
     let scratch =
         tempfile::NamedTempFile::new().map_err(|source| FetchError::Write { url: url.to_string(), source })?;
-    let got = download(client, url, checksum, scratch.path()).await?;
+    let got = download(http, url, checksum, scratch.path()).await?;
     if got.mtime.is_some() {
         return Ok(got.mtime);
     }
@@ -261,6 +318,32 @@ mod tests {
         assert_eq!(newest_file_time(bytes.as_slice()).unwrap(), Some(1_700_000_402), "directories do not count");
         let text = b"a plain file, not an archive".repeat(40);
         assert!(!matches!(newest_file_time(text.as_slice()), Ok(Some(_))), "a non-archive gives no time");
+    }
+
+    /// A server that answers with headers and then goes silent.
+    fn stalling_server() -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/stall.bin", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nsome");
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn a_stalled_download_times_out() {
+        let (url, server) = stalling_server();
+        let timeouts = Timeouts::both(Duration::from_millis(500));
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let result = runtime.block_on(download(&Http::new(timeouts).unwrap(), &url, None, &dir.path().join("f")));
+        let err = result.unwrap_err();
+        assert!(matches!(err, FetchError::Timeout { what: "no data from the server", .. }), "{err}");
+        server.join().unwrap();
     }
 
     #[test]

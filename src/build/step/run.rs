@@ -258,9 +258,10 @@ impl Workspace {
         for dir in [&upper, &work, &merged] {
             std::fs::create_dir(dir).map_err(StepError::Temp)?;
         }
-        let names = lowers.iter().map(|l| l.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        let base = store.snapshot_dir();
+        let names = lowers.iter().map(|l| l.strip_prefix(&base).unwrap_or(l).to_string_lossy().into_owned()).collect();
         let rootfs = RootfsSpec::Overlay {
-            base: store.snapshot_dir(),
+            base,
             lower: names,
             upper,
             work,
@@ -280,12 +281,12 @@ impl Workspace {
             Some(path) => path,
             None => rootfs::empty(store)?,
         };
-        let private = scratch.join("rootfs");
         let owned = !existed || env.ctx.owned_snapshots.lock().unwrap_or_else(|e| e.into_inner()).remove(&chain);
-        if owned && std::fs::rename(&lower, &private).is_ok() {
+        if owned && let Some(private) = store.claim_snapshot(&chain, &scratch.join("claimed")) {
             let before = Before::Stamps(layer::stamp_tree(&private)?);
             return Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before });
         }
+        let private = scratch.join("rootfs");
         layer::copy_tree(&lower, &private)?;
         Ok(Workspace {
             rootfs: RootfsSpec::Dir(private.clone()),

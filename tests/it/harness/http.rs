@@ -80,6 +80,28 @@ impl Server {
     }
 }
 
+/// A server that answers every request with headers that promise a body, sends a few bytes of it and
+/// then goes silent for `stall` (a hung mirror).
+pub fn stalling(stall: std::time::Duration) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = stream;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\nfirst bytes");
+                std::thread::sleep(stall);
+            });
+        }
+    });
+    Server { addr }
+}
+
 /// A route with a body and content type.
 pub fn route(path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Route {
     Route { path: path.to_string(), content_type: content_type.to_string(), headers: Vec::new(), body: body.into() }

@@ -73,8 +73,12 @@ impl Workspace {
 /// kiln with a store of its own.
 pub struct Kiln {
     store: tempfile::TempDir,
+    /// Where `--root` points: the temp dir, or a path inside it that kiln creates.
+    root: PathBuf,
     /// Program and leading arguments kiln runs under (`runuser -u USER --`, `setpriv ...`), then kiln.
     launcher: Vec<PathBuf>,
+    /// Environment variables set for every run.
+    envs: Vec<(String, String)>,
 }
 
 /// A finished kiln run.
@@ -90,15 +94,31 @@ pub struct Run {
 impl Kiln {
     /// kiln with a fresh, empty store.
     pub fn new() -> Kiln {
-        Kiln {
-            store: tempfile::tempdir().expect("temp dir"),
-            launcher: vec![PathBuf::from(env!("CARGO_BIN_EXE_kiln"))],
-        }
+        Kiln::launched_by(vec![PathBuf::from(env!("CARGO_BIN_EXE_kiln"))])
     }
 
     /// kiln started through `launcher` (a wrapper command ending with the kiln binary to run).
     pub fn launched_by(launcher: Vec<PathBuf>) -> Kiln {
-        Kiln { store: tempfile::tempdir().expect("temp dir"), launcher }
+        let store = tempfile::tempdir().expect("temp dir");
+        let root = store.path().to_path_buf();
+        Kiln { store, root, launcher, envs: Vec::new() }
+    }
+
+    /// The same kiln with `--root` at `rel` inside its temp dir, a store kiln itself creates.
+    pub fn with_root_inside(mut self, rel: &str) -> Kiln {
+        self.root = self.store.path().join(rel);
+        self
+    }
+
+    /// The same kiln with `name=value` in its environment.
+    pub fn with_env(mut self, name: &str, value: &str) -> Kiln {
+        self.envs.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The temp dir that holds the store (its parent when the store is inside it).
+    pub fn home(&self) -> &Path {
+        self.store.path()
     }
 
     /// kiln as root would run it in a build pod without mount rights (no CAP_SYS_ADMIN): chroot mode.
@@ -113,7 +133,7 @@ impl Kiln {
 
     /// The store directory (an OCI layout).
     pub fn store(&self) -> &Path {
-        self.store.path()
+        &self.root
     }
 
     /// Runs kiln with `args` (and `--root` pointing at the store).
@@ -121,9 +141,10 @@ impl Kiln {
         let out: Output = Command::new(&self.launcher[0])
             .args(&self.launcher[1..])
             .arg("--root")
-            .arg(self.store.path())
+            .arg(&self.root)
             .args(args)
             .env_remove("SOURCE_DATE_EPOCH")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("kiln runs");
         Run {
@@ -138,8 +159,9 @@ impl Kiln {
         Command::new(&self.launcher[0])
             .args(&self.launcher[1..])
             .arg("--root")
-            .arg(self.store.path())
+            .arg(&self.root)
             .args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -172,7 +194,7 @@ impl Kiln {
 
     /// `oci:<store>:<name>` for skopeo and umoci.
     pub fn oci_ref(&self, name: &str) -> String {
-        format!("oci:{}:{name}", self.store.path().display())
+        format!("oci:{}:{name}", self.root.display())
     }
 }
 
