@@ -4,7 +4,7 @@ KILN := target/release/kiln
 DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
-	fuse-overlayfs openssl tar nodejs
+	fuse-overlayfs openssl tar nodejs binutils
 
 # Fuzz targets (fuzz/, cargo-fuzz + libFuzzer). The machine has one stable toolchain; RUSTC_BOOTSTRAP=1
 # lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage instrumentation).
@@ -12,7 +12,7 @@ FUZZ_TARGETS := dockerfile_parse word_expand dockerignore layer_apply image_mani
 FUZZ_SECONDS ?= 120
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
-.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps
+.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps pod-image
 
 # Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
 # the tests look for them here (or on PATH).
@@ -21,8 +21,10 @@ VALIDATORS := /var/cache/kiln-test-tools
 build:
 	$(CARGO) build --release
 
+# Benches are timings, not tests: they are compiled here (so they cannot rot) and run by `make bench`.
 test: test-deps test-validators
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
+	$(CARGO) bench --no-run
 
 test-validators:
 	@if [ -x $(VALIDATORS)/venv/bin/kubernetes-validate ]; then echo "kubernetes-validate: present"; else \
@@ -68,6 +70,13 @@ demo: build
 	$(KILN) --root $(DEMO_STORE) build -t kiln-demo:latest testdata/demo
 	$(KILN) --root $(DEMO_STORE) images
 	$(KILN) --root $(DEMO_STORE) inspect kiln-demo
+
+# kiln's own image (Containerfile), built by kiln from this machine's kiln, libraries, busybox and CA bundle.
+POD_IMAGE ?= localhost/kiln:latest
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+pod-image: build
+	sh pod/context.sh $(if $(wildcard $(CA_BUNDLE)),--ca-bundle $(CA_BUNDLE)) $(KILN) target/pod-context
+	$(KILN) build -f Containerfile -t $(POD_IMAGE) target/pod-context
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -89,7 +89,7 @@ impl BuildCtx<'_> {
                 crate::sandbox::SandboxError::Unavailable(why) => why,
                 other => other.to_string(),
             })?;
-            self.info(format!("RUN isolation: {} ({:?} rootfs)", found.isolation.name(), found.rootfs));
+            self.info(format!("RUN isolation: {found}"));
             Ok(found)
         });
         found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))
@@ -147,7 +147,7 @@ pub async fn build(
     }
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
-    let http = step::fetch::Http::new(options.fetch_timeouts).map_err(|e| BuildError::Step {
+    let http = step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
         location: file_label.clone(),
         instruction: "ADD".to_string(),
         source: e.into(),

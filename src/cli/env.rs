@@ -19,7 +19,7 @@ pub fn store_root(root: Option<&Path>) -> PathBuf {
             std::env::var_os("KILN_ROOT").as_deref(),
             std::env::var_os("XDG_DATA_HOME").as_deref(),
             std::env::var_os("HOME").as_deref(),
-            crate::sandbox::userns::state() == crate::sandbox::userns::UserNs::Host,
+            crate::sandbox::userns::state().started_as_root(),
         ),
     }
 }

@@ -43,11 +43,18 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that unpack layers or remove snapshots work as root of kiln's user namespace when run by an
-    // ordinary user; entering it forks, so it happens here, while the process is still single-threaded.
+    // ordinary user; entering it forks, so it happens here, while the process is still single-threaded. A
+    // build by root without mount rights enters one too, unless it asked for root or chroot isolation.
+    let isolation = match &cli.command {
+        args::Command::Build(b) => Some(b.args.isolation),
+        args::Command::Bake(b) => Some(b.build.isolation),
+        _ => None,
+    };
+    let root_may_enter = isolation.is_some_and(|i| !matches!(i, args::IsolationArg::Root | args::IsolationArg::Chroot));
     if matches!(
         cli.command,
         args::Command::Build(_) | args::Command::Bake(_) | args::Command::Prune(_) | args::Command::Fsck(_)
-    ) && let Some(code) = crate::sandbox::userns::enter()
+    ) && let Some(code) = crate::sandbox::userns::enter(root_may_enter)
     {
         return code;
     }

@@ -17,6 +17,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::auth::{AuthFiles, Challenge, Credentials, parse_challenge};
 use super::error::RegistryError;
+use super::tls::Roots;
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ impl Default for RegistryOptions {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
+    roots: Roots,
     options: RegistryOptions,
     tokens: Mutex<HashMap<(String, String), String>>,
     schemes: Mutex<HashMap<String, &'static str>>,
@@ -59,11 +61,14 @@ pub struct Client {
 
 impl Client {
     /// Builds a client: system roots plus the given CA files, or no verification with `tls_verify=false`.
+    /// Having no CA at all is not an error here: plain HTTP works, and HTTPS says what to add.
     pub fn new(options: RegistryOptions) -> Result<Client, RegistryError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120));
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .read_timeout(Duration::from_secs(120))
+        };
         let mut ca_files = options.ca_files.clone();
         if let Some(dir) = &options.cert_dir {
             let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Local {
@@ -75,23 +80,40 @@ impl Client {
                 entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "crt")),
             );
         }
-        for path in &ca_files {
-            let pem = std::fs::read(path).map_err(|source| RegistryError::Local {
-                op: "read CA file",
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| RegistryError::Setup(format!("{}: not a PEM certificate bundle: {e}", path.display())))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+        let roots = Roots::load(&ca_files)?;
+        let mut registry = roots.apply(builder());
         if !options.tls_verify {
-            builder = builder.danger_accept_invalid_certs(true);
+            registry = registry.danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| RegistryError::Setup(e.to_string()))?;
-        Ok(Client { http, options, tokens: Mutex::new(HashMap::new()), schemes: Mutex::new(HashMap::new()) })
+        let build = |b: reqwest::ClientBuilder| b.build().map_err(|e| RegistryError::Setup(e.to_string()));
+        Ok(Client {
+            http: build(registry)?,
+            roots,
+            options,
+            tokens: Mutex::new(HashMap::new()),
+            schemes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The CA roots this client trusts, for the command's other HTTPS clients (`ADD https://...`, which
+    /// always verifies: `--tls-verify=false` is about registries, not downloads).
+    pub fn roots(&self) -> &Roots {
+        &self.roots
+    }
+
+    /// A connection error, with what to add when the cause is a certificate and kiln trusts no CA at all.
+    fn connect_error(&self, host: &str, op: &str, error: &reqwest::Error) -> RegistryError {
+        let mut err = crate::registry::error::connect_error(host, op, error);
+        if self.roots.is_empty()
+            && let RegistryError::Connect { message, .. } = &mut err
+            && message.to_lowercase().contains("certificate")
+        {
+            if let Some(cut) = message.find(" (a registry with a private CA") {
+                message.truncate(cut);
+            }
+            message.push_str(&format!(" ({})", super::tls::NO_ROOTS_HINT));
+        }
+        err
     }
 
     /// The options the client was built with.
@@ -152,7 +174,7 @@ impl Client {
             let response = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last_err = Some(crate::registry::error::connect_error(host, op, &e));
+                    last_err = Some(self.connect_error(host, op, &e));
                     continue;
                 }
             };
@@ -168,7 +190,7 @@ impl Client {
                     }
                     Ok(r) => return Ok(r),
                     Err(e) => {
-                        last_err = Some(crate::registry::error::connect_error(host, op, &e));
+                        last_err = Some(self.connect_error(host, op, &e));
                         continue;
                     }
                 }
@@ -255,7 +277,7 @@ impl Client {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
         let token_op = format!("token request for {op}");
-        let response = req.send().await.map_err(|e| crate::registry::error::connect_error(host, &token_op, &e))?;
+        let response = req.send().await.map_err(|e| self.connect_error(host, &token_op, &e))?;
         if !response.status().is_success() {
             return Err(status_error(host, &token_op, response).await);
         }

@@ -6,6 +6,7 @@ mod auth;
 mod client;
 mod error;
 mod ops;
+mod tls;
 mod transfer;
 
 #[cfg(test)]
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 pub use auth::{AuthFiles, Challenge, Credentials, parse_challenge};
 pub use client::{Client, RegistryOptions};
 pub use error::{NetFailure, RegistryError};
+pub use tls::Roots;
 pub use transfer::{BlobIngest, BlobSink, BlobSource, PulledImage, pull_image, push_image};
 
 /// Checks credentials against `host`, then saves them in the auth file; returns that file.

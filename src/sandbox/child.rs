@@ -13,7 +13,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 use super::mounts::{self, SetupError};
-use super::spec::{Isolation, Network, RunSpec};
+use super::spec::{Facilities, Isolation, Network, RunSpec};
 use super::{command, sys};
 
 /// argv[1] that selects the child role.
@@ -31,7 +31,7 @@ pub fn run_if_requested() -> Option<ExitCode> {
     let result = match args.get(2).map(String::as_str) {
         Some("probe-chroot") => nix::unistd::chroot("/").map(|()| 0).map_err(|e| setup("chroot")(e.into())),
         Some("probe") => probe(args.get(3).map(Path::new), args.get(4).map(String::as_str) == Some("rootless")),
-        _ => read_spec().and_then(|spec| run(&spec)),
+        _ => read_spec().and_then(|spec| run(&spec, args.get(3).and_then(|p| p.parse().ok()))),
     };
     Some(match result {
         Ok(code) => ExitCode::from(code),
@@ -55,10 +55,12 @@ fn setup(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
     move |e| SetupError::new(what, e)
 }
 
-fn run(spec: &RunSpec) -> Result<u8, SetupError> {
+/// `parent` is the pid of the kiln that started this child, as it told it on the command line.
+fn run(spec: &RunSpec, parent: Option<i32>) -> Result<u8, SetupError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("set the parent-death signal")(e.into()))?;
-    // kiln may have died before the signal was armed; the child was then re-parented.
-    if nix::unistd::getppid() == Pid::from_raw(1) {
+    // kiln may have died before the signal was armed; the child was then re-parented. Comparing with kiln's
+    // own pid, not with 1: kiln may itself be pid 1 (a container's command).
+    if parent.is_some_and(|p| nix::unistd::getppid() != Pid::from_raw(p)) {
         return Err(setup("start")(std::io::Error::other("kiln exited before the step started")));
     }
     if spec.isolation != Isolation::Chroot {
@@ -97,7 +99,10 @@ fn init(spec: &RunSpec) -> Result<u8, SetupError> {
     let report = created.join("\n");
     std::fs::write(&spec.created_report, report).map_err(setup("write the mount-point report"))?;
     mounts::enter(&root, spec.isolation)?;
-    if spec.isolation != Isolation::Chroot {
+    // Chroot mode has no /dev of its own: what the step leaves there (a `> /dev/null` where mknod was
+    // refused) is removed afterwards, as a step's tmpfs /dev would have dropped it.
+    let dev_before = (spec.isolation == Isolation::Chroot).then(mounts::dev_entries);
+    if spec.facilities.hostname {
         nix::unistd::sethostname(&spec.hostname).map_err(|e| setup("set the host name")(e.into()))?;
     }
     if spec.network == Network::None {
@@ -115,6 +120,9 @@ fn init(spec: &RunSpec) -> Result<u8, SetupError> {
             wait_for(child)
         }
     };
+    if let Some(before) = dev_before {
+        mounts::remove_new_dev_entries(&before);
+    }
     if spec.isolation == Isolation::Chroot {
         mounts::remove_created(Path::new("/"), &created);
     }
@@ -134,8 +142,17 @@ pub(super) fn wait_for(pid: Pid) -> u8 {
     }
 }
 
-/// Tells the parent what this machine allows: `overlay`, `fuse` or `copy` on stdout, or why namespaces
-/// cannot be created on stderr (exit 1).
+/// What the probe found, as JSON on its stdout.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ProbeReport {
+    /// `overlay`, `fuse` or `copy`.
+    pub rootfs: String,
+    /// What a step can have from the kernel.
+    pub facilities: Facilities,
+}
+
+/// Tells the parent what this machine allows ([`ProbeReport`] on stdout), or why namespaces cannot be
+/// created (on stderr, exit 1). It sets up namespaces as `run` does and mounts as the step's init would.
 fn probe(dir: Option<&Path>, rootless: bool) -> Result<u8, SetupError> {
     let dir = dir.ok_or_else(|| setup("probe")(std::io::Error::other("no directory given")))?;
     // The pid namespace is checked last: its first child would become its init, and the fuse daemon
@@ -150,11 +167,31 @@ fn probe(dir: Option<&Path>, rootless: bool) -> Result<u8, SetupError> {
         eprintln!("cannot mount in a new mount namespace: {}", std::io::Error::from(e));
         return Ok(1);
     }
-    let kind = mounts::probe_overlay(dir, rootless);
+    let rootfs = mounts::probe_overlay(dir, rootless).to_string();
     if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
         eprintln!("cannot create a pid namespace: {}", std::io::Error::from(e));
         return Ok(1);
     }
-    println!("{kind}");
-    Ok(0)
+    // /proc is mounted by the pid namespace's first process, as in a step: the kernel decides by it.
+    match sys::fork().map_err(|e| setup("fork the probe's init")(e.into()))? {
+        ForkResult::Child => {
+            let mut facilities = mounts::probe_kernel_fs(&dir.join("kernel"));
+            // Seccomp profiles of pods without CAP_SYS_ADMIN refuse sethostname, even in a new uts namespace.
+            facilities.hostname = nix::unistd::sethostname("kiln").is_ok();
+            let report = ProbeReport { rootfs, facilities };
+            let code = match serde_json::to_string(&report) {
+                Ok(json) => {
+                    println!("{json}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("cannot write the probe report: {e}");
+                    1
+                }
+            };
+            let _ = std::io::stdout().flush();
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => Ok(wait_for(child)),
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use super::spec::{Isolation, RootfsSpec, RunSpec, SandboxMount};
+use super::spec::{Facilities, Isolation, ProcFs, RootfsSpec, RunSpec, SandboxMount};
 use crate::layer::{clean_components, resolve_dir};
 
 /// A setup failure, with what was being done.
@@ -46,7 +46,7 @@ pub type Created = Vec<String>;
 pub fn assemble(spec: &RunSpec, created: &mut Created) -> Result<PathBuf, SetupError> {
     let root = mount_rootfs(spec)?;
     if spec.isolation != Isolation::Chroot {
-        mount_kernel_fs(&root, created)?;
+        mount_kernel_fs(&root, spec.facilities, created)?;
     }
     if spec.isolation == Isolation::Chroot {
         chroot_devices(&root, created);
@@ -126,10 +126,12 @@ fn fuse_overlay(options: &str, merged: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn mount_kernel_fs(root: &Path, created: &mut Created) -> Result<(), SetupError> {
-    let proc = mount_point(root, "/proc", false, created)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &proc, Some("proc"), flags, None::<&str>).map_err(|e| fail("mount /proc")(errno(e)))?;
+/// /proc, /dev and /sys as detection found this machine allows them ([`probe_kernel_fs`]).
+fn mount_kernel_fs(root: &Path, kernel: Facilities, created: &mut Created) -> Result<(), SetupError> {
+    if kernel.proc != ProcFs::None {
+        let proc = mount_point(root, "/proc", false, created)?;
+        mount_proc(kernel.proc, &proc).map_err(|e| fail("mount /proc")(errno(e)))?;
+    }
     let dev = mount_point(root, "/dev", false, created)?;
     mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=755,size=65536k"))
         .map_err(|e| fail("mount /dev")(errno(e)))?;
@@ -141,20 +143,57 @@ fn mount_kernel_fs(root: &Path, created: &mut Created) -> Result<(), SetupError>
             bind(&host, &target, false)?;
         }
     }
-    populate_dev(&dev)?;
-    // /sys is a courtesy: read-only where this kernel lets a namespace bind it.
-    if let Ok(sys) = mount_point(root, "/sys", false, created) {
-        let _ = bind(Path::new("/sys"), &sys, true);
+    populate_dev(&dev, kernel.devpts)?;
+    if kernel.sys {
+        let sys = mount_point(root, "/sys", false, created)?;
+        bind(Path::new("/sys"), &sys, true)?;
     }
     Ok(())
 }
 
-fn populate_dev(dev: &Path) -> Result<(), SetupError> {
+/// Mounts the step's /proc on `target`: a fresh procfs, or the existing one bound with everything mounted
+/// over its masked paths (a plain bind would be refused: those mounts are locked to it).
+fn mount_proc(how: ProcFs, target: &Path) -> nix::Result<()> {
+    match how {
+        ProcFs::Fresh => {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("proc"), target, Some("proc"), flags, None::<&str>)
+        }
+        ProcFs::Bound => mount(Some("/proc"), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+        ProcFs::None => Ok(()),
+    }
+}
+
+fn mount_devpts(target: &Path) -> nix::Result<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(Some("devpts"), target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
+}
+
+/// Which kernel filesystems a step can have, tried by mounting each under `dir` the way a step's init
+/// would — the caller must be the first process of a new pid namespace inside a private mount namespace.
+/// /proc: fresh, else bound, else none; /dev/pts and /sys: mounted, else left out. `hostname` is left
+/// false for the caller to find out.
+pub fn probe_kernel_fs(dir: &Path) -> Facilities {
+    let sub = |name: &str| {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path).ok().map(|()| path)
+    };
+    let proc = [ProcFs::Fresh, ProcFs::Bound]
+        .into_iter()
+        .find(|how| sub(&format!("proc-{how:?}")).is_some_and(|p| mount_proc(*how, &p).is_ok()))
+        .unwrap_or(ProcFs::None);
+    let devpts = sub("pts").is_some_and(|p| mount_devpts(&p).is_ok());
+    let sys = sub("sys").is_some_and(|p| bind(Path::new("/sys"), &p, true).is_ok());
+    Facilities { proc, devpts, sys, hostname: false }
+}
+
+fn populate_dev(dev: &Path, devpts: bool) -> Result<(), SetupError> {
     let pts = dev.join("pts");
     std::fs::create_dir(&pts).map_err(fail("create /dev/pts"))?;
+    if devpts {
+        mount_devpts(&pts).map_err(|e| fail("mount /dev/pts")(errno(e)))?;
+    }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    mount(Some("devpts"), &pts, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
-        .map_err(|e| fail("mount /dev/pts")(errno(e)))?;
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(fail("create /dev/shm"))?;
     mount(Some("shm"), &shm, Some("tmpfs"), flags | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))
@@ -266,6 +305,28 @@ fn chroot_devices(root: &Path, created: &mut Created) {
         if nix::sys::stat::mknod(&target, kind, mode, std::os::unix::fs::MetadataExt::rdev(&host)).is_ok() {
             record(root, &target, created);
         }
+    }
+}
+
+/// The names in `/dev` of the current root (chroot mode, after `enter`).
+pub fn dev_entries() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev").into_iter().flatten().flatten().map(|e| e.file_name()).collect()
+}
+
+/// Removes what appeared in `/dev` since `before` (chroot mode, after the command): in every other mode
+/// /dev is a tmpfs, and BuildKit's is too, so nothing a step writes there reaches the image. Skipped when
+/// the step replaced /dev with something other than a directory.
+pub fn remove_new_dev_entries(before: &[std::ffi::OsString]) {
+    if !std::fs::symlink_metadata("/dev").is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    for name in dev_entries().into_iter().filter(|n| !before.contains(n)) {
+        let path = Path::new("/dev").join(name);
+        let _ = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
     }
 }
 

@@ -48,6 +48,41 @@ pub enum RootfsSpec {
     Dir(PathBuf),
 }
 
+/// What a step gets from the kernel — /proc, /dev/pts, /sys, a host name of its own — as detection found
+/// this machine allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facilities {
+    /// How /proc is provided.
+    pub proc: ProcFs,
+    /// A private devpts instance on /dev/pts (else /dev/pts is left out).
+    pub devpts: bool,
+    /// The host's /sys bound read-only (else /sys is left out).
+    pub sys: bool,
+    /// The step's own host name in its uts namespace (else it keeps the host's).
+    pub hostname: bool,
+}
+
+impl Facilities {
+    /// Nothing (chroot mode: no namespaces).
+    pub const NONE: Facilities = Facilities { proc: ProcFs::None, devpts: false, sys: false, hostname: false };
+}
+
+/// The step's /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcFs {
+    /// A new procfs for the step's pid namespace.
+    Fresh,
+    /// The existing /proc bound recursively, its masked paths still masked. The kernel refuses a fresh
+    /// procfs in a user namespace when the /proc it can see has paths mounted over (a container's masked
+    /// paths): then the step sees the processes of the pod instead of only its own. It cannot reach into
+    /// them: ptrace access (memory, environment, fds, root) to a process outside the step's user namespace,
+    /// or inside it with capabilities the step lacks (kiln's own), needs CAP_SYS_PTRACE where they live.
+    /// Steps of one build running at once (parallel stages) share creds, and can reach each other.
+    Bound,
+    /// No /proc.
+    None,
+}
+
 /// The step's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Network {
@@ -113,6 +148,8 @@ pub struct RunSpec {
     pub network: Network,
     /// Extra mounts, in order.
     pub mounts: Vec<SandboxMount>,
+    /// What the step gets from the kernel: /proc, /dev/pts, /sys, its host name.
+    pub facilities: Facilities,
     /// Host files bind-mounted over /etc/resolv.conf, /etc/hosts and /etc/hostname (never captured).
     pub etc_files: Vec<(PathBuf, String)>,
     /// File-mode creation mask.

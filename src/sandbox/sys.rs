@@ -47,15 +47,21 @@ pub fn default_signals() {
     }
 }
 
-/// Removes every capability not in `keep` from the bounding set, so no exec can gain it back.
+/// Removes every capability not in `keep` from the bounding set, so no exec can gain it back. Only those
+/// still in the set are dropped: a process without CAP_SETPCAP (chroot mode in a pod whose capabilities
+/// were all dropped) may not drop any, and needs to drop none when the set already holds only `keep`.
 ///
-/// Invariant: none; prctl(PR_CAPBSET_DROP) only affects the calling thread's future execs.
+/// Invariant: none; prctl(PR_CAPBSET_READ/DROP) only read or affect the calling thread's future execs.
 pub fn drop_bounding_caps(keep: &[u32]) -> std::io::Result<()> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(40);
     for cap in (0..=last).filter(|c| !keep.contains(c)) {
+        // SAFETY: plain prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 0 {
+            continue;
+        }
         // SAFETY: plain prctl with integer arguments.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if rc != 0 {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod bake;
+mod build_pod;
 mod buildkit_cases;
 mod cache;
 mod config_instructions;

@@ -43,8 +43,8 @@ WORKDIR /tmp
 RUN id -u > whoami && id -G >> whoami && echo $HOME >> whoami && umask >> whoami
 ";
 
-/// Builds [`CHANGES`] with `kiln` and checks every change from the outside.
-fn check_filesystem_changes(kiln: &Kiln) {
+/// Builds [`CHANGES`] with `kiln` (and `extra` build flags) and checks every change from the outside.
+fn check_filesystem_changes(kiln: &Kiln, extra: &[&str]) {
     if !require("umoci") {
         return;
     }
@@ -52,7 +52,7 @@ fn check_filesystem_changes(kiln: &Kiln) {
     let ws = Workspace::new();
     ws.dockerfile(CHANGES);
     rootless::give(ws.path());
-    kiln.build(&ws, "changes:1", &[]);
+    kiln.build(&ws, "changes:1", extra);
     let (_keep, r) = umoci_unpack(kiln.store(), "localhost/changes:1");
     let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("new.txt"), "new\n");
@@ -81,13 +81,13 @@ fn check_filesystem_changes(kiln: &Kiln) {
 
 #[test]
 fn run_as_root_or_the_calling_user() {
-    check_filesystem_changes(&Kiln::new());
+    check_filesystem_changes(&Kiln::new(), &[]);
 }
 
 #[test]
 fn run_rootless_with_a_subuid_range() {
     let Some(kiln) = rootless::kiln() else { return };
-    check_filesystem_changes(&kiln);
+    check_filesystem_changes(&kiln, &[]);
     let run = kiln.run(&["build", "--isolation", "root", "-t", "x", "/nonexistent"]);
     assert_ne!(run.code, 0);
 }
@@ -100,12 +100,17 @@ fn run_in_chroot_mode_without_mount_rights() {
         return;
     }
     let kiln = Kiln::without_mount_rights();
-    check_filesystem_changes(&kiln);
+    check_filesystem_changes(&kiln, &["--isolation", "chroot"]);
     let ws = Workspace::new();
     ws.dockerfile("FROM localhost/busybox:test\nRUN true\n");
-    let run = kiln.run(&["build", "--isolation", "root", "-t", "x", &ws.path().to_string_lossy()]);
+    let ctx = ws.path().to_string_lossy();
+    let run = kiln.run(&["build", "--isolation", "root", "-t", "x", &ctx]);
     assert_ne!(run.code, 0, "namespaces cannot be had here");
     assert!(run.stderr.contains("namespace"), "says why: {}", run.stderr);
+    // Left to choose, root without mount rights takes a user namespace, where it has them.
+    let run = kiln.run(&["build", "-t", "x", &ctx]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("RUN isolation: rootless (root in a user namespace"), "{}", run.stderr);
 }
 
 #[test]
@@ -289,9 +294,14 @@ fn no_isolation_at_all_says_what_is_missing() {
         eprintln!("skipping: dropping capabilities with setpriv takes root");
         return;
     }
-    let caps = "-sys_admin,-sys_chroot";
-    let mut launcher: Vec<std::path::PathBuf> =
-        ["setpriv", "--bounding-set", caps, "--inh-caps", caps, "--"].iter().map(std::path::PathBuf::from).collect();
+    // Root without CAP_SYS_ADMIN and CAP_SYS_CHROOT, where user namespaces are disabled: a user namespace
+    // of its own (root mapped to root) whose limit for nested ones is 0, so the host's stays untouched.
+    let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --bounding-set -sys_admin,-sys_chroot \
+                  --inh-caps -sys_admin,-sys_chroot -- \"$0\" \"$@\"";
+    let mut launcher: Vec<std::path::PathBuf> = ["unshare", "--user", "--map-root-user", "--", "sh", "-c", script]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .collect();
     launcher.push(env!("CARGO_BIN_EXE_kiln").into());
     let kiln = Kiln::launched_by(launcher);
     let ws = Workspace::new();
@@ -301,5 +311,6 @@ fn no_isolation_at_all_says_what_is_missing() {
     let run = kiln.fails(&["build", "-t", "none:1", &ws.path().to_string_lossy()]);
     assert!(run.stderr.contains("Dockerfile:3"), "{}", run.stderr);
     assert!(run.stderr.contains("CAP_SYS_CHROOT"), "says what to grant: {}", run.stderr);
+    assert!(run.stderr.contains("user.max_user_namespaces=0"), "says which setting refuses: {}", run.stderr);
     assert!(!kiln.ok(&["images"]).contains("none"), "no image from a failed build");
 }

@@ -95,9 +95,11 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client that gives up after `timeouts`.
-    pub fn new(timeouts: Timeouts) -> Result<Http, FetchError> {
-        let client = reqwest::Client::builder()
+    /// A client that trusts `roots` (the registry client's: with none, plain HTTP still works) and gives
+    /// up after `timeouts`.
+    pub fn new(timeouts: Timeouts, roots: &crate::registry::Roots) -> Result<Http, FetchError> {
+        let client = roots
+            .apply(reqwest::Client::builder())
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.idle)
             .build()
@@ -340,7 +342,12 @@ mod tests {
         let timeouts = Timeouts::both(Duration::from_millis(500));
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let result = runtime.block_on(download(&Http::new(timeouts).unwrap(), &url, None, &dir.path().join("f")));
+        let result = runtime.block_on(download(
+            &Http::new(timeouts, &crate::registry::Roots::load(&[]).unwrap()).unwrap(),
+            &url,
+            None,
+            &dir.path().join("f"),
+        ));
         let err = result.unwrap_err();
         assert!(matches!(err, FetchError::Timeout { what: "no data from the server", .. }), "{err}");
         server.join().unwrap();

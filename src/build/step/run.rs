@@ -43,7 +43,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
-    let work = Workspace::prepare(env, state, sandbox, scratch.path())?;
+    let work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
@@ -71,6 +71,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         groups: ids.groups,
         network: network(env, run.network, sandbox.isolation)?,
         mounts,
+        facilities: sandbox.facilities,
         etc_files: etc_files(scratch.path(), &hostname)?,
         hostname,
         umask: 0o022,
@@ -246,7 +247,7 @@ impl Workspace {
     fn prepare(
         env: &StageEnv<'_>,
         state: &ImageState,
-        sandbox: Sandbox,
+        sandbox: &Sandbox,
         scratch: &Path,
     ) -> Result<Workspace, StepError> {
         let store = env.ctx.store;

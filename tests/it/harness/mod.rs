@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pod;
 pub mod registry;
 pub mod rootless;
 
