@@ -5,6 +5,12 @@ DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
 	fuse-overlayfs openssl tar nodejs binutils
+# Image-inventory fixtures: RPM databases (SQLite by rpm, Berkeley DB by db_load), Go binaries; the validators' venv.
+TEST_PACKAGES += rpm db-util golang-go python3-venv
+# The official SBOM and SARIF validators (PyPI, npm), kept out of the system: a venv and the SARIF schema.
+TEST_TOOLS ?= $(if $(shell [ -w /var/cache ] && echo y),/var/cache/kiln-test/tools,$(CURDIR)/target/test-tools)
+PY_TOOLS := spdx-tools==0.8.5 cyclonedx-python-lib[json-validation]==11.12.0 check-jsonschema==0.39.0
+SARIF_NPM := @microsoft/sarif-multitool-linux@5.7.0
 
 # Fuzz targets (fuzz/, cargo-fuzz + libFuzzer). The machine has one stable toolchain; RUSTC_BOOTSTRAP=1
 # lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage instrumentation).
@@ -12,7 +18,7 @@ FUZZ_TARGETS := dockerfile_parse word_expand dockerignore layer_apply image_mani
 FUZZ_SECONDS ?= 120
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
-.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps pod-image
+.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps pod-image test-tools
 
 # Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
 # the tests look for them here (or on PATH).
@@ -22,8 +28,8 @@ build:
 	$(CARGO) build --release
 
 # Benches are timings, not tests: they are compiled here (so they cannot rot) and run by `make bench`.
-test: test-deps test-validators
-	$(CARGO) test --lib --bins --tests
+test: test-deps test-validators test-tools
+	KILN_TEST_TOOLS=$(TEST_TOOLS) $(CARGO) test --lib --bins --tests
 	$(CARGO) bench --no-run
 
 test-validators:
@@ -39,6 +45,18 @@ test-deps:
 	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
+
+# spdx-tools and cyclonedx-python-lib validate SBOMs, check-jsonschema checks SARIF against the schema that the
+# MIT-licensed npm package @microsoft/sarif-multitool-linux ships (the OASIS file itself is not ours to commit).
+test-tools:
+	@set -e; mkdir -p $(TEST_TOOLS); \
+	if [ ! -x $(TEST_TOOLS)/venv/bin/check-jsonschema ]; then \
+		python3 -m venv $(TEST_TOOLS)/venv && $(TEST_TOOLS)/venv/bin/pip install -q $(PY_TOOLS); fi; \
+	if [ ! -f $(TEST_TOOLS)/sarif/sarif-2.1.0.json ]; then \
+		tmp=$$(mktemp -d); (cd $$tmp && npm pack --silent $(SARIF_NPM) >/dev/null && \
+		tar xzf *.tgz package/sarif-2.1.0.json) && mkdir -p $(TEST_TOOLS)/sarif && \
+		mv $$tmp/package/sarif-2.1.0.json $(TEST_TOOLS)/sarif/ && rm -rf $$tmp; fi; \
+	echo "test tools: $(TEST_TOOLS)"
 
 fuzz-deps:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

@@ -12,23 +12,30 @@
 //!  registry    OCI distribution client: pull, push, auth, TLS
 //!  transfer    images between the store and registries or export formats
 //!  build       one build: the step loop, wiring the modules above together
+//!  inventory   facts read from an image's layers (OS, packages, runtimes), cached per layer
+//!  policy      rules over a Dockerfile plan, an inventory and a fetch log → findings (text/JSON/SARIF)
+//!  attest      SBOM and provenance documents; OCI referrers in the store and on registries
 //!  bake        many builds: BuildConfigs / kiln-bake.toml → a graph; worker processes; Tekton/Job emitters
 //!  cli         flags → library calls, output, exit codes
 //! ```
 //!
 //! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
-//! `image`; only `transfer`, `build` (and the `cli` edge) know the store; `bake` drives `build` through
+//! `image`; only `transfer`, `build`, `inventory` (layers, its cache), `attest` (referrers) and the `cli` edge
+//! know the store; `policy` sees plans, inventories and fetch records only; `bake` drives `build` through
 //! `BuildOptions` and never looks inside a step.
 
+pub mod attest;
 pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
+pub mod inventory;
 pub mod layer;
 pub mod plan;
+pub mod policy;
 pub mod registry;
 pub mod sandbox;
 pub mod store;

@@ -43,6 +43,7 @@ pub async fn image(ctx: &BuildCtx<'_>, name: &str) -> Result<(ImageState, Refere
             pull::pull(ctx.store, ctx.client, &reference, &ctx.platform).await?
         }
     };
+    ctx.evidence.base(name, &reference, descriptor.digest());
     Ok((load(ctx.store, &descriptor)?, reference))
 }
 

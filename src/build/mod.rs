@@ -12,6 +12,7 @@ pub mod commit;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod history;
 pub mod options;
 pub mod rootfs;
@@ -73,6 +74,8 @@ pub struct BuildCtx<'a> {
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
+    /// Base images and downloads, recorded for provenance.
+    pub evidence: evidence::Recorder,
 }
 
 impl BuildCtx<'_> {
@@ -109,6 +112,8 @@ pub struct BuildOutcome {
     pub mount_from: Vec<crate::image::Reference>,
     /// Tagged in the local store (false when its layers stayed in the registry cache).
     pub local: bool,
+    /// Base images and downloads, for provenance.
+    pub recorded: evidence::Recorded,
 }
 
 /// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
@@ -179,6 +184,7 @@ pub async fn build(
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
         counts: Default::default(),
         owned_snapshots: Default::default(),
+        evidence: Default::default(),
     };
     let started = std::time::Instant::now();
     let bases = resolve_image_bases(&ctx, &mut plan).await?;
@@ -241,6 +247,7 @@ pub async fn build(
             tags: options.tags.clone(),
             mount_from,
             local: false,
+            recorded: ctx.evidence.take(),
         });
     }
     step::ensure_local(&ctx, &final_state.layers).await.map_err(|e| BuildError::Step {
@@ -260,6 +267,7 @@ pub async fn build(
         tags: options.tags.clone(),
         mount_from: Vec::new(),
         local: true,
+        recorded: ctx.evidence.take(),
     })
 }
 

@@ -48,6 +48,12 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove registry credentials from the auth file.
     Logout(LogoutArgs),
+    /// Check an image, a Dockerfile or a fetch log against the supply-chain policy.
+    Check(Box<super::check::CheckArgs>),
+    /// Print an image's SBOM (SPDX or CycloneDX).
+    Sbom(super::sbom::SbomArgs),
+    /// Print an image's SLSA provenance.
+    Provenance(super::sbom::ProvenanceArgs),
 }
 
 /// Registry connection flags shared by build, push, pull and login.
@@ -214,6 +220,9 @@ pub struct BuildArgs {
     /// Registry connection flags.
     #[command(flatten)]
     pub registry: RegistryFlags,
+    /// Supply-chain evidence: SBOM, provenance, policy gate.
+    #[command(flatten)]
+    pub evidence: super::attest::EvidenceFlags,
 }
 
 /// `kiln parse` flags.

@@ -302,7 +302,7 @@ fn run_one(root: Option<&Path>, args: &BakeArgs, set: &BakeSet, name: &str) -> a
         &store,
         &client,
         &options,
-        args.build.push,
+        &args.build,
         &counting,
     ))?;
     let digest = outcome.manifest.digest().to_string();

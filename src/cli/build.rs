@@ -26,7 +26,7 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     let store = env::open_store(root)?;
     let client = env::registry_client(&args.registry)?;
     let progress = Progress::new(Mode::detect(image.quiet));
-    let outcome = runtime()?.block_on(build_and_push(&store, &client, &options, args.push, &progress))?;
+    let outcome = runtime()?.block_on(build_and_push(&store, &client, &options, args, &progress))?;
     let id = outcome.image_id;
     if let Some(path) = &image.iidfile {
         fs_err::write(path, format!("sha256:{id}")).context("cannot write --iidfile")?;
@@ -35,19 +35,29 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Builds, then pushes every tag when asked (`kiln build --push`, and each build of `kiln bake --push`).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Builds, runs the policy gate and attaches the SBOM and provenance asked for (after the commit, before any
+/// push), then pushes every tag with its attestations when asked (`kiln build --push`, each build of
+/// `kiln bake --push`).
 pub async fn build_and_push(
     store: &crate::store::Store,
     client: &crate::registry::Client,
     options: &BuildOptions,
-    push: bool,
+    args: &BuildArgs,
     progress: &dyn crate::build::events::Reporter,
 ) -> anyhow::Result<build::BuildOutcome> {
+    let started = build::rfc3339(unix_now());
     let outcome = build::build(store, client, options, progress).await?;
-    if push {
+    let times = (started, build::rfc3339(unix_now()));
+    super::attest::after_build(store, options, &args.evidence, &outcome, times, progress)?;
+    if args.push {
         for tag in &outcome.tags {
             let mounts = &outcome.mount_from;
             super::transfer::push_one(store, client, &outcome.manifest, tag, None, mounts, progress).await?;
+            super::attest::push_attestations(store, client, &outcome.manifest, tag, progress).await?;
         }
     }
     Ok(outcome)
@@ -91,7 +101,7 @@ pub fn shared_options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
         no_cache: args.no_cache || !args.layers,
         no_cache_filter: args.no_cache_filter.clone(),
         cache_from: args.cache_from.clone(),
-        layers_may_stay_remote: args.push && !args.cache_from.is_empty(),
+        layers_may_stay_remote: args.push && !args.cache_from.is_empty() && !args.evidence.any(),
         cache_to: args.cache_to.clone(),
         pull: match args.pull {
             PullArg::Missing | PullArg::False => PullPolicy::Missing,

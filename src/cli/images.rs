@@ -184,6 +184,7 @@ pub fn prune(root: Option<&Path>, args: &PruneArgs) -> Result<(), Failure> {
         None => (Vec::new(), cache.clear()),
     };
     let report = store.prune(&cache_roots, &keep)?;
+    crate::inventory::sweep_cache(&store);
     writeln!(
         output::stdout(),
         "removed {} blobs, {} snapshots and {records} cache records, freed {}",

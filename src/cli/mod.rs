@@ -5,9 +5,11 @@
 //! 2 a usage error (clap) or an internal error.
 
 mod args;
+mod attest;
 mod bake;
 mod bake_progress;
 mod build;
+mod check;
 mod env;
 mod fsck;
 mod images;
@@ -16,6 +18,7 @@ mod login;
 mod output;
 mod parse;
 mod progress;
+mod sbom;
 mod transfer;
 
 use std::process::ExitCode;
@@ -91,6 +94,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pull(a) => transfer::pull(root, &a),
         Command::Login(a) => login::login(&a),
         Command::Logout(a) => login::logout(&a),
+        Command::Check(a) => check::run(root, &a),
+        Command::Sbom(a) => sbom::sbom(root, &a),
+        Command::Provenance(a) => sbom::provenance(root, &a),
     }
 }
 

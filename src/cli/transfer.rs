@@ -52,7 +52,14 @@ pub fn push(root: Option<&Path>, args: &PushArgs) -> Result<(), Failure> {
     let digest = match destination {
         Destination::Registry(dest) => {
             let client = env::registry_client(&args.registry)?;
-            runtime()?.block_on(push_one(&store, &client, &manifest, &dest, docker_format, &[], &progress))?
+            runtime()?.block_on(async {
+                let digest = push_one(&store, &client, &manifest, &dest, docker_format, &[], &progress).await?;
+                // Attestations refer to the stored manifest: they follow only when it is pushed unchanged.
+                if docker_format.is_none() {
+                    super::attest::push_attestations(&store, &client, &manifest, &dest, &progress).await?;
+                }
+                anyhow::Ok(digest)
+            })?
         }
         Destination::OciDir { path, tag } => {
             export::to_oci_dir(&store, &manifest, &path, tag.as_deref())?;

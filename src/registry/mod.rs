@@ -6,6 +6,7 @@ mod auth;
 mod client;
 mod error;
 mod ops;
+mod referrers;
 mod tls;
 mod transfer;
 

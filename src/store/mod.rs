@@ -26,6 +26,7 @@ mod fsck;
 mod index;
 mod layout;
 mod prune;
+mod referrers;
 mod session;
 mod snapshots;
 
@@ -44,6 +45,7 @@ pub use error::StoreError;
 pub use fsck::{Finding, FsckReport, Problem};
 pub use index::REF_NAME;
 pub use prune::PruneReport;
+pub use referrers::SUBJECT_ANNOTATION;
 pub use session::{Leftover, Recovered};
 
 use error::io;

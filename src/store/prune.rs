@@ -24,15 +24,23 @@ pub struct PruneReport {
 /// Runs a collection; the caller holds the exclusive store lock.
 pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
     let mut reachable: HashSet<String> = HashSet::new();
-    let mut pending: Vec<Digest> =
-        index::read(&store.index_path())?.manifests().iter().map(|d| d.digest().clone()).collect();
+    // Referrers (SBOMs, provenance) are kept only while the image they refer to is.
+    let (referrers, roots): (Vec<_>, Vec<_>) = index::read(&store.index_path())?
+        .manifests()
+        .iter()
+        .cloned()
+        .partition(|d| super::referrers::subject_of(d).is_some());
+    let mut pending: Vec<Digest> = roots.iter().map(|d| d.digest().clone()).collect();
     pending.extend(extra_roots.iter().cloned());
-    while let Some(digest) = pending.pop() {
-        if !reachable.insert(digest.digest().to_string()) || !store.has_blob(&digest) {
-            continue;
-        }
-        pending.extend(children(store, &digest));
-    }
+    walk(store, &mut pending, &mut reachable);
+    let subject_kept = |s: &str| reachable.contains(s.trim_start_matches("sha256:"));
+    let mut kept_referrers: Vec<Digest> = referrers
+        .iter()
+        .filter(|d| super::referrers::subject_of(d).is_some_and(subject_kept))
+        .map(|d| d.digest().clone())
+        .collect();
+    store.drop_referrers_except(&subject_kept)?;
+    walk(store, &mut kept_referrers, &mut reachable);
     let mut report = PruneReport::default();
     let blob_dir = store.blob_dir();
     for entry in std::fs::read_dir(&blob_dir).map_err(io("list", &blob_dir))?.filter_map(Result::ok) {
@@ -57,6 +65,15 @@ pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>)
     // Sessions of live processes (a pull, `kiln images`) keep their files; dead ones' go.
     report.bytes_freed += store.session.recover(&store.locks_dir().join("sessions.lock"))?.bytes;
     Ok(report)
+}
+
+fn walk(store: &Store, pending: &mut Vec<Digest>, reachable: &mut HashSet<String>) {
+    while let Some(digest) = pending.pop() {
+        if !reachable.insert(digest.digest().to_string()) || !store.has_blob(&digest) {
+            continue;
+        }
+        pending.extend(children(store, &digest));
+    }
 }
 
 /// The digests a manifest or index refers to (nothing for configs and layers, which do not parse as either).

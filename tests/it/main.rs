@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod attestations;
 mod bake;
 mod build_pod;
 mod buildkit_cases;
@@ -11,6 +12,8 @@ mod config_instructions;
 mod copy_and_add;
 mod errors;
 mod exports;
+mod inventory;
+mod policy_checks;
 mod registry_flow;
 mod run_steps;
 mod store_safety;

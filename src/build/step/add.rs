@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::attest::fetched::FetchRecord;
 use crate::build::stage::StageEnv;
 use crate::build::state::ImageState;
 use crate::build::step::copy::{self, CopySpec, SourceRoot};
@@ -69,6 +70,8 @@ pub async fn entries(
             fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
             let tmp = dir.join(".download");
             let got = fetch::download(&env.ctx.http, source, c.checksum.as_deref(), &tmp).await?;
+            let record = FetchRecord::from_add(source, &env.ctx.file_label, got.status, got.bytes, &got.sha256);
+            env.ctx.evidence.fetched(record);
             let named = dir.join(&got.file_name);
             fs_err::rename(&tmp, &named).map_err(StepError::Temp)?;
             let found = copy::entries(

@@ -115,6 +115,12 @@ pub struct Downloaded {
     pub file_name: String,
     /// Modification time from `Last-Modified`, when the server sent one.
     pub mtime: Option<i64>,
+    /// The HTTP status the server answered.
+    pub status: u16,
+    /// Bytes received.
+    pub bytes: u64,
+    /// The content's sha256 (hex).
+    pub sha256: String,
 }
 
 /// True when an ADD source is a remote URL.
@@ -144,16 +150,25 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
         .map(|d| d.as_secs() as i64);
     let write = |source| FetchError::Write { url: url.to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(into).map_err(write)?);
+    let status = response.status().as_u16();
+    // sha256 always (provenance records it); the checksum's own algorithm too when it is another.
     let algorithm = expected.as_ref().map_or("sha256", |c| c.algorithm);
-    let mut hasher = Hasher::new(algorithm);
+    let mut sha256 = Sha256::new();
+    let mut checked = (algorithm != "sha256").then(|| Hasher::new(algorithm));
+    let mut bytes = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(transfer)?;
-        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        sha256.update(&chunk);
+        if let Some(h) = &mut checked {
+            h.update(&chunk);
+        }
         file.write_all(&chunk).map_err(write)?;
     }
     file.flush().map_err(write)?;
-    let actual = hasher.finish();
+    let sha256 = hex::encode(sha256.finalize());
+    let actual = checked.map_or_else(|| sha256.clone(), Hasher::finish);
     if let Some(expected) = expected
         && expected.hex != actual
     {
@@ -163,7 +178,7 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
             actual: format!("{algorithm}:{actual}"),
         });
     }
-    Ok(Downloaded { file_name: file_name_of(url), mtime })
+    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256 })
 }
 
 fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchError {

@@ -5,10 +5,12 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod http;
 pub mod pod;
 pub mod registry;
 pub mod rootless;
+pub mod validators;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
