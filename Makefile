@@ -5,6 +5,13 @@ DEMO_STORE := target/demo-store
 # What the integration tests talk to or check with (Debian package names).
 TEST_PACKAGES := docker-registry skopeo umoci buildah podman runc uidmap busybox-static apache2-utils libcap2-bin \
 	fuse-overlayfs openssl tar nodejs binutils
+# The supply-chain tests: a Debian image by debootstrap, apt-cacher-ng as the apt repository, keytool.
+TEST_PACKAGES += debootstrap apt-cacher-ng openjdk-17-jre-headless
+# Heavy supply-chain fixtures kept between runs (the tests read the same variable).
+KILN_TEST_CACHE ?= /var/cache/kiln-test
+export KILN_TEST_CACHE
+# PyPI tools the supply-chain tests run: a real package index over HTTPS.
+PY_TEST_TOOLS := pypiserver==2.4.2 gunicorn==27.0.1
 # Image-inventory fixtures: RPM databases (SQLite by rpm, Berkeley DB by db_load), Go binaries; the validators' venv.
 TEST_PACKAGES += rpm db-util golang-go python3-venv
 # The official SBOM and SARIF validators (PyPI, npm), kept out of the system: a venv and the SARIF schema.
@@ -18,7 +25,7 @@ FUZZ_TARGETS := dockerfile_parse word_expand dockerignore layer_apply image_mani
 FUZZ_SECONDS ?= 120
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
-.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps pod-image test-tools
+.PHONY: build test test-deps test-validators bench bench-storm demo lint install fuzz fuzz-smoke fuzz-deps pod-image test-tools test-supply-tools test-fixtures
 
 # Validators for the manifests `kiln bake --emit` writes (PyPI and npm tools, not Debian packages);
 # the tests look for them here (or on PATH).
@@ -28,7 +35,7 @@ build:
 	$(CARGO) build --release
 
 # Benches are timings, not tests: they are compiled here (so they cannot rot) and run by `make bench`.
-test: test-deps test-validators test-tools
+test: test-deps test-validators test-tools test-supply-tools test-fixtures
 	KILN_TEST_TOOLS=$(TEST_TOOLS) $(CARGO) test --lib --bins --tests
 	$(CARGO) bench --no-run
 
@@ -45,6 +52,20 @@ test-deps:
 	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing test dependencies; run: sudo apt-get install -y$$missing"; fi
+
+# pypiserver and gunicorn in a venv under the test cache.
+test-supply-tools:
+	@if [ -x $(KILN_TEST_CACHE)/venv/bin/gunicorn ] && [ -x $(KILN_TEST_CACHE)/venv/bin/pypi-server ]; then \
+		echo "supply test tools: present"; \
+	elif mkdir -p $(KILN_TEST_CACHE) 2>/dev/null && [ -w $(KILN_TEST_CACHE) ]; then \
+		python3 -m venv $(KILN_TEST_CACHE)/venv && $(KILN_TEST_CACHE)/venv/bin/pip install -q $(PY_TEST_TOOLS); \
+	else echo "cannot write $(KILN_TEST_CACHE); run: sudo make test-supply-tools"; fi
+
+# The Debian python3 + pip image's rootfs, made with debootstrap from the mirror apt uses (minutes, once).
+test-fixtures:
+	@if [ -s $(KILN_TEST_CACHE)/debian-bookworm-python.tar ]; then echo "test fixtures: present"; \
+	elif [ "$$(id -u)" = 0 ]; then sh tests/fixtures/debian-python.sh $(KILN_TEST_CACHE)/debian-bookworm-python.tar; \
+	else echo "the Debian test image needs root (debootstrap); run: sudo make test-fixtures"; fi
 
 # spdx-tools and cyclonedx-python-lib validate SBOMs, check-jsonschema checks SARIF against the schema that the
 # MIT-licensed npm package @microsoft/sarif-multitool-linux ships (the OASIS file itself is not ours to commit).
@@ -74,10 +95,12 @@ fuzz: fuzz-deps
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=20
 
-# criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed).
+# criterion benches, then end-to-end timings beside buildah (bench/e2e.sh; ratios when buildah is installed)
+# and the cost of CA trust + Nexus routing for a RUN step (bench/supply.sh, kiln without them as the peer).
 bench: build
 	$(CARGO) bench
 	KILN=$(KILN) sh bench/e2e.sh
+	KILN=$(KILN) sh bench/supply.sh
 
 # The build storm: 13 generated BuildConfigs, kiln bake -j beside buildah bud once per image (bench/storm.sh).
 bench-storm: build

@@ -9,6 +9,7 @@
 //!  store       content-addressed blobs (an OCI image layout), tags, snapshots
 //!  layer       tar writing/reading, whiteouts, compression, digests in one pass
 //!  sandbox     one command in a rootfs, inside user/mount/pid namespaces
+//!  supply      company CA trust, Nexus routing and the proxy-only network of RUN steps; the CA layer
 //!  registry    OCI distribution client: pull, push, auth, TLS
 //!  transfer    images between the store and registries or export formats
 //!  build       one build: the step loop, wiring the modules above together
@@ -39,4 +40,5 @@ pub mod policy;
 pub mod registry;
 pub mod sandbox;
 pub mod store;
+pub mod supply;
 pub mod transfer;

@@ -63,4 +63,10 @@ pub enum BuildError {
     /// Committing the final image failed.
     #[error(transparent)]
     Commit(#[from] crate::build::commit::CommitError),
+    /// The supply chain (CAs, Nexus, network policy) could not be set up.
+    #[error(transparent)]
+    Supply(Box<crate::supply::SupplyError>),
+    /// The CA layer (`--ca-persist`) could not be made.
+    #[error("--ca-persist: {0}")]
+    CaLayer(#[source] Box<StepError>),
 }

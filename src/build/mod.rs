@@ -23,6 +23,7 @@ pub mod step;
 pub mod users;
 
 mod base;
+mod ca_layer;
 
 use std::collections::HashMap;
 
@@ -74,6 +75,8 @@ pub struct BuildCtx<'a> {
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
+    /// CA trust, Nexus routing and egress for RUN steps.
+    pub supply: crate::supply::Supply,
     /// Base images and downloads, recorded for provenance.
     pub evidence: evidence::Recorder,
 }
@@ -168,10 +171,13 @@ pub async fn build(
     }
     let epoch = plan.source_date_epoch();
     let created_at = epoch.unwrap_or_else(now);
+    let supply = crate::supply::Supply::start(&options.supply, store.kiln_dir().join("supply"))
+        .map_err(|e| BuildError::Supply(Box::new(e)))?;
     let ctx = BuildCtx {
         store,
         client,
         http,
+        supply,
         options,
         reporter,
         platform: Platform::host(),
@@ -209,6 +215,9 @@ pub async fn build(
     if !options.labels.is_empty() {
         step::config::labels(&mut final_state.config, &options.labels);
     }
+    if ctx.supply.persist() {
+        ca_layer::add(&ctx, &mut final_state).await?;
+    }
     // The newest history time: the build's own, or — when every step came from the cache — the time the
     // cached steps first ran, so an unchanged rebuild yields the same image ID.
     let newest = final_state.config.history.iter().filter_map(|h| h.created.clone()).max();
@@ -217,6 +226,9 @@ pub async fn build(
         _ => ctx.created_rfc3339.clone(),
     });
     ctx.stats.save();
+    if let Some(summary) = ctx.supply.summary() {
+        ctx.info(summary);
+    }
     let (steps, cached) = (&ctx.counts.0, &ctx.counts.1);
     let ordering = std::sync::atomic::Ordering::Relaxed;
     ctx.info(format!(

@@ -70,6 +70,8 @@ pub struct BuildOptions {
     pub fetch_timeouts: crate::build::step::fetch::Timeouts,
     /// `--secret id=...`: what `RUN --mount=type=secret` can use, by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Company CAs, Nexus routing and the proxy-only network (`--ca-cert`, `--nexus`, ...; kiln.toml).
+    pub supply: crate::supply::SupplyOptions,
 }
 
 /// Where a secret's value comes from; the value never enters a layer, the history or a cache key.

@@ -111,7 +111,8 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
         };
         let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
         let shell = env.shell(&state);
-        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache).await.map_err(place)?;
+        let label = format!("{}:{} {}", env.ctx.file_label, instruction.span.start_line, short(&instruction.original));
+        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache, &label).await.map_err(place)?;
         // With SOURCE_DATE_EPOCH every entry has that time, cached or not (BuildKit).
         let created = match env.ctx.epoch {
             Some(_) => env.ctx.created_rfc3339.clone(),

@@ -48,6 +48,11 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove registry credentials from the auth file.
     Logout(LogoutArgs),
+    /// Print the effective supply-chain configuration (kiln.toml and flags) and where each value came from.
+    Config(super::supply::ConfigArgs),
+    /// Replace the CA layer of an image built with --ca-persist (in the store, or in a registry with --push).
+    #[command(name = "ca-update")]
+    CaUpdate(super::supply::CaUpdateArgs),
     /// Check an image, a Dockerfile or a fetch log against the supply-chain policy.
     Check(Box<super::check::CheckArgs>),
     /// Print an image's SBOM (SPDX or CycloneDX).
@@ -214,12 +219,16 @@ pub struct BuildArgs {
     /// Isolation of RUN steps.
     #[arg(long, value_enum, default_value = "auto")]
     pub isolation: IsolationArg,
-    /// Network for RUN steps: `host` (default) or `none`.
-    #[arg(long, value_name = "MODE", default_value = "host")]
-    pub network: String,
+    /// Network for RUN steps: `host` (default), `none`, or `proxy-only` (only through kiln's proxy, to the
+    /// Nexus hosts and --allow-host).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
     /// Registry connection flags.
     #[command(flatten)]
     pub registry: RegistryFlags,
+    /// Supply-chain flags: CAs, Nexus, proxy-only network.
+    #[command(flatten)]
+    pub supply: super::supply::SupplyArgs,
     /// Supply-chain evidence: SBOM, provenance, policy gate.
     #[command(flatten)]
     pub evidence: super::attest::EvidenceFlags,

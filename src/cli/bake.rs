@@ -284,7 +284,7 @@ fn run_one(root: Option<&Path>, args: &BakeArgs, set: &BakeSet, name: &str) -> a
     let spec = set.builds.iter().find(|b| b.name == name).with_context(|| format!("no build named {name}"))?;
     let shared = super::build::shared_options(&args.build)?;
     let store = env::open_store(root)?;
-    let client = env::registry_client(&args.build.registry)?;
+    let client = env::registry_client(&super::build::registry_flags(&args.build, &shared))?;
     // An inline Dockerfile becomes a file for this build only.
     let scratch = store.temp_dir()?;
     let dockerfile = match &spec.dockerfile {

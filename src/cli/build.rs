@@ -24,7 +24,7 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
         return Ok(());
     }
     let store = env::open_store(root)?;
-    let client = env::registry_client(&args.registry)?;
+    let client = env::registry_client(&registry_flags(args, &options))?;
     let progress = Progress::new(Mode::detect(image.quiet));
     let outcome = runtime()?.block_on(build_and_push(&store, &client, &options, args, &progress))?;
     let id = outcome.image_id;
@@ -33,6 +33,14 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     }
     writeln!(output::stdout(), "{id}")?;
     Ok(())
+}
+
+/// The registry flags of a build: kiln's own downloads (base images, caches, pushes) trust the company
+/// CAs too.
+pub fn registry_flags(args: &BuildArgs, options: &BuildOptions) -> super::args::RegistryFlags {
+    let mut flags = args.registry.clone();
+    flags.ca_files.extend(options.supply.ca_files.iter().map(|f| f.path.clone()));
+    flags
 }
 
 fn unix_now() -> i64 {
@@ -90,11 +98,13 @@ pub fn shared_options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
             bail!("--platform {platform}: only the host platform ({host}) can be built");
         }
     }
-    let network = match args.network.as_str() {
-        "host" => Network::Host,
+    let settings = super::supply::settings(&args.supply, args.network.as_deref())?;
+    let network = match settings.network_mode()? {
         "none" => Network::None,
-        other => bail!("--network {other}: expected host or none"),
+        // proxy-only: RUN steps with network get their own namespace and the proxy (supply::egress).
+        _ => Network::Host,
     };
+    let supply = settings.to_options()?;
     Ok(BuildOptions {
         build_args: build_args(&args.build_args),
         labels: args.labels.iter().map(|l| split_pair(l, "--label")).collect::<anyhow::Result<_>>()?,
@@ -126,6 +136,7 @@ pub fn shared_options(args: &BuildArgs) -> anyhow::Result<BuildOptions> {
             IsolationArg::Chroot => Requested::Exactly(Isolation::Chroot),
         },
         network,
+        supply,
         secrets: args.secrets.iter().map(|s| secret(s)).collect::<anyhow::Result<_>>()?,
         fetch_timeouts: env::fetch_timeouts()?,
         ..BuildOptions::default()

@@ -19,6 +19,7 @@ mod output;
 mod parse;
 mod progress;
 mod sbom;
+mod supply;
 mod transfer;
 
 use std::process::ExitCode;
@@ -94,6 +95,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pull(a) => transfer::pull(root, &a),
         Command::Login(a) => login::login(&a),
         Command::Logout(a) => login::logout(&a),
+        Command::Config(a) => supply::config(&a),
+        Command::CaUpdate(a) => supply::ca_update(root, &a),
         Command::Check(a) => check::run(root, &a),
         Command::Sbom(a) => sbom::sbom(root, &a),
         Command::Provenance(a) => sbom::provenance(root, &a),

@@ -66,8 +66,10 @@ fn run(spec: &RunSpec, parent: Option<i32>) -> Result<u8, SetupError> {
     if spec.isolation != Isolation::Chroot {
         let mut flags =
             CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-        if spec.network == Network::None {
-            flags |= CloneFlags::CLONE_NEWNET;
+        match (&spec.network, &spec.netns) {
+            (Network::None, Some(path)) => join_netns(path)?,
+            (Network::None, None) => flags |= CloneFlags::CLONE_NEWNET,
+            _ => {}
         }
         unshare(flags).map_err(|e| setup("create namespaces")(e.into()))?;
     }
@@ -89,6 +91,12 @@ fn run(spec: &RunSpec, parent: Option<i32>) -> Result<u8, SetupError> {
             Ok(wait_for(child))
         }
     }
+}
+
+/// Enters the network namespace the builder prepared for the step (it holds the descriptor open).
+fn join_netns(path: &Path) -> Result<(), SetupError> {
+    let ns = std::fs::File::open(path).map_err(setup("open the step's network namespace"))?;
+    nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| setup("join the step's network namespace")(e.into()))
 }
 
 /// pid 1 of the step: assemble the rootfs, start the command, reap until it exits.

@@ -10,6 +10,7 @@ mod child;
 mod command;
 mod detect;
 mod mounts;
+mod netns;
 mod spec;
 mod sys;
 pub mod userns;
@@ -19,6 +20,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 pub use command::DEFAULT_PATH;
 pub use detect::{Requested, RootfsKind, Sandbox, detect};
+pub use netns::loopback_netns;
 pub use spec::{Facilities, Isolation, Network, ProcFs, RootfsSpec, RunSpec, SandboxMount};
 
 /// Runs the sandbox child role when argv asks for it, before anything else starts a thread. `Some(code)`

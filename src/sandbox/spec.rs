@@ -146,6 +146,10 @@ pub struct RunSpec {
     pub hostname: String,
     /// Network mode.
     pub network: Network,
+    /// A network namespace to join instead of creating one (`/proc/PID/fd/N` of the builder's descriptor);
+    /// only with [`Network::None`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
     /// Extra mounts, in order.
     pub mounts: Vec<SandboxMount>,
     /// What the step gets from the kernel: /proc, /dev/pts, /sys, its host name.

@@ -17,3 +17,4 @@ mod policy_checks;
 mod registry_flow;
 mod run_steps;
 mod store_safety;
+mod supply;

@@ -70,6 +70,9 @@ pub enum StepError {
     /// A temp file or directory for the step could not be made.
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
+    /// CA trust, Nexus routing or the network policy could not be given to the step.
+    #[error(transparent)]
+    Supply(Box<crate::supply::SupplyError>),
 }
 
 /// What a step did: the layer it added (if any), whether that came from the cache, its key, and the time
@@ -98,6 +101,7 @@ pub async fn execute(
     step: &ResolvedStep,
     parent: &CacheKey,
     use_cache: bool,
+    label: &str,
 ) -> Result<StepOutcome, StepError> {
     let repr = key_repr(step, state);
     match step {
@@ -120,8 +124,13 @@ pub async fn execute(
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _, args: _ } => {
             let sources = run_mounts::bind_digest(env, mounts)?;
+            // What the supply chain gives the step (CA content, Nexus settings) decides its result too.
+            let repr = match env.ctx.supply.key_part() {
+                Some(part) => format!("{repr} supply={part}"),
+                None => repr,
+            };
             let key = parent.child(&repr, sources.as_deref());
-            let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref() };
+            let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref(), label };
             let state: &ImageState = state;
             cached_or_run(env, key, use_cache, async || {
                 ensure_local(env.ctx, &state.layers).await?;

@@ -18,6 +18,7 @@ use crate::image;
 use crate::layer::{self, Entry, EntryKind};
 use crate::plan::{RunMount, predefined};
 use crate::sandbox::{self, Isolation, Network, RootfsKind, RootfsSpec, RunSpec, Sandbox};
+use crate::supply;
 
 /// Output lines kept for the error message of a failing command.
 const TAIL_LINES: usize = 12;
@@ -36,6 +37,8 @@ pub struct RunStep<'a> {
     pub mounts: &'a [RunMount],
     /// `--network`.
     pub network: Option<&'a str>,
+    /// `Dockerfile:LINE RUN ...`, for the fetch log and egress refusals.
+    pub label: &'a str,
 }
 
 /// Runs the step; returns its layer, or `None` when the command changed nothing.
@@ -60,6 +63,11 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         process_env.push((key, value));
     }
     let (args, script) = command_args(run, scratch.path())?;
+    let network = network(env, run.network, sandbox.isolation)?;
+    let home = process_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone());
+    let home = home.or_else(|| accounts.home(ids.uid)).unwrap_or_else(|| "/".to_string());
+    let supply = step_supply(env, run, &work, sandbox.isolation, &process_env, &home, network, scratch.path())?;
+    supply.apply_env(&mut process_env);
     let mut spec = RunSpec {
         isolation: sandbox.isolation,
         rootfs: work.rootfs.clone(),
@@ -69,7 +77,8 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         uid: ids.uid,
         gid: ids.gid,
         groups: ids.groups,
-        network: network(env, run.network, sandbox.isolation)?,
+        network,
+        netns: None,
         mounts,
         facilities: sandbox.facilities,
         etc_files: etc_files(scratch.path(), &hostname)?,
@@ -78,7 +87,17 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         created_report: scratch.path().join("created"),
     };
     spec.mounts.extend(script);
-    let outcome = run_command(env, &spec, run)?;
+    let skipped = give_supply(&mut spec, &supply);
+    if !skipped.is_empty() {
+        env.ctx.reporter.report(Event::Warning(format!(
+            "{}: chroot isolation cannot mount; left out: {} (the variables still name the CA bundle)",
+            run.label,
+            skipped.join(", ")
+        )));
+    }
+    let outcome = run_command(env, &spec, run);
+    let outcome = with_refusals(env, outcome, supply.egress.as_ref(), run.label)?;
+    drop(supply);
     let entries = work.diff(&outcome.created)?;
     // Even an empty diff is a layer (BuildKit commits one for every RUN).
     let layer = write_layer(env, entries)?;
@@ -86,6 +105,90 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
     work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
     Ok(layer)
+}
+
+/// What the supply chain gives this step (CA trust, Nexus routing, the proxy-only network).
+#[allow(clippy::too_many_arguments)]
+fn step_supply(
+    env: &StageEnv<'_>,
+    run: &RunStep<'_>,
+    work: &Workspace,
+    isolation: Isolation,
+    process_env: &[(String, String)],
+    home: &str,
+    network: Network,
+    scratch: &Path,
+) -> Result<supply::StepSupply, StepError> {
+    if !env.ctx.supply.is_active() {
+        return Ok(supply::StepSupply::default());
+    }
+    let networked = network == Network::Host;
+    if env.ctx.supply.proxy_only() && networked && isolation == Isolation::Chroot {
+        return Err(StepError::Unsupported(
+            "--network proxy-only cannot be enforced in chroot isolation (it has no network namespace); \
+             use rootless or root isolation, or --network host"
+                .to_string(),
+        ));
+    }
+    // Created only when the step needs files of its own (rewritten apt and dnf repository files).
+    let dir = scratch.join("supply");
+    let request = supply::StepRequest { label: run.label, home, env: process_env, scratch: &dir, networked };
+    let view = supply::ImageView::new(work.view.clone());
+    env.ctx.supply.step(&request, &view).map_err(|e| StepError::Supply(Box::new(e)))
+}
+
+/// Puts the supply's mounts and network into the spec. Its mounts never go inside the step's own
+/// `--mount`s (a cache at `~/.m2` keeps its own settings; the variables still point at kiln's). In chroot
+/// mode, which cannot mount, its files are provided only where the image lacks them, as /etc files are;
+/// the directory overlays (apt, dnf routing) cannot be, and are returned.
+fn give_supply(spec: &mut RunSpec, supply: &supply::StepSupply) -> Vec<String> {
+    let mut skipped = Vec::new();
+    let own: Vec<String> = spec.mounts.iter().map(|m| m.target().trim_end_matches('/').to_string()).collect();
+    for m in &supply.mounts {
+        let inside_own = own.iter().any(|t| !t.is_empty() && m.target().starts_with(&format!("{t}/")));
+        match m {
+            _ if inside_own => {}
+            // Without mounts, kiln's files are copied where missing and removed afterwards.
+            sandbox::SandboxMount::Tmpfs { .. } if spec.isolation == Isolation::Chroot => {}
+            sandbox::SandboxMount::Bind { source, target, .. } if spec.isolation == Isolation::Chroot => {
+                if source.is_file() {
+                    spec.etc_files.push((source.clone(), target.clone()));
+                } else {
+                    skipped.push(target.clone());
+                }
+            }
+            other => spec.mounts.push(other.clone()),
+        }
+    }
+    if let Some(path) = &supply.netns {
+        spec.network = Network::None;
+        spec.netns = Some(path.clone());
+    }
+    if let (RootfsSpec::Overlay { lower, .. }, Some(stubs)) = (&mut spec.rootfs, &supply.lower) {
+        // An absolute lower dir among the snapshot-relative ones: overlay takes both.
+        lower.insert(0, stubs.to_string_lossy().into_owned());
+    }
+    skipped
+}
+
+/// Reports what the egress proxy refused during the step; a failed step also names it in its error.
+fn with_refusals(
+    env: &StageEnv<'_>,
+    outcome: Result<sandbox::Outcome, StepError>,
+    egress: Option<&supply::egress::StepSession>,
+    label: &str,
+) -> Result<sandbox::Outcome, StepError> {
+    let refusals = egress.map(|e| e.refusals()).unwrap_or_default();
+    for line in &refusals {
+        env.ctx.reporter.report(Event::Warning(format!("{label}: {line}")));
+    }
+    match outcome {
+        Err(StepError::RunFailed { code, command, mut tail }) if !refusals.is_empty() => {
+            tail.extend(refusals.iter().map(|r| format!("kiln: {r}")));
+            Err(StepError::RunFailed { code, command, tail })
+        }
+        other => other,
+    }
 }
 
 /// argv for the step, plus a bind for a heredoc script that carries its own interpreter (`#!`).

@@ -10,6 +10,7 @@ pub mod http;
 pub mod pod;
 pub mod registry;
 pub mod rootless;
+pub mod supply;
 pub mod validators;
 
 use std::path::{Path, PathBuf};

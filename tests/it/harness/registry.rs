@@ -42,7 +42,30 @@ impl Registry {
         Registry::start_with(Some((user, pass)), false)
     }
 
+    /// Starts an open registry that logs every request it answers (see [`Registry::requests`]).
+    pub fn with_access_log() -> Option<Registry> {
+        Registry::start_logged(None, false, true)
+    }
+
+    /// The requests answered so far, as `(method, path)`, when started [`Registry::with_access_log`].
+    pub fn requests(&self) -> Vec<(String, String)> {
+        let log = std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default();
+        let field = |line: &str, name: &str| {
+            let start = line.find(name)? + name.len();
+            let rest = line[start..].trim_start_matches('"');
+            Some(rest.split(['"', ' ']).next()?.to_string())
+        };
+        log.lines()
+            .filter(|l| l.contains("response completed"))
+            .filter_map(|l| Some((field(l, "http.request.method=")?, field(l, "http.request.uri=")?)))
+            .collect()
+    }
+
     fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Option<Registry> {
+        Registry::start_logged(auth, tls, false)
+    }
+
+    fn start_logged(auth: Option<(&str, &str)>, tls: bool, logged: bool) -> Option<Registry> {
         if !super::require("docker-registry") {
             return None;
         }
@@ -50,7 +73,8 @@ impl Registry {
         let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let addr = format!("127.0.0.1:{port}");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            "version: 0.1\nlog:\n  level: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            if logged { "info" } else { "error" },
             dir.path().join("data").display()
         );
         if let Some((user, pass)) = auth {
@@ -130,7 +154,11 @@ impl Registry {
             .arg("serve")
             .arg(&config_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if logged {
+                Stdio::from(std::fs::File::create(dir.path().join("registry.log")).expect("registry log"))
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("docker-registry starts");
         let registry = Registry { child, addr, ca, _dir: dir };
