@@ -46,15 +46,22 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
+    let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
+    // The cache-directory locks are held until the step is done.
+    let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
+        run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
+    if sandbox.isolation == Isolation::Chroot && !mounts.is_empty() {
+        let targets: Vec<&str> = mounts.iter().map(sandbox::SandboxMount::target).collect();
+        return Err(StepError::Unsupported(format!(
+            "RUN --mount on {}: chroot isolation cannot mount; build with rootless or root isolation",
+            targets.join(", ")
+        )));
+    }
     let work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
-    let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
     let mut process_env = run.env.to_vec();
-    // The cache-directory locks are held until the step is done.
-    let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
-        run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
     let hostname = sandbox_hostname(env);
     // Secrets (env=) win over ENV; then the proxies and HOSTNAME, which never enter the cache key.
     let late = vars.into_iter().chain(predefined::proxy_env(&env.plan.build_args));
@@ -86,7 +93,16 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         umask: 0o022,
         created_report: scratch.path().join("created"),
     };
-    spec.mounts.extend(script);
+    match script {
+        // Chroot mode cannot bind the script: it is provided as /etc files are (a copy, removed after the
+        // step), and run through its interpreter, as the kernel would, so it needs no exec bit.
+        Some(sandbox::SandboxMount::Bind { source, target, .. }) if spec.isolation == Isolation::Chroot => {
+            let text = std::fs::read_to_string(&source).map_err(StepError::Temp)?;
+            spec.args = shebang_argv(&text, &target);
+            spec.etc_files.push((source, target));
+        }
+        other => spec.mounts.extend(other),
+    }
     let skipped = give_supply(&mut spec, &supply);
     if !skipped.is_empty() {
         env.ctx.reporter.report(Event::Warning(format!(
@@ -223,6 +239,19 @@ fn command_args(run: &RunStep<'_>, scratch: &Path) -> Result<(Vec<String>, Optio
         script.push_str(&doc.name);
     }
     Ok((config::argv(&CommandLine::Shell(script), run.shell), None))
+}
+
+/// The argv the kernel builds for a `#!` script at `path`: the interpreter, its one optional argument (the
+/// rest of the line), then the script's path.
+fn shebang_argv(script: &str, path: &str) -> Vec<String> {
+    let line = script.lines().next().unwrap_or_default().trim_start_matches("#!").trim();
+    let mut argv: Vec<String> = match line.split_once([' ', '\t']) {
+        Some((interpreter, arg)) => vec![interpreter.to_string(), arg.trim().to_string()],
+        None => vec![line.to_string()],
+    };
+    argv.retain(|a| !a.is_empty());
+    argv.push(path.to_string());
+    argv
 }
 
 fn is_just_heredoc(text: &str, name: &str) -> bool {
@@ -501,4 +530,15 @@ fn same_as_before(entry: &Entry, before: &Before) -> bool {
         Before::Stamps(stamps) => stamps.dir_mode_owner(&entry.path),
     };
     was == Some((entry.mode & 0o7777, entry.uid, entry.gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shebang_argv;
+
+    #[test]
+    fn a_shebang_gives_the_interpreter_its_one_argument_and_the_script() {
+        assert_eq!(shebang_argv("#!/bin/sh\necho", "/dev/pipes/EOF"), ["/bin/sh", "/dev/pipes/EOF"]);
+        assert_eq!(shebang_argv("#! /usr/bin/env  python3 -u\n", "/p"), ["/usr/bin/env", "python3 -u", "/p"]);
+    }
 }

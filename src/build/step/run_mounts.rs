@@ -140,8 +140,9 @@ fn secret(
     let id = m.id.clone().or_else(|| (!m.target.is_empty()).then(|| base_name(&m.target))).unwrap_or_default();
     let Some(source) = env.ctx.options.secrets.get(&id) else {
         if m.required {
+            // BuildKit's words first, then how to give it.
             return Err(StepError::Unsupported(format!(
-                "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+                "secret {id}: not found (required; give it with --secret id={id},src=FILE)"
             )));
         }
         return Ok(());
