@@ -64,6 +64,15 @@ impl Chmod {
         Ok(Chmod { text: text.to_string(), kind })
     }
 
+    /// The mode of a numeric `--chmod`: BuildKit also gives it to the directories a COPY creates (a
+    /// symbolic one leaves them 0755).
+    pub fn octal(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Octal(m) => Some(*m),
+            Kind::Symbolic(_) => None,
+        }
+    }
+
     /// The permission bits (`& 0o7777`) a file or directory with `mode` gets.
     pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
         match &self.kind {

@@ -96,7 +96,8 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
     for source in spec.sources {
         wildcard |= glob::has_wildcard(source);
         let found = match_source(root, source)?;
-        if found.is_empty() {
+        // A wildcard that matches nothing copies nothing (BuildKit's AllowEmptyWildcard); a path must exist.
+        if found.is_empty() && !glob::has_wildcard(source) {
             return Err(not_found(root, source));
         }
         matched.extend(found);
@@ -147,7 +148,8 @@ impl<'a> Entries<'a> {
         }
     }
 
-    /// Adds the parents of `target` that the image lacks.
+    /// Adds the parents of `target` that the image lacks, as BuildKit's copy creates them: 0755 (or a
+    /// numeric `--chmod`), owned by `--chown` or root, with the step's time.
     fn parents(&mut self, target: &str) {
         let mut path = String::new();
         let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
@@ -163,7 +165,7 @@ impl<'a> Entries<'a> {
             let entry = Entry {
                 path: path.clone(),
                 kind: EntryKind::Dir,
-                mode: 0o755,
+                mode: self.spec.chmod.and_then(|c| c.octal()).unwrap_or(0o755),
                 uid,
                 gid,
                 mtime: self.spec.created_at,
@@ -185,11 +187,10 @@ impl<'a> Entries<'a> {
         target: &str,
         exclude: Option<&Ignore>,
     ) -> Result<(), CopyError> {
+        // A destination the image lacks is created as a parent is, not copied from the source directory
+        // (BuildKit's copy makes it before it copies the contents into it).
         self.parents(&format!("{target}/x"));
         let top = target.trim_start_matches('/');
-        if !top.is_empty() && !exists_in_image(self.spec, top) {
-            self.add(&m.abs, &m.meta, top, matches!(root, SourceRoot::Rootfs(..)))?;
-        }
         for (rel, abs, meta) in walk(root, &m.rel, &m.abs)? {
             if exclude.is_some_and(|ex| ex.is_excluded(&rel)) {
                 continue;
