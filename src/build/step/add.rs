@@ -9,6 +9,7 @@ use crate::attest::fetched::FetchRecord;
 use crate::build::stage::StageEnv;
 use crate::build::state::ImageState;
 use crate::build::step::copy::{self, CopySpec, SourceRoot};
+use crate::build::step::through_links::{self, Node};
 use crate::build::step::{StepError, fetch};
 use crate::build::users::Accounts;
 use crate::build::{base, rootfs};
@@ -74,6 +75,12 @@ pub async fn entries(
             env.ctx.evidence.fetched(record);
             let named = dir.join(&got.file_name);
             fs_err::rename(&tmp, &named).map_err(StepError::Temp)?;
+            // A download is unpacked only when asked (`--unpack=true`), as BuildKit does.
+            if c.unpack == Some(true) && is_tar_archive(&named) {
+                let found = unpack(&common, &named, &scratch.path().join(format!("url{i}-unpacked")), &dest, source)?;
+                merge(&mut merged, found, |_| {});
+                continue;
+            }
             let found = copy::entries(
                 &common.spec(std::slice::from_ref(&got.file_name), &dest),
                 &SourceRoot::Rootfs(&dir, source),
@@ -96,14 +103,25 @@ pub async fn entries(
             None => SourceRoot::Context(env.context),
         };
         if is_add && c.unpack != Some(false) && from_root.is_none() {
-            let path = env.context.root().join(copy::clean_rel(source));
-            if path.is_file() && is_tar_archive(&path) {
-                let dir = scratch.path().join(format!("archive{i}"));
-                fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
-                layer::extract_archive(open(&path)?, &dir)?;
+            // Every archive a source names (a wildcard may match several) is unpacked into the destination
+            // directory; other files it matches are copied there.
+            let rels = copy::context_matches(env.context, source)?;
+            let is_archive = |rel: &str| {
+                let path = env.context.root().join(rel);
+                path.is_file() && is_tar_archive(&path)
+            };
+            if rels.iter().any(|r| is_archive(r)) {
                 let into = format!("{}/", dest.trim_end_matches('/'));
-                let found = copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(&dir, source))?;
-                merge(&mut merged, found, |_| {});
+                let plain_dest = if rels.len() > 1 { &into } else { &dest };
+                for (j, rel) in rels.iter().enumerate() {
+                    let found = if is_archive(rel) {
+                        let dir = scratch.path().join(format!("archive{i}-{j}"));
+                        unpack(&common, &env.context.root().join(rel), &dir, &dest, source)?
+                    } else {
+                        copy::entries(&common.spec(std::slice::from_ref(rel), plain_dest), &root)?
+                    };
+                    merge(&mut merged, found, |_| {});
+                }
                 continue;
             }
         }
@@ -111,6 +129,9 @@ pub async fn entries(
         merge(&mut merged, found, |_| {});
     }
     let mut out: Vec<Entry> = merged.into_values().collect();
+    if let Some(root) = image_root.as_deref() {
+        out = through_links::resolve(out, &|rel: &str| image_node(root, rel));
+    }
     // Heredoc and download files live in the scratch dir, which goes away with this function: read them now.
     for entry in &mut out {
         if let EntryKind::File(FileSource::Path(p)) = &entry.kind
@@ -171,6 +192,29 @@ pub(crate) async fn from_root(
     match rootfs::materialize(store, &layers)? {
         Some(path) => Ok(Some((path, label))),
         None => Ok(Some((rootfs::empty(store)?, label))),
+    }
+}
+
+/// The entries of the archive at `archive`, unpacked in `dir` (a scratch directory), into `dest` as a
+/// directory.
+fn unpack(common: &Common<'_>, archive: &Path, dir: &Path, dest: &str, label: &str) -> Result<Vec<Entry>, StepError> {
+    fs_err::create_dir_all(dir).map_err(StepError::Temp)?;
+    layer::extract_archive(open(archive)?, dir)?;
+    let into = format!("{}/", dest.trim_end_matches('/'));
+    Ok(copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(dir, label))?)
+}
+
+/// What the image's rootfs has at `rel`, whose parents [`through_links`] found to be real directories.
+fn image_node(root: &Path, rel: &str) -> Node {
+    let path = root.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => Node::Missing,
+        Ok(m) if m.is_dir() => Node::Dir,
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&path) {
+            Ok(target) => Node::Link(target.to_string_lossy().into_owned()),
+            Err(_) => Node::Other,
+        },
+        Ok(_) => Node::Other,
     }
 }
 

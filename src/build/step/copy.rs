@@ -320,6 +320,11 @@ fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
     CopyError::NotFound { source_path: source.to_string(), where_ }
 }
 
+/// The context paths a source word names (every match of a wildcard), `.dockerignore` applied.
+pub fn context_matches(ctx: &Context, source: &str) -> Result<Vec<String>, CopyError> {
+    Ok(match_source(&SourceRoot::Context(ctx), source)?.into_iter().map(|m| m.rel).collect())
+}
+
 /// `path.Clean("/" + p)` without the leading slash: `..` can never climb above the root.
 pub fn clean_rel(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();

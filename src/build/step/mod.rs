@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod glob;
 pub mod run;
 mod run_mounts;
+mod through_links;
 pub mod workdir;
 
 use crate::build::events::Event;
