@@ -124,7 +124,7 @@ pub async fn execute(
             Ok(remember(env, key, layer).await)
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _, args: _ } => {
-            let sources = run_mounts::bind_digest(env, mounts)?;
+            let sources = run_mounts::bind_digest(env, mounts).await?;
             // What the supply chain gives the step (CA content, Nexus settings) decides its result too.
             let repr = match env.ctx.supply.key_part() {
                 Some(part) => format!("{repr} supply={part}"),

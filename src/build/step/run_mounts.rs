@@ -8,6 +8,7 @@ use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::step::StepError;
 use crate::build::step::add::from_root;
+use crate::build::step::copy::{self, CopySpec, SourceRoot};
 use crate::layer;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -166,7 +167,7 @@ fn base_name(path: &str) -> String {
 
 /// What the step's bind mounts show, for its cache key: the digest of each context source, the key of each
 /// `from=` stage (an image by its name); `None` without binds.
-pub fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<String>, StepError> {
+pub async fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<String>, StepError> {
     let mut parts = Vec::new();
     for m in mounts.iter().filter(|m| m.kind == RunMountKind::Bind) {
         let source = m.source.as_deref().unwrap_or("/");
@@ -186,13 +187,13 @@ pub fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<Str
             }
             Some(from) => {
                 let names: Vec<Option<String>> = env.plan.stages.iter().map(|s| s.name.clone()).collect();
+                // A stage by the content the mount selects, as BuildKit keys it: a change elsewhere in that
+                // stage keeps the step cached (testMountRWCache).
                 let identity = match plan::resolve_from(from, names.len(), &names) {
-                    Ok(plan::CopyFrom::Stage(i)) => env
-                        .done
-                        .get(&i)
-                        .and_then(|s| s.cache_key.as_ref())
-                        .map(|k| k.hex().to_string())
-                        .unwrap_or_default(),
+                    Ok(stage @ plan::CopyFrom::Stage(_)) => match from_root(env, Some(&stage)).await? {
+                        Some((root, label)) => selected_digest(env, &SourceRoot::Rootfs(&root, &label), source)?,
+                        None => String::new(),
+                    },
                     _ => from.clone(),
                 };
                 parts.push(format!("{from}:{source}={identity}"));
@@ -200,4 +201,25 @@ pub fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<Str
         }
     }
     Ok((!parts.is_empty()).then(|| parts.join("\n")))
+}
+
+/// The digest of what `source` selects in `root` (nothing when it is missing: the mount then fails itself).
+fn selected_digest(env: &StageEnv<'_>, root: &SourceRoot<'_>, source: &str) -> Result<String, StepError> {
+    let sources = [source.to_string()];
+    let spec = CopySpec {
+        sources: &sources,
+        dest: "/",
+        workdir: "/",
+        owner: None,
+        chmod: None,
+        exclude: &[],
+        parents: false,
+        image_root: None,
+        created_at: 0,
+    };
+    let entries = match copy::entries(&spec, root) {
+        Err(copy::CopyError::NotFound { .. }) => Vec::new(),
+        other => other?,
+    };
+    crate::cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)
 }
