@@ -30,7 +30,7 @@ fn unknown_instruction_names_file_line_and_suggestion() {
 fn missing_copy_source_names_the_line_and_the_file() {
     let run = build_fails("FROM scratch\nCOPY present.txt /\nCOPY missing.txt /\n", &[("present.txt", "x")], &[]);
     assert!(run.stderr.contains("Dockerfile:3: COPY missing.txt /"), "{}", run.stderr);
-    assert!(run.stderr.contains("missing.txt: no such file or directory in the build context"), "{}", run.stderr);
+    assert!(run.stderr.contains("missing.txt: not found in the build context"), "{}", run.stderr);
 }
 
 #[test]

@@ -20,8 +20,8 @@ use crate::layer::{Entry, EntryKind, FileSource};
 /// Why a COPY could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    /// A source matched nothing.
-    #[error("{source_path}: no such file or directory{where_}")]
+    /// A source matched nothing (BuildKit says "not found").
+    #[error("{source_path}: not found{where_}")]
     NotFound {
         /// The source as written.
         source_path: String,
@@ -86,6 +86,9 @@ struct Matched {
 
 /// Computes the layer entries of one COPY.
 pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>, CopyError> {
+    if spec.parents {
+        return super::parents::entries(spec, root);
+    }
     let exclude = if spec.exclude.is_empty() {
         None
     } else {
@@ -110,11 +113,10 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
     let dest_is_dir = ends_as_dir(spec.dest) || many || wildcard && matched.len() > 1 || exists_as_dir(spec, &dest);
     let mut out = Entries::new(spec);
     for m in &matched {
-        let target_base = if spec.parents { join(&dest, parent_of(&m.rel)) } else { dest.clone() };
         if m.meta.is_dir() {
-            out.dir_contents(root, m, &target_base, exclude.as_ref())?;
+            out.dir_contents(root, m, &dest, exclude.as_ref())?;
         } else {
-            let target = if dest_is_dir || spec.parents { join(&target_base, base_name(&m.rel)) } else { dest.clone() };
+            let target = if dest_is_dir { join(&dest, base_name(&m.rel)) } else { dest.clone() };
             out.single(m, &target, matches!(root, SourceRoot::Rootfs(..)))?;
         }
     }
@@ -325,7 +327,12 @@ fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
 
 /// The context paths a source word names (every match of a wildcard), `.dockerignore` applied.
 pub fn context_matches(ctx: &Context, source: &str) -> Result<Vec<String>, CopyError> {
-    Ok(match_source(&SourceRoot::Context(ctx), source)?.into_iter().map(|m| m.rel).collect())
+    source_matches(&SourceRoot::Context(ctx), source)
+}
+
+/// The paths a source word names in `root` (every match of a wildcard).
+pub fn source_matches(root: &SourceRoot<'_>, source: &str) -> Result<Vec<String>, CopyError> {
+    Ok(match_source(root, source)?.into_iter().map(|m| m.rel).collect())
 }
 
 /// `path.Clean("/" + p)` without the leading slash: `..` can never climb above the root.
@@ -380,10 +387,6 @@ fn exists_as_dir(spec: &CopySpec<'_>, dest: &str) -> bool {
 
 fn join(dir: &str, rel: &str) -> String {
     if rel.is_empty() { dir.to_string() } else { format!("{}/{}", dir.trim_end_matches('/'), rel) }
-}
-
-fn parent_of(rel: &str) -> &str {
-    rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
 
 fn base_name(rel: &str) -> &str {

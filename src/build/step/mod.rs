@@ -9,6 +9,7 @@ pub mod config;
 pub mod copy;
 pub mod fetch;
 pub mod glob;
+mod parents;
 pub mod run;
 mod run_mounts;
 mod through_links;
