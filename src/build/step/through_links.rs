@@ -30,10 +30,15 @@ const MAX_LINKS: usize = 40;
 /// The entries with their paths resolved through the image's links (`lookup` answers for real paths).
 pub fn resolve(entries: Vec<Entry>, lookup: &dyn Fn(&str) -> Node) -> Vec<Entry> {
     let mut renamed: HashMap<String, String> = HashMap::new();
+    // Many entries share a parent: each parent is resolved once.
+    let mut parents: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for mut entry in entries {
         let (parent, name) = match entry.path.rsplit_once('/') {
-            Some((p, n)) => (real_dir(p, lookup), n.to_string()),
+            Some((p, n)) => {
+                let real = parents.entry(p.to_string()).or_insert_with(|| real_dir(p, lookup)).clone();
+                (real, n.to_string())
+            }
             None => (String::new(), entry.path.clone()),
         };
         let path = if parent.is_empty() { name } else { format!("{parent}/{name}") };
