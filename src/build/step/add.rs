@@ -205,7 +205,7 @@ fn unpack(common: &Common<'_>, archive: &Path, dir: &Path, dest: &str, label: &s
 }
 
 /// What the image's rootfs has at `rel`, whose parents [`through_links`] found to be real directories.
-fn image_node(root: &Path, rel: &str) -> Node {
+pub(crate) fn image_node(root: &Path, rel: &str) -> Node {
     let path = root.join(rel);
     match std::fs::symlink_metadata(&path) {
         Err(_) => Node::Missing,

@@ -7,7 +7,7 @@
 use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
-use crate::build::step::{StepError, config, write_layer};
+use crate::build::step::{StepError, add, config, through_links, write_layer};
 use crate::build::users::Accounts;
 use crate::layer::{Entry, EntryKind};
 
@@ -44,6 +44,10 @@ pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<
                 xattrs: Vec::new(),
             });
         }
+    }
+    // Created where the image's links lead, as BuildKit's mkdir resolves the path inside the rootfs.
+    if let Some(root) = root.as_deref() {
+        entries = through_links::resolve(entries, &|rel: &str| add::image_node(root, rel));
     }
     write_layer(env, entries)
 }
