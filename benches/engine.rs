@@ -1,9 +1,15 @@
 //! Throughput of kiln's hot paths: parsing a large Dockerfile, writing a layer (gzip and zstd), the
 //! metadata-walk diff over 100k unchanged files (the chroot-mode snapshotter), context hashing (cold and
-//! warm stat cache) and cache-key computation.
+//! warm stat cache), a COPY of a whole context (walk, match, digest, layer), applying a layer of 20k
+//! entries, and cache-key computation. Trees live under /var/tmp: file creation in /tmp is slow here.
+//!
+//! The COPY and apply benches report *CPU time* (user + system, all threads of this process) instead of
+//! wall time: they are mostly system calls, and on a machine shared with other builds wall time swings by
+//! several times between runs while the work done does not.
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::cache::CacheKey;
@@ -120,6 +126,108 @@ fn context_hashing(c: &mut Criterion) {
     group.finish();
 }
 
+/// CPU time (user + system, all threads) this process has used so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let time = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    time(usage.user_time()) + time(usage.system_time())
+}
+
+/// Like `b.iter(work)`, measuring the CPU time the iterations used.
+fn iter_cpu<O>(b: &mut criterion::Bencher<'_>, mut work: impl FnMut() -> O) {
+    b.iter_custom(|iters| {
+        let start = cpu_time();
+        for _ in 0..iters {
+            black_box(work());
+        }
+        cpu_time() - start
+    });
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in("/var/tmp").or_else(|_| tempfile::tempdir()).unwrap()
+}
+
+/// `COPY . /app/` of a 2000-file context: the walk, the source digest (warm stat cache) and the layer.
+fn copy_context(c: &mut Criterion) {
+    use kiln::build::context::Context;
+    use kiln::build::step::copy::{self, CopySpec, SourceRoot};
+    let work = bench_dir();
+    let ctx_dir = work.path().join("ctx");
+    for i in 0..2000 {
+        let dir = ctx_dir.join(format!("d{:02}/sub", i % 50));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:05}")), vec![(i % 251) as u8; 4 << 10]).unwrap();
+    }
+    let ctx = Context::open(&ctx_dir, &ctx_dir.join("Dockerfile")).unwrap();
+    let sources = [".".to_string()];
+    let spec = CopySpec {
+        sources: &sources,
+        dest: "/app/",
+        workdir: "/",
+        owner: None,
+        chmod: None,
+        exclude: &[],
+        parents: false,
+        image_root: None,
+        created_at: 0,
+    };
+    let stats = StatCache::load(work.path().join("stats.json"));
+    let opts = WriteOptions { compression: Compression::Gzip, source_date_epoch: None, level: None };
+    let mut group = c.benchmark_group("copy");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2000));
+    group.bench_function("2000-file context: walk + digest (cpu)", |b| {
+        iter_cpu(b, || {
+            let entries = copy::entries(&spec, &SourceRoot::Context(&ctx)).unwrap();
+            sources::digest(&entries, &stats).unwrap()
+        })
+    });
+    group.bench_function("2000-file context: walk + digest + layer (cpu)", |b| {
+        iter_cpu(b, || {
+            let entries = copy::entries(&spec, &SourceRoot::Context(&ctx)).unwrap();
+            sources::digest(&entries, &stats).unwrap();
+            layer::write_layer(entries, std::io::sink(), &opts).unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// Applying an uncompressed layer of 20k small files in 400 directories, as unpacking a base image does.
+fn apply(c: &mut Criterion) {
+    let work = bench_dir();
+    let mut entries = Vec::new();
+    for i in 0..20_000 {
+        entries.push(Entry {
+            path: format!("usr/lib/d{:03}/f{i:05}", i % 400),
+            kind: EntryKind::File(FileSource::Bytes(vec![1u8; 64])),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        });
+    }
+    let mut tar = Vec::new();
+    let opts = WriteOptions { compression: Compression::None, source_date_epoch: None, level: None };
+    layer::write_layer(entries, &mut tar, &opts).unwrap();
+    let mut group = c.benchmark_group("layer apply");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(20_000));
+    let mut n = 0;
+    group.bench_function("20k files (cpu)", |b| {
+        iter_cpu(b, || {
+            n += 1;
+            let dest = work.path().join(format!("r{n}"));
+            std::fs::create_dir(&dest).unwrap();
+            let apply = layer::ApplyOptions { whiteouts: true, chown: false };
+            layer::apply_layer(tar.as_slice(), &dest, &apply).unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn cache_keys(c: &mut Criterion) {
     let base = CacheKey::base("scratch", "linux/amd64");
     let repr = format!(
@@ -129,5 +237,5 @@ fn cache_keys(c: &mut Criterion) {
     c.bench_function("cache key of a RUN step", |b| b.iter(|| base.child(black_box(&repr), Some("abc"))));
 }
 
-criterion_group!(benches, parse, write_layers, diff, context_hashing, cache_keys);
+criterion_group!(benches, parse, write_layers, diff, context_hashing, copy_context, apply, cache_keys);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  dockerfile  text → syntax tree → typed instructions; word expansion; .dockerignore
+//!  confine     paths inside trees kiln does not own (context, rootfs, layer, mount source), via handles
 //!  plan        instructions + build options → stages and steps with resolved arguments
 //!  image       references, manifests, image configs (oci-spec types)
 //!  store       content-addressed blobs (an OCI image layout), tags, snapshots
@@ -20,9 +21,9 @@
 //!  cli         flags → library calls, output, exit codes
 //! ```
 //!
-//! Import rules: `dockerfile` imports nothing of kiln; `plan` imports `dockerfile` and `image`;
+//! Import rules: `dockerfile` and `confine` import nothing of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
-//! `image`; only `transfer`, `build`, `inventory` (layers, its cache), `attest` (referrers) and the `cli` edge
+//! `image` and `confine`; only `transfer`, `build`, `inventory` (layers, its cache), `attest` (referrers) and the `cli` edge
 //! know the store; `policy` sees plans, inventories and fetch records only; `bake` drives `build` through
 //! `BuildOptions` and never looks inside a step.
 
@@ -31,6 +32,7 @@ pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod confine;
 pub mod dockerfile;
 pub mod image;
 pub mod inventory;

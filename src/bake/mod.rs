@@ -143,6 +143,17 @@ pub struct BakeSet {
     pub ignored: Ignored,
 }
 
+impl BakeSet {
+    /// The repositories (`registry/path`, no tag) the set's builds write to, sorted, each once: the images
+    /// a build of the set may use as its base under a policy, since each is checked where it is built.
+    pub fn repositories(&self) -> Vec<String> {
+        let names = self.builds.iter().flat_map(|b| &b.tags);
+        let repos: BTreeSet<String> =
+            names.filter_map(|t| crate::image::Reference::parse(t).ok()).map(|r| r.name()).collect();
+        repos.into_iter().collect()
+    }
+}
+
 /// Input that was read and deliberately not used, grouped by what it was.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ignored(pub BTreeMap<String, BTreeSet<String>>);

@@ -166,6 +166,19 @@ mod tests {
     }
 
     #[test]
+    fn the_sets_repositories_are_its_builds_tags_without_tag() {
+        let builds = load_text(
+            "[target.base]\ncontext = \"b\"\ntags = [\"reg.example.com/t/base:1\", \"reg.example.com/t/base:2\"]\n\
+             [target.app]\ncontext = \"a\"\ntags = [\"app:1\", \"reg.example.com/t/app@sha256:{}\"]\n"
+                .replace("{}", &"0".repeat(64))
+                .as_str(),
+        )
+        .unwrap();
+        let set = crate::bake::BakeSet { builds, ignored: Default::default() };
+        assert_eq!(set.repositories(), ["localhost/app", "reg.example.com/t/app", "reg.example.com/t/base"]);
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_their_line() {
         let e = load_text("[target.a]\ncontext = \".\"\ncontxt = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("kiln-bake.toml") && e.contains("contxt") && e.contains("line 3"), "{e}");

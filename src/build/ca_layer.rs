@@ -13,7 +13,7 @@ use crate::supply::trust::{persist, update};
 pub async fn add(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), BuildError> {
     let fail = |e: step::StepError| BuildError::CaLayer(Box::new(e));
     step::ensure_local(ctx, &state.layers).await.map_err(fail)?;
-    let lowers = rootfs::lowers(ctx.store, &state.layers)?;
+    let lowers = rootfs::lowers(ctx.store, &state.layers, ctx.reporter)?;
     let cas = ctx.supply.ca_certs();
     // The build's epoch (a build argument or kiln's own option) clamps the layer's times as every step's.
     let mtime = ctx.epoch.unwrap_or(persist::MTIME);

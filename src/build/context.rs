@@ -1,11 +1,15 @@
 //! The build context: the directory COPY and ADD read from, seen through `.dockerignore`.
 //!
-//! Listing is sorted and never follows symlinks (they are entries of their own); an excluded directory
-//! is still entered when a `!` exception might match something inside it.
+//! The context is a tree kiln does not own: it is opened once as a [`confine::Root`] and every path in it
+//! is resolved inside it (a link to `/etc` names the context's own `etc`). Walks go through directory
+//! descriptors, sorted, never following a symlink (a link is an entry of its own); an excluded directory is
+//! still entered when a `!` exception might match something inside it.
 
-use std::fs::Metadata;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::confine::{self, Dir, Meta, Root};
 use crate::dockerfile::ignore::{Ignore, IgnoreError, ignore_file_candidates};
 
 /// Why the context could not be read.
@@ -20,7 +24,7 @@ pub enum ContextError {
     /// A file or directory could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The path being read.
+        /// The path being read (on the host, for the message).
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
@@ -35,46 +39,36 @@ pub enum ContextError {
     },
 }
 
-/// What a context entry is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link and its target as written.
-    Symlink(PathBuf),
-    /// Anything else (fifo, socket, device).
-    Other,
-}
-
-/// One entry of the context.
-#[derive(Debug, Clone)]
-pub struct ContextEntry {
-    /// Path relative to the context root, '/'-separated.
-    pub rel_path: String,
-    /// What it is.
-    pub kind: EntryKind,
-    /// Its metadata (from lstat).
-    pub metadata: Metadata,
+/// What [`Context::walk`] hands to its visitor for each included entry.
+pub struct Visit<'a> {
+    /// The directory holding the entry.
+    pub dir: &'a Dir,
+    /// The entry's name in it.
+    pub name: &'a OsStr,
+    /// Its path relative to the context root, '/'-separated.
+    pub rel: &'a str,
+    /// Its metadata (the entry itself, a symlink's own).
+    pub meta: &'a Meta,
 }
 
 /// An opened build context.
 #[derive(Debug)]
 pub struct Context {
-    root: PathBuf,
+    root: Arc<Root>,
     ignore: Ignore,
 }
 
 impl Context {
     /// Opens `root`, reading the ignore file that applies to `dockerfile`.
     pub fn open(root: &Path, dockerfile: &Path) -> Result<Context, ContextError> {
-        if !root.is_dir() {
-            return Err(ContextError::NotADirectory { path: root.to_path_buf() });
+        let not_dir = || ContextError::NotADirectory { path: root.to_path_buf() };
+        let opened = Root::open(root).map_err(|_| not_dir())?;
+        if !opened.stat("").is_ok_and(|m| m.is_dir()) {
+            return Err(not_dir());
         }
         let mut ignore = Ignore::empty();
         for candidate in ignore_file_candidates(dockerfile, root) {
-            match std::fs::read_to_string(&candidate) {
+            match read_ignore_file(&opened, root, &candidate) {
                 Ok(text) => {
                     ignore = Ignore::parse(&text).map_err(|source| ContextError::Ignore { path: candidate, source })?;
                     break;
@@ -83,12 +77,17 @@ impl Context {
                 Err(source) => return Err(ContextError::Read { path: candidate, source }),
             }
         }
-        Ok(Context { root: root.to_path_buf(), ignore })
+        Ok(Context { root: Arc::new(opened), ignore })
     }
 
-    /// The context directory.
-    pub fn root(&self) -> &Path {
+    /// The context's root, for resolving paths inside it.
+    pub fn root(&self) -> &Arc<Root> {
         &self.root
+    }
+
+    /// The context directory on the host (messages, and the root mounts are resolved from).
+    pub fn path(&self) -> &Path {
+        self.root.path()
     }
 
     /// Whether `rel` is hidden by `.dockerignore`.
@@ -96,65 +95,42 @@ impl Context {
         self.ignore.is_excluded(rel)
     }
 
-    /// Every included entry under `rel_dir` ("" = the whole context), sorted by path, `rel_dir` itself
-    /// first when it is not the root.
-    pub fn walk(&self, rel_dir: &str) -> Result<Vec<ContextEntry>, ContextError> {
-        let mut out = Vec::new();
-        let rel_dir = rel_dir.trim_matches('/');
-        let start = if rel_dir.is_empty() { self.root.clone() } else { self.root.join(rel_dir) };
-        let meta = lstat(&start)?;
-        if !rel_dir.is_empty() && !self.is_excluded(rel_dir) {
-            out.push(entry(rel_dir.to_string(), &start, meta.clone())?);
-        }
-        if meta.is_dir() {
-            self.walk_dir(&start, rel_dir, &mut out)?;
-        }
-        Ok(out)
+    /// Visits every included entry below `dir` (which is `rel_dir` in the context, "" for the root), sorted
+    /// by path, depth first.
+    pub fn walk(
+        &self,
+        dir: &Dir,
+        rel_dir: &str,
+        visit: &mut dyn FnMut(Visit<'_>) -> Result<(), ContextError>,
+    ) -> Result<(), ContextError> {
+        let read = |rel: &str, source| ContextError::Read { path: self.display(rel), source };
+        dir.walk(
+            rel_dir,
+            &mut |dir, rel, name, meta| {
+                let excluded = self.is_excluded(rel);
+                if !excluded {
+                    visit(Visit { dir, name, rel, meta })?;
+                }
+                Ok(meta.is_dir() && (!excluded || self.ignore.may_include_under(rel)))
+            },
+            &read,
+        )
     }
 
-    fn walk_dir(&self, abs: &Path, rel: &str, out: &mut Vec<ContextEntry>) -> Result<(), ContextError> {
-        let read = |source| ContextError::Read { path: abs.to_path_buf(), source };
-        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(abs)
-            .map_err(read)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(read)?;
-        names.sort();
-        for name in names {
-            let name_str = name.to_string_lossy();
-            let child_rel = if rel.is_empty() { name_str.to_string() } else { format!("{rel}/{name_str}") };
-            let child_abs = abs.join(&name);
-            let meta = lstat(&child_abs)?;
-            let excluded = self.is_excluded(&child_rel);
-            if !excluded {
-                out.push(entry(child_rel.clone(), &child_abs, meta.clone())?);
-            }
-            if meta.is_dir() && (!excluded || self.ignore.may_include_under(&child_rel)) {
-                self.walk_dir(&child_abs, &child_rel, out)?;
-            }
-        }
-        Ok(())
+    /// Where `rel` is on the host, for messages.
+    pub fn display(&self, rel: &str) -> PathBuf {
+        self.path().join(confine::clean(rel))
     }
 }
 
-fn lstat(path: &Path) -> Result<Metadata, ContextError> {
-    std::fs::symlink_metadata(path).map_err(|source| ContextError::Read { path: path.to_path_buf(), source })
-}
-
-fn entry(rel_path: String, abs: &Path, metadata: Metadata) -> Result<ContextEntry, ContextError> {
-    let ft = metadata.file_type();
-    let kind = if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_symlink() {
-        let target =
-            std::fs::read_link(abs).map_err(|source| ContextError::Read { path: abs.to_path_buf(), source })?;
-        EntryKind::Symlink(target)
-    } else {
-        EntryKind::Other
-    };
-    Ok(ContextEntry { rel_path, kind, metadata })
+/// An ignore file: the context's own is read inside the context (it may be a symlink like any entry); one
+/// beside a Dockerfile outside the context is the user's own file.
+fn read_ignore_file(root: &Root, context: &Path, candidate: &Path) -> std::io::Result<String> {
+    let absolute = std::path::absolute(candidate)?;
+    match absolute.strip_prefix(root.path()).or_else(|_| candidate.strip_prefix(context)) {
+        Ok(rel) => String::from_utf8(root.read(&rel.to_string_lossy())?).map_err(std::io::Error::other),
+        Err(_) => std::fs::read_to_string(candidate),
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +150,14 @@ mod tests {
     }
 
     fn paths(ctx: &Context, rel: &str) -> Vec<String> {
-        ctx.walk(rel).unwrap().into_iter().map(|e| e.rel_path).collect()
+        let mut out = Vec::new();
+        let dir = ctx.root().dir(rel).unwrap();
+        ctx.walk(&dir, rel, &mut |v| {
+            out.push(v.rel.to_string());
+            Ok(())
+        })
+        .unwrap();
+        out
     }
 
     #[test]
@@ -183,7 +166,7 @@ mod tests {
         std::fs::write(dir.path().join(".dockerignore"), "*.md\n**/*.md\nvendor\n!vendor/keep\n").unwrap();
         let ctx = Context::open(dir.path(), &dir.path().join("Dockerfile")).unwrap();
         assert_eq!(paths(&ctx, ""), [".dockerignore", "a", "a/x.go", "b.txt", "vendor/keep", "vendor/keep/k.go"]);
-        assert_eq!(paths(&ctx, "a"), ["a", "a/x.go"]);
+        assert_eq!(paths(&ctx, "a"), ["a/x.go"]);
     }
 
     #[test]
@@ -200,10 +183,24 @@ mod tests {
         let dir = tree(&["d/f"]);
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
         let ctx = Context::open(dir.path(), &dir.path().join("Dockerfile")).unwrap();
-        let entries = ctx.walk("").unwrap();
-        let link = entries.iter().find(|e| e.rel_path == "link").unwrap();
-        assert_eq!(link.kind, EntryKind::Symlink(PathBuf::from("/etc")));
-        assert!(!entries.iter().any(|e| e.rel_path.starts_with("link/")));
+        let mut seen = Vec::new();
+        let root = ctx.root().dir("").unwrap();
+        ctx.walk(&root, "", &mut |v| {
+            seen.push((v.rel.to_string(), v.meta.is_symlink(), v.dir.read_link(v.name).ok()));
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.contains(&("link".to_string(), true, Some(PathBuf::from("/etc")))));
+        assert!(!seen.iter().any(|(p, ..)| p.starts_with("link/")));
+    }
+
+    #[test]
+    fn a_linked_dockerignore_is_read_inside_the_context() {
+        let dir = tree(&["etc/ignore", "x.txt"]);
+        std::fs::write(dir.path().join("etc/ignore"), "x.txt\n").unwrap();
+        std::os::unix::fs::symlink("/etc/ignore", dir.path().join(".dockerignore")).unwrap();
+        let ctx = Context::open(dir.path(), &dir.path().join("Dockerfile")).unwrap();
+        assert!(ctx.is_excluded("x.txt"), "the link names the context's own /etc/ignore");
     }
 
     #[test]

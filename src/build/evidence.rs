@@ -9,7 +9,8 @@ use oci_spec::image::Digest;
 
 use crate::attest::fetched::FetchRecord;
 use crate::attest::provenance::BaseImage;
-use crate::build::context::Context;
+use crate::build::context::{Context, ContextError};
+use crate::confine::{Kind, RootedPath};
 use crate::image::Reference;
 use crate::layer::{Entry, EntryKind, FileSource};
 
@@ -49,6 +50,23 @@ impl Recorder {
     }
 }
 
+/// A request of the proxy-only network as provenance and policy read it (the fields the fetch log's
+/// JSON lines carry under the same names).
+pub fn proxy_request(r: &crate::supply::egress::log::Record) -> FetchRecord {
+    FetchRecord {
+        step: Some(r.step.clone()),
+        method: r.method.clone(),
+        host: format!("{}:{}", r.host, r.port),
+        path: r.path.clone(),
+        url: Some(r.url.clone()),
+        status: Some(r.status),
+        bytes: Some(r.bytes),
+        time: Some(r.time.clone()),
+        sha256: None,
+        via: crate::attest::fetched::Via::Proxy,
+    }
+}
+
 /// The sha256 (hex) of the build context as the build sees it: every entry `.dockerignore` leaves in, by
 /// path, type, permission bits and content (owners and times left out, so every checkout agrees).
 pub fn context_digest(
@@ -57,21 +75,24 @@ pub fn context_digest(
     stats: &crate::cache::sources::StatCache,
 ) -> std::io::Result<String> {
     let ctx = Context::open(context, dockerfile).map_err(std::io::Error::other)?;
-    let entries: Vec<Entry> = ctx
-        .walk("")
-        .map_err(std::io::Error::other)?
-        .into_iter()
-        .map(|e| {
-            use crate::build::context::EntryKind as K;
-            let kind = match &e.kind {
-                K::File => EntryKind::File(FileSource::Path(ctx.root().join(&e.rel_path))),
-                K::Dir => EntryKind::Dir,
-                K::Symlink(t) => EntryKind::Symlink(t.to_string_lossy().into_owned()),
-                K::Other => EntryKind::Fifo,
-            };
-            let mode = std::os::unix::fs::PermissionsExt::mode(&e.metadata.permissions()) & 0o7777;
-            Entry { path: e.rel_path.clone(), kind, mode, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
-        })
-        .collect();
-    crate::cache::sources::digest(&entries, stats)
+    let top = ctx.root().dir("")?;
+    let mut entries: Vec<Entry> = Vec::new();
+    ctx.walk(&top, "", &mut |v| {
+        let kind = match v.meta.kind() {
+            Kind::File => {
+                EntryKind::File(FileSource::Rooted(RootedPath::listed(ctx.root().clone(), v.rel.to_string(), *v.meta)))
+            }
+            Kind::Dir => EntryKind::Dir,
+            Kind::Symlink => match v.dir.read_link(v.name) {
+                Ok(target) => EntryKind::Symlink(target.to_string_lossy().into_owned()),
+                Err(source) => return Err(ContextError::Read { path: ctx.display(v.rel), source }),
+            },
+            _ => EntryKind::Fifo,
+        };
+        let mode = v.meta.permissions();
+        entries.push(Entry { path: v.rel.to_string(), kind, mode, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() });
+        Ok(())
+    })
+    .map_err(std::io::Error::other)?;
+    crate::cache::sources::digest(&entries, stats).map_err(std::io::Error::other)
 }

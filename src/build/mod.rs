@@ -229,6 +229,9 @@ pub async fn build(
     if let Some(summary) = ctx.supply.summary() {
         ctx.info(summary);
     }
+    for request in ctx.supply.requests() {
+        ctx.evidence.fetched(evidence::proxy_request(&request));
+    }
     let (steps, cached) = (&ctx.counts.0, &ctx.counts.1);
     let ordering = std::sync::atomic::Ordering::Relaxed;
     ctx.info(format!(

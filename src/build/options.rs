@@ -100,18 +100,4 @@ impl SecretSource {
             SecretSource::Value(bytes) => Ok(bytes.clone()),
         }
     }
-
-    /// A host file holding the secret, to bind into the step: the file itself, or a 0400 copy of a value
-    /// in `scratch` (removed with the step's scratch directory).
-    pub fn file_for_mount(&self, scratch: &std::path::Path, id: &str) -> std::io::Result<PathBuf> {
-        match self {
-            SecretSource::File(path) => Ok(path.clone()),
-            SecretSource::Value(bytes) => {
-                let path = scratch.join(format!("secret-{}", crate::store::digest_of(id.as_bytes()).digest()));
-                std::fs::write(&path, bytes)?;
-                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
-                Ok(path)
-            }
-        }
-    }
 }

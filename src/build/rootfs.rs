@@ -7,13 +7,15 @@
 use std::io::BufReader;
 use std::path::PathBuf;
 
+use crate::build::events::{Event, Reporter};
 use crate::build::state::LayerRef;
 use crate::image;
 use crate::layer;
 use crate::store::{Store, StoreError};
 
-/// The snapshot holding `layers` applied in order, created on first use; `None` for an empty chain.
-pub fn materialize(store: &Store, layers: &[LayerRef]) -> Result<Option<PathBuf>, StoreError> {
+/// The snapshot holding `layers` applied in order, created on first use; `None` for an empty chain. What a
+/// layer held but this process could not create (device nodes, without privilege) is reported as a warning.
+pub fn materialize(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Option<PathBuf>, StoreError> {
     if layers.is_empty() {
         return Ok(None);
     }
@@ -26,7 +28,10 @@ pub fn materialize(store: &Store, layers: &[LayerRef]) -> Result<Option<PathBuf>
         for layer in layers {
             let blob = store.open_blob(&layer.digest)?;
             let opts = layer::ApplyOptions::for_current_user();
-            layer::apply_layer(BufReader::new(blob), dir, &opts)?;
+            let stats = layer::apply_layer(BufReader::new(blob), dir, &opts)?;
+            if !stats.dropped.is_empty() {
+                reporter.report(Event::Warning(dropped_message(layer.digest.as_ref(), &stats.dropped)));
+            }
         }
         Ok(())
     })?;
@@ -43,7 +48,7 @@ const MAX_LOWERS: usize = 24;
 
 /// The snapshots whose overlay shows the rootfs of `layers`, topmost first: the diff snapshots RUN steps
 /// left, down to the nearest full snapshot (created when missing). An empty chain gives an empty snapshot.
-pub fn lowers(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>, StoreError> {
+pub fn lowers(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Vec<PathBuf>, StoreError> {
     let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let mut out = Vec::new();
     for depth in (1..=layers.len()).rev() {
@@ -55,11 +60,25 @@ pub fn lowers(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>, StoreE
         match store.diff_snapshot(&chain) {
             Some(diff) if out.len() < MAX_LOWERS => out.push(diff),
             _ => {
-                out.extend(materialize(store, &layers[..depth])?);
+                out.extend(materialize(store, &layers[..depth], reporter)?);
                 return Ok(out);
             }
         }
     }
     out.push(empty(store)?);
     Ok(out)
+}
+
+/// "layer X: 2 entries could not be created without privilege and are left out of the rootfs: dev/a, dev/b".
+fn dropped_message(layer: &str, dropped: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut names = dropped.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if dropped.len() > SHOWN {
+        names.push_str(&format!(" and {} more", dropped.len() - SHOWN));
+    }
+    format!(
+        "layer {layer}: {} device node(s) could not be created without privilege and are left out of the rootfs \
+         that RUN and COPY --from see: {names}",
+        dropped.len()
+    )
 }

@@ -24,8 +24,10 @@ pub fn squash(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), BuildErr
     };
     let base_layers = state.layers[..state.base_layers].to_vec();
     let empty = tempfile::tempdir().map_err(|e| place(StepError::Temp(e)))?;
-    let base_root = rootfs::materialize(ctx.store, &base_layers)?.unwrap_or_else(|| empty.path().to_path_buf());
-    let final_root = rootfs::materialize(ctx.store, &state.layers)?.unwrap_or_else(|| empty.path().to_path_buf());
+    let base_root =
+        rootfs::materialize(ctx.store, &base_layers, ctx.reporter)?.unwrap_or_else(|| empty.path().to_path_buf());
+    let final_root =
+        rootfs::materialize(ctx.store, &state.layers, ctx.reporter)?.unwrap_or_else(|| empty.path().to_path_buf());
     let entries = layer::diff_trees(&base_root, &final_root).map_err(|e| place(e.into()))?;
     let squashed = write_layer_with(ctx, entries, false).map_err(place)?;
     state.layers.truncate(state.base_layers);

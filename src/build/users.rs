@@ -1,7 +1,7 @@
 //! Resolving `USER`/`--chown` names through the image's own `/etc/passwd` and `/etc/group`, as Docker does:
 //! the names mean what they mean inside the image, never on the build host.
 
-use std::path::Path;
+use crate::confine::Root;
 
 /// A resolved user: numeric ids plus supplementary groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +36,13 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Reads `/etc/passwd` and `/etc/group` under `rootfs` (missing files are simply empty).
-    pub fn read(rootfs: Option<&Path>) -> Accounts {
-        let read = |rel: &str| rootfs.and_then(|r| std::fs::read_to_string(r.join(rel)).ok()).unwrap_or_default();
+    /// Reads `/etc/passwd` and `/etc/group` of `rootfs`, resolved inside it (an image's `/etc/passwd ->
+    /// /host/file` names its own file); missing files are simply empty.
+    pub fn read(rootfs: Option<&Root>) -> Accounts {
+        let read = |rel: &str| {
+            let bytes = rootfs.and_then(|r| r.read(rel).ok()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
         Accounts { passwd: read("etc/passwd"), group: read("etc/group") }
     }
 

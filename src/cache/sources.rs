@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -43,30 +43,59 @@ impl StatCache {
         }
     }
 
-    fn file_digest(&self, path: &Path) -> std::io::Result<String> {
-        let meta = std::fs::metadata(path)?;
-        let stamp = format!(
-            "{}:{}:{}:{}.{}:{}.{}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec()
-        );
-        if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&stamp) {
-            return Ok(known.clone());
+    /// The content digest of `source`. A file listed with its metadata (a COPY source) is looked up by
+    /// that stamp without touching it again; otherwise, or on a miss, it is opened (never through a final
+    /// symlink), its stamp taken from the descriptor and its bytes hashed only when the stamp is new.
+    fn file_digest(&self, source: &FileSource) -> Result<String, SourceError> {
+        let listed = match source {
+            FileSource::Rooted(rooted) => rooted
+                .listed_meta()
+                .map(|m| stamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())),
+            // A file in a tree kiln made: its own lstat is as good a stamp.
+            FileSource::Path(path) => std::fs::symlink_metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| stamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())),
+            FileSource::Bytes(_) => None,
+        };
+        if let Some(known) = listed.and_then(|stamp| self.known(&stamp)) {
+            return Ok(known);
         }
-        let digest = hash_file(path)?;
+        let fail = |e| SourceError { path: source.display(), source: e };
+        let mut file = source.open().map_err(fail)?;
+        let m = file.metadata().map_err(fail)?;
+        let stamp = stamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+        if let Some(known) = self.known(&stamp) {
+            return Ok(known);
+        }
+        let digest = hash(&mut file).map_err(fail)?;
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(stamp, digest.clone());
         *self.dirty.lock().unwrap_or_else(|e| e.into_inner()) = true;
         Ok(digest)
     }
+
+    fn known(&self, stamp: &str) -> Option<String> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).get(stamp).cloned()
+    }
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+/// What identifies an unchanged file without reading it: device, inode, size, mtime, ctime.
+fn stamp(dev: u64, ino: u64, size: u64, mtime: i64, mtime_ns: i64, ctime: i64, ctime_ns: i64) -> String {
+    format!("{dev}:{ino}:{size}:{mtime}.{mtime_ns}:{ctime}.{ctime_ns}")
+}
+
+/// A source file that could not be read for its digest.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+pub struct SourceError {
+    /// The file (on the host, for the message).
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn hash(file: &mut std::fs::File) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -80,10 +109,10 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// The digest of `entries` (order-independent: they are sorted by path first).
-pub fn digest(entries: &[Entry], stats: &StatCache) -> std::io::Result<String> {
+pub fn digest(entries: &[Entry], stats: &StatCache) -> Result<String, SourceError> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let lines: Vec<std::io::Result<String>> = sorted.par_iter().map(|e| line(e, stats)).collect();
+    let lines: Vec<Result<String, SourceError>> = sorted.par_iter().map(|e| line(e, stats)).collect();
     let mut h = Sha256::new();
     for l in lines {
         h.update(l?.as_bytes());
@@ -92,9 +121,11 @@ pub fn digest(entries: &[Entry], stats: &StatCache) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn line(e: &Entry, stats: &StatCache) -> std::io::Result<String> {
+fn line(e: &Entry, stats: &StatCache) -> Result<String, SourceError> {
     let what = match &e.kind {
-        EntryKind::File(FileSource::Path(p)) => format!("file {}", stats.file_digest(p)?),
+        EntryKind::File(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => {
+            format!("file {}", stats.file_digest(source)?)
+        }
         EntryKind::File(FileSource::Bytes(b)) => format!("file {}", hex::encode(Sha256::digest(b))),
         EntryKind::Dir => "dir".to_string(),
         EntryKind::Symlink(t) => format!("symlink {t:?}"),

@@ -170,7 +170,7 @@ pub struct ImageArgs {
 
 /// `kiln build` flags that apply to any build (podman build / buildah bud names). New build flags belong
 /// here: `kiln bake` flattens this struct, so they reach every build of a bake without more code.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Build argument `K=V`, or `K` to take the value from the environment; repeatable.
     #[arg(long = "build-arg", value_name = "K[=V]")]
@@ -216,8 +216,8 @@ pub struct BuildArgs {
     /// Push every tag after the build.
     #[arg(long)]
     pub push: bool,
-    /// Isolation of RUN steps.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Isolation of RUN steps (default from $KILN_ISOLATION, as buildah reads $BUILDAH_ISOLATION).
+    #[arg(long, value_enum, default_value = "auto", env = "KILN_ISOLATION")]
     pub isolation: IsolationArg,
     /// Network for RUN steps: `host` (default), `none`, or `proxy-only` (only through kiln's proxy, to the
     /// Nexus hosts and --allow-host).

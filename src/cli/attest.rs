@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageManifest};
 
+use crate::attest::fetched::{FetchRecord, Via};
 use crate::attest::{provenance, referrers, sbom};
 use crate::build::events::{Event, Reporter};
 use crate::build::{BuildOptions, BuildOutcome};
@@ -128,6 +129,16 @@ pub fn after_build(
     policy.extra_bases.extend(flags.policy_allow_base.iter().cloned());
     if flags.policy.is_some() {
         let (plan, _) = crate::build::load_plan(options)?;
+        // The proxy-only network's requests, numbered as the fetch log's lines would be.
+        let requests: Vec<(usize, FetchRecord)> = outcome
+            .recorded
+            .fetched
+            .iter()
+            .filter(|r| r.via == Via::Proxy)
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i + 1, r))
+            .collect();
         let input = policy::Input {
             dockerfile: Some(policy::DockerfileInput { plan: &plan }),
             image: Some(policy::ImageInput {
@@ -137,7 +148,7 @@ pub fn after_build(
                 annotations: manifest_annotations(store, &outcome.manifest)?,
                 bases: Vec::new(),
             }),
-            fetch_log: None,
+            fetch_log: (!requests.is_empty()).then(|| ("the build's network".to_string(), &requests[..])),
         };
         let findings = policy::check(&policy, &input);
         eprint!("{}", policy::report::text(&findings, &[]));
@@ -162,7 +173,7 @@ pub fn after_build(
         reporter.report(Event::Info(format!("SBOM attached: {} packages", inventory.packages.len())));
     }
     if flags.provenance {
-        let record = build_record(store, options, outcome, times.clone(), None)?;
+        let record = build_record(store, options, outcome, times.clone())?;
         let repo = Reference::parse(&name).map(|r| r.name()).unwrap_or(name.clone());
         let subject = provenance::ProvenanceSubject { name: repo, digest: outcome.manifest.digest().to_string() };
         let statement = provenance::statement(&subject, &record, &|k| policy::secret_looking(&policy, k));
@@ -179,24 +190,20 @@ pub fn after_build(
     Ok(())
 }
 
-/// The provenance record of a finished build. `fetch_log` is the proxy-only network's log (issue 11's
-/// `--fetch-log`): its requests join the ADD downloads as fetched dependencies.
+/// The provenance record of a finished build: its fetched dependencies are the ADD downloads and, with the
+/// proxy-only network, every request the proxy saw.
 pub fn build_record(
     store: &Store,
     options: &BuildOptions,
     outcome: &BuildOutcome,
     (started, finished): (String, String),
-    fetch_log: Option<&Path>,
 ) -> anyhow::Result<provenance::BuildRecord> {
     let dockerfile = fs_err::read(&options.dockerfile)?;
     let stats = crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store));
     let context_sha256 = crate::build::evidence::context_digest(&options.context, &options.dockerfile, &stats)
         .with_context(|| format!("cannot digest the build context {}", options.context.display()))?;
     stats.save();
-    let mut fetched = outcome.recorded.fetched.clone();
-    if let Some(log) = fetch_log {
-        fetched.extend(crate::attest::fetched::read_fetch_log(log)?.into_iter().map(|(_, r)| r));
-    }
+    let fetched = outcome.recorded.fetched.clone();
     Ok(provenance::BuildRecord {
         dockerfile: options.dockerfile.display().to_string(),
         dockerfile_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&dockerfile)),

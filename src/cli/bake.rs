@@ -62,9 +62,13 @@ pub struct BakeArgs {
     /// With --emit: write to FILE instead of stdout.
     #[arg(short = 'o', long = "emit-file", value_name = "FILE")]
     pub emit_file: Option<PathBuf>,
-    /// With --emit: the image holding kiln that the build pods run (set it to where your kiln image is).
-    #[arg(long, value_name = "IMAGE", default_value = concat!("registry.example.com/kiln/kiln:", env!("CARGO_PKG_VERSION")))]
-    pub kiln_image: String,
+    /// With --emit: the image holding kiln that the build pods run (`make pod-image` builds it; default:
+    /// kiln:VERSION in the --image-registry the pods push to).
+    #[arg(long, value_name = "IMAGE")]
+    pub kiln_image: Option<String>,
+    /// With --emit: what the build pods are allowed (README, "In a build pod").
+    #[arg(long, value_enum, value_name = "PROFILE", default_value_t = PodSecurityArg::Openshift)]
+    pub pod_security: PodSecurityArg,
     /// With --emit: the namespace of the emitted objects.
     #[arg(long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
@@ -83,6 +87,28 @@ pub enum EmitArg {
     Tekton,
     /// One Kubernetes Job per build.
     Job,
+}
+
+/// `--pod-security`: the tested pod settings to emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PodSecurityArg {
+    /// OpenShift's restricted-v2 SCC (seccomp RuntimeDefault, which is CRI-O's and allows user namespaces).
+    Openshift,
+    /// Kubernetes' restricted Pod Security Standard, with the containers-common seccomp profile installed
+    /// on the nodes as Localhost kiln/seccomp.json (containerd's RuntimeDefault refuses user namespaces).
+    Kubernetes,
+    /// Kubernetes' privileged Pod Security Standard: seccomp and AppArmor unconfined, still non-root.
+    KubernetesUnconfined,
+}
+
+impl From<PodSecurityArg> for bake::emit::pod::PodSecurity {
+    fn from(arg: PodSecurityArg) -> Self {
+        match arg {
+            PodSecurityArg::Openshift => Self::Openshift,
+            PodSecurityArg::Kubernetes => Self::Kubernetes,
+            PodSecurityArg::KubernetesUnconfined => Self::KubernetesUnconfined,
+        }
+    }
 }
 
 /// Runs `kiln bake`.
@@ -164,9 +190,10 @@ fn load(args: &BakeArgs) -> anyhow::Result<BakeSet> {
 /// `--emit`: the manifests, to stdout or `-o FILE`.
 fn emit(args: &BakeArgs, graph: &Graph, selection: &[usize], kind: EmitArg) -> Result<(), Failure> {
     let options = bake::emit::Options {
-        kiln_image: args.kiln_image.clone(),
+        kiln_image: kiln_image(args)?,
         namespace: args.namespace.clone(),
         retries: args.retries,
+        security: args.pod_security.into(),
     };
     let pass = pod_args(args, graph)?;
     let text = match kind {
@@ -178,6 +205,25 @@ fn emit(args: &BakeArgs, graph: &Graph, selection: &[usize], kind: EmitArg) -> R
         None => write!(output::stdout(), "{text}")?,
     }
     Ok(())
+}
+
+/// `--kiln-image`, else kiln:VERSION beside the images the pods push (a registry they can pull from).
+fn kiln_image(args: &BakeArgs) -> Result<String, Failure> {
+    if let Some(image) = &args.kiln_image {
+        return Ok(image.clone());
+    }
+    match &args.image_registry {
+        Some(registry) => Ok(format!("{}/kiln:{}", registry.trim_end_matches('/'), env!("CARGO_PKG_VERSION"))),
+        None => Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "--emit needs the image the pods run kiln from: build it with `make pod-image POD_IMAGE=REGISTRY/kiln:{v}`, \
+                 push it with `kiln push REGISTRY/kiln:{v} docker://REGISTRY/kiln:{v}`, and pass --kiln-image REGISTRY/kiln:{v} \
+                 (or --image-registry REGISTRY, whose kiln:{v} is the default)",
+                v = env!("CARGO_PKG_VERSION")
+            ),
+        }),
+    }
 }
 
 /// The inputs and flags the build pods pass to `kiln bake --only NAME`, with paths relative to the
@@ -296,15 +342,15 @@ fn run_one(root: Option<&Path>, args: &BakeArgs, set: &BakeSet, name: &str) -> a
         }
     };
     let options = spec.options(&shared, dockerfile);
+    // Under a policy, the set's own images are allowed bases (the policy's "built by the same bake"): each
+    // one passes the same gate where it is built.
+    let mut build = args.build.clone();
+    build.evidence.policy_allow_base.extend(set.repositories());
     let before = store.resolve_tag(&spec.tags[0]).ok().flatten().map(|d| d.digest().to_string());
     let counting = Counting::new(Progress::new(Mode::Plain));
-    let outcome = runtime().map_err(|f| f.error)?.block_on(super::build::build_and_push(
-        &store,
-        &client,
-        &options,
-        &args.build,
-        &counting,
-    ))?;
+    let outcome = runtime()
+        .map_err(|f| f.error)?
+        .block_on(super::build::build_and_push(&store, &client, &options, &build, &counting))?;
     let digest = outcome.manifest.digest().to_string();
     let (steps, cached) = counting.counts();
     Ok(WorkerResult {

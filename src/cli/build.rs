@@ -80,7 +80,9 @@ fn options(image: &ImageArgs, args: &BuildArgs) -> anyhow::Result<BuildOptions> 
     let tags = image.tags.iter().map(|t| build::local_name(t)).collect::<Result<Vec<_>, _>>()?;
     let shared = shared_options(args)?;
     Ok(BuildOptions {
-        context: image.context.clone(),
+        // Absolute: RUN mounts are resolved by a child that works from other directories.
+        context: std::path::absolute(&image.context)
+            .with_context(|| format!("build context {}", image.context.display()))?,
         dockerfile,
         tags,
         target: image.target.clone(),
@@ -161,7 +163,7 @@ fn secret(text: &str) -> anyhow::Result<(String, SecretSource)> {
             if !path.is_file() {
                 bail!("--secret id={id}: {} is not a readable file", path.display());
             }
-            SecretSource::File(path)
+            SecretSource::File(std::path::absolute(&path).with_context(|| format!("--secret id={id}"))?)
         }
         (None, Some(var)) => SecretSource::Value(
             env::var(&var)

@@ -14,7 +14,8 @@ use crate::store::Store;
 /// The store's directory: `--root`, else `$KILN_ROOT`, else the per-user or system default.
 pub fn store_root(root: Option<&Path>) -> PathBuf {
     match root {
-        Some(p) => p.to_path_buf(),
+        // Absolute: the sandbox child enters other directories before it mounts store paths.
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
         None => Store::default_root(
             std::env::var_os("KILN_ROOT").as_deref(),
             std::env::var_os("XDG_DATA_HOME").as_deref(),

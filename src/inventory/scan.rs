@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::classify::{Want, classify};
 use super::{apk, dpkg, golang, jar, jdk, npm, os, python, rpm};
-use crate::layer::{clean_components, decompress};
+use crate::confine::components as clean_components;
+use crate::layer::decompress;
 
 /// The version of the facts format; cache files of another version are read again from the layer.
 pub const FACTS_VERSION: u32 = 1;

@@ -9,10 +9,36 @@ use super::error::{LayerError, io};
 /// Where a file's content comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileSource {
-    /// A file on disk, streamed when the layer is written.
+    /// A file in a tree kiln made (a step's upper dir, a snapshot), streamed when the layer is written;
+    /// opened without following a final symlink.
     Path(PathBuf),
+    /// A file in a tree kiln does not own (the context, another stage's rootfs), reopened through its root
+    /// when the layer is written.
+    Rooted(crate::confine::RootedPath),
     /// Bytes in memory (heredocs, small generated files).
     Bytes(Vec<u8>),
+}
+
+impl FileSource {
+    /// Opens the content of a `Path` or `Rooted` source for reading, never through a final symlink (bytes
+    /// have nothing to open: `InvalidInput`).
+    pub fn open(&self) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match self {
+            FileSource::Path(path) => std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path),
+            FileSource::Rooted(rooted) => rooted.open(),
+            FileSource::Bytes(_) => Err(std::io::ErrorKind::InvalidInput.into()),
+        }
+    }
+
+    /// Where the content lives on the host, for messages.
+    pub fn display(&self) -> PathBuf {
+        match self {
+            FileSource::Path(path) => path.clone(),
+            FileSource::Rooted(rooted) => rooted.display(),
+            FileSource::Bytes(_) => PathBuf::from("<in memory>"),
+        }
+    }
 }
 
 /// What an entry is.

@@ -18,6 +18,16 @@ pub enum LayerError {
     /// The tar stream itself is broken.
     #[error("layer: malformed tar stream: {0}")]
     Tar(std::io::Error),
+    /// Applying one tar entry failed.
+    #[error("layer: entry {path:?}: cannot {what}: {source}")]
+    Entry {
+        /// The entry name as written in the tar.
+        path: String,
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A tar entry would land outside the root and cannot be clamped inside it.
     #[error("layer: entry {path:?} escapes the root ({reason})")]
     Escape {

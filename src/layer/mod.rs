@@ -9,7 +9,6 @@ mod diff;
 mod entry;
 mod error;
 mod pgzip;
-mod resolve;
 mod write;
 
 pub use apply::{ApplyOptions, ApplyStats, apply_layer, extract_archive};
@@ -17,7 +16,6 @@ pub use compress::{Compression, decompress};
 pub use diff::{TreeStamps, copy_tree, diff_since, diff_trees, entries_from_overlay_upper, stamp_tree};
 pub use entry::{Entry, EntryKind, FileSource, entries_from_dir, read_xattrs};
 pub use error::LayerError;
-pub use resolve::{clean_components, resolve_dir};
 pub use write::{LayerDigests, WriteOptions, write_layer};
 
 #[cfg(test)]

@@ -246,3 +246,78 @@ fn diff_finds_changes_and_deletions() {
         entries.iter().map(|e| (e.path.clone(), matches!(e.kind, EntryKind::Whiteout))).collect();
     assert_eq!(summary, [("a".into(), false), ("new".into(), false), ("d".into(), true)]);
 }
+
+/// A host directory holding a file with content that exists nowhere else, and an empty root beside it.
+fn victim_and_root() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let outer = tempfile::tempdir().unwrap();
+    let victim = outer.path().join("victim");
+    let root = outer.path().join("root");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(victim.join("keep"), "host only").unwrap();
+    (outer, victim, root)
+}
+
+/// `victim`'s absolute path as it appears inside `root`.
+fn inside(root: &Path, victim: &Path) -> std::path::PathBuf {
+    root.join(victim.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn symlink_chains_resolve_inside_the_root() {
+    let (_outer, victim, root) = victim_and_root();
+    let abs = victim.to_string_lossy().into_owned();
+    let tar = raw_tar(&[
+        ("c", tar::EntryType::Symlink, &abs, b""),
+        ("b", tar::EntryType::Symlink, "c", b""),
+        ("a", tar::EntryType::Symlink, "/b", b""),
+        ("a/x", tar::EntryType::Regular, "", b"x"),
+    ]);
+    apply(&tar, &root).unwrap();
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1, "nothing written on the host");
+    assert_eq!(std::fs::read_to_string(inside(&root, &victim).join("x")).unwrap(), "x");
+}
+
+#[test]
+fn whiteouts_and_opaque_markers_through_symlinks_stay_inside() {
+    let (_outer, victim, root) = victim_and_root();
+    let abs = victim.to_string_lossy().into_owned();
+    // A link in the layer and one already on disk, both to the host directory.
+    std::os::unix::fs::symlink(&victim, root.join("ondisk")).unwrap();
+    let tar = raw_tar(&[
+        ("link", tar::EntryType::Symlink, &abs, b""),
+        ("link/.wh.keep", tar::EntryType::Regular, "", b""),
+        ("link/.wh..wh..opq", tar::EntryType::Regular, "", b""),
+        ("ondisk/.wh.keep", tar::EntryType::Regular, "", b""),
+        ("ondisk/.wh..wh..opq", tar::EntryType::Regular, "", b""),
+        ("../../.wh.victim", tar::EntryType::Regular, "", b""),
+    ]);
+    apply(&tar, &root).unwrap();
+    assert_eq!(std::fs::read_to_string(victim.join("keep")).unwrap(), "host only");
+}
+
+#[test]
+fn a_hard_link_out_through_a_linked_parent_is_refused_and_names_the_entry() {
+    let (_outer, victim, root) = victim_and_root();
+    std::os::unix::fs::symlink(&victim, root.join("etc")).unwrap();
+    let tar = raw_tar(&[("h", tar::EntryType::Link, "etc/keep", b"")]);
+    let err = apply(&tar, &root).unwrap_err().to_string();
+    assert!(err.contains("\"h\"") && err.contains("hard link to etc/keep"), "{err}");
+    assert!(root.join("h").symlink_metadata().is_err());
+    assert_eq!(std::fs::metadata(victim.join("keep")).unwrap().nlink(), 1, "the host file got no new link");
+    // The same name inside the root is linked as asked.
+    std::fs::create_dir_all(inside(&root, &victim)).unwrap();
+    std::fs::write(inside(&root, &victim).join("keep"), "mine").unwrap();
+    apply(&tar, &root).unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("h")).unwrap(), "mine");
+}
+
+#[test]
+fn a_dangling_link_parent_gets_its_target_created_inside() {
+    let (_outer, victim, root) = victim_and_root();
+    let target = victim.join("new").to_string_lossy().into_owned();
+    let tar = raw_tar(&[("d", tar::EntryType::Symlink, &target, b""), ("d/f", tar::EntryType::Regular, "", b"f")]);
+    apply(&tar, &root).unwrap();
+    assert!(!victim.join("new").exists(), "nothing created on the host");
+    assert_eq!(std::fs::read_to_string(inside(&root, &victim).join("new/f")).unwrap(), "f");
+}

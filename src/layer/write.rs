@@ -135,9 +135,9 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
             header.set_cksum();
             tar.append(&header, bytes.as_slice()).map_err(tar_err)
         }
-        Some(FileSource::Path(path)) => {
-            let file = std::fs::File::open(path).map_err(io("open", path))?;
-            let len = file.metadata().map_err(io("stat", path))?.len();
+        Some(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => {
+            let file = source.open().map_err(io("open", source.display()))?;
+            let len = file.metadata().map_err(io("stat", source.display()))?.len();
             header.set_size(len);
             header.set_cksum();
             // A file that changes size while being read would corrupt the stream: take exactly `len` bytes.

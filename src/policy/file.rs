@@ -29,7 +29,7 @@ use super::Severity;
 
 /// The label an image carries when kiln packaged the company CA as its own layer (`--ca-persist`): the diff id
 /// of that layer. Configurable with `[ca] label`.
-pub const CA_LAYER_LABEL: &str = "dev.kiln.ca-layer";
+pub const CA_LAYER_LABEL: &str = crate::supply::trust::persist::LABEL_LAYER;
 
 /// Why a policy file could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,11 @@ pub fn run_if_requested() -> Option<ExitCode> {
     }
     let result = match args.get(2).map(String::as_str) {
         Some("probe-chroot") => nix::unistd::chroot("/").map(|()| 0).map_err(|e| setup("chroot")(e.into())),
-        Some("probe") => probe(args.get(3).map(Path::new), args.get(4).map(String::as_str) == Some("rootless")),
+        Some("probe") => probe(
+            args.get(3).map(Path::new),
+            args.get(4).map(String::as_str) == Some("rootless"),
+            args.get(5).and_then(|p| p.parse().ok()),
+        ),
         _ => read_spec().and_then(|spec| run(&spec, args.get(3).and_then(|p| p.parse().ok()))),
     };
     Some(match result {
@@ -55,14 +59,24 @@ fn setup(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
     move |e| SetupError::new(what, e)
 }
 
-/// `parent` is the pid of the kiln that started this child, as it told it on the command line.
-fn run(spec: &RunSpec, parent: Option<i32>) -> Result<u8, SetupError> {
+/// Arms SIGKILL for when kiln dies, and fails when it already has. `parent` is the pid of the kiln that
+/// started this child, as it told it on the command line.
+///
+/// A child that outlived kiln would go on writing in kiln's temp directory after a later start (or
+/// `fsck --repair`) had claimed it as a dead session's — re-creating it, half-filled, behind the claim.
+fn die_with_kiln(parent: Option<i32>) -> Result<(), SetupError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| setup("set the parent-death signal")(e.into()))?;
     // kiln may have died before the signal was armed; the child was then re-parented. Comparing with kiln's
     // own pid, not with 1: kiln may itself be pid 1 (a container's command).
     if parent.is_some_and(|p| nix::unistd::getppid() != Pid::from_raw(p)) {
-        return Err(setup("start")(std::io::Error::other("kiln exited before the step started")));
+        return Err(setup("start")(std::io::Error::other("kiln exited before the sandbox started")));
     }
+    Ok(())
+}
+
+/// `parent` is the pid of the kiln that started this child, as it told it on the command line.
+fn run(spec: &RunSpec, parent: Option<i32>) -> Result<u8, SetupError> {
+    die_with_kiln(parent)?;
     if spec.isolation != Isolation::Chroot {
         let mut flags =
             CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -161,8 +175,10 @@ pub struct ProbeReport {
 
 /// Tells the parent what this machine allows ([`ProbeReport`] on stdout), or why namespaces cannot be
 /// created (on stderr, exit 1). It sets up namespaces as `run` does and mounts as the step's init would.
-fn probe(dir: Option<&Path>, rootless: bool) -> Result<u8, SetupError> {
+/// It dies with kiln, like `run`: it creates directories in kiln's temp directory.
+fn probe(dir: Option<&Path>, rootless: bool, parent: Option<i32>) -> Result<u8, SetupError> {
     let dir = dir.ok_or_else(|| setup("probe")(std::io::Error::other("no directory given")))?;
+    die_with_kiln(parent)?;
     // The pid namespace is checked last: its first child would become its init, and the fuse daemon
     // started by the overlay test must not be that.
     let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -183,6 +199,11 @@ fn probe(dir: Option<&Path>, rootless: bool) -> Result<u8, SetupError> {
     // /proc is mounted by the pid namespace's first process, as in a step: the kernel decides by it.
     match sys::fork().map_err(|e| setup("fork the probe's init")(e.into()))? {
         ForkResult::Child => {
+            // A fork does not inherit the parent-death signal.
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+                eprintln!("{}", setup("set the parent-death signal")(e.into()));
+                std::process::exit(1);
+            }
             let mut facilities = mounts::probe_kernel_fs(&dir.join("kernel"));
             // Seccomp profiles of pods without CAP_SYS_ADMIN refuse sethostname, even in a new uts namespace.
             facilities.hostname = nix::unistd::sethostname("kiln").is_ok();

@@ -182,6 +182,8 @@ fn probe(mode: Isolation, scratch: &Path) -> Result<Probed, SandboxError> {
         .args([child::CHILD_ARG, "probe"])
         .arg(scratch)
         .arg(mode_arg)
+        // The child checks that its parent is still this process (see `child::run`).
+        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .output()
         .map_err(SandboxError::Spawn)?;

@@ -21,7 +21,7 @@ use std::process::{Command, ExitCode, Stdio};
 pub use command::DEFAULT_PATH;
 pub use detect::{Requested, RootfsKind, Sandbox, detect};
 pub use netns::loopback_netns;
-pub use spec::{Facilities, Isolation, Network, ProcFs, RootfsSpec, RunSpec, SandboxMount};
+pub use spec::{Facilities, Isolation, Network, ProcFs, RootfsSpec, RunSpec, SandboxMount, SecretBytes};
 
 /// Runs the sandbox child role when argv asks for it, before anything else starts a thread. `Some(code)`
 /// means this process's work is done and `main` must exit with `code`.

@@ -1,15 +1,19 @@
 //! The step's filesystem, assembled inside the child's private mount namespace: the overlay (or the
 //! private copy), /proc, a minimal /dev, a read-only /sys, the /etc files and the step's own mounts, then
-//! `pivot_root` into it. Every mount point is resolved inside the rootfs, so an image's symlink cannot
-//! aim a mount at the host. Mount points the step had to create are reported, so the diff leaves them out.
+//! `pivot_root` into it. Mount points the step had to create are reported, so the diff leaves them out.
+//!
+//! The rootfs and every bind source are trees kiln does not own, so both ends of every mount go through
+//! [`crate::confine`]: a mount point is resolved (and created where missing) inside the rootfs, a bind
+//! source inside its own tree, symlinks followed only inside, and the mount is made through
+//! `/proc/self/fd/N` of the descriptors those resolutions returned — an image's or a context's symlink can
+//! aim neither end at the host, and nothing can be swapped between the resolution and the mount.
 
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::spec::{Facilities, Isolation, ProcFs, RootfsSpec, RunSpec, SandboxMount};
-use crate::layer::{clean_components, resolve_dir};
+use crate::confine::{Dir, Handle, Kind, Leaf, Root};
 
 /// A setup failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -42,42 +46,88 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// Paths (relative to the rootfs) of mount points this setup created.
 pub type Created = Vec<String>;
 
+/// A mount point inside the rootfs: the descriptor it resolved to, and its in-root path (a mount covers
+/// the descriptor's inode, so a remount must resolve the path again to reach the new mount).
+struct Point {
+    handle: Handle,
+    rel: String,
+}
+
 /// Mounts the rootfs and everything in it and returns its path on the host, before `enter`.
 pub fn assemble(spec: &RunSpec, created: &mut Created) -> Result<PathBuf, SetupError> {
-    let root = mount_rootfs(spec)?;
-    if spec.isolation != Isolation::Chroot {
-        mount_kernel_fs(&root, spec.facilities, created)?;
-    }
-    if spec.isolation == Isolation::Chroot {
-        chroot_devices(&root, created);
+    let path = mount_rootfs(spec)?;
+    let rootfs = Root::open(&path).map_err(fail(format!("open the rootfs {}", path.display())))?;
+    let can_mount = spec.isolation != Isolation::Chroot;
+    if can_mount {
+        mount_kernel_fs(&rootfs, spec.facilities, created)?;
+    } else {
+        chroot_devices(&rootfs, created);
     }
     for (source, target) in &spec.etc_files {
-        let before = created.len();
-        let path = mount_point(&root, target, true, created)?;
-        if spec.isolation != Isolation::Chroot {
-            bind(source, &path, true)?;
-        } else if created.len() > before {
+        let (point, made) = mount_point(&rootfs, target, Leaf::File, created)?;
+        if can_mount {
+            bind(&rootfs, source, &point, true)?;
+        } else if made {
             // Without mounts, only a missing file is provided; the image's own stays untouched.
-            std::fs::copy(source, &path).map_err(fail(format!("write {}", path.display())))?;
+            let text = std::fs::read(source).map_err(fail(format!("read {}", source.display())))?;
+            std::fs::write(point.handle.proc_path(), text).map_err(fail(format!("write {target}")))?;
         }
     }
-    for m in &spec.mounts {
-        let path = mount_point(
-            &root,
-            m.target(),
-            matches!(m, SandboxMount::Bind { source, .. } if source.is_file()),
-            created,
-        )?;
+    if !can_mount && let Some(m) = spec.mounts.first() {
+        return Err(fail(format!("mount {}", m.target()))(std::io::Error::other(
+            "RUN --mount needs mount rights, which chroot isolation does not have (use --isolation rootless or root)",
+        )));
+    }
+    let secrets = stage_secrets(spec)?;
+    for (i, m) in spec.mounts.iter().enumerate() {
         match m {
-            SandboxMount::Bind { source, readonly, .. } => bind(source, &path, *readonly)?,
-            SandboxMount::Tmpfs { size, .. } => {
+            SandboxMount::Bind { root, subpath, target, readonly } => {
+                let shown = root.join(subpath);
+                let tree = Root::open(root).map_err(fail(format!("open {}", root.display())))?;
+                let source =
+                    tree.resolve(subpath).map_err(fail(format!("resolve the bind source {}", shown.display())))?;
+                let leaf = match source.meta() {
+                    Ok(meta) if meta.is_dir() => Leaf::Dir,
+                    _ => Leaf::File,
+                };
+                let (point, _) = mount_point(&rootfs, target, leaf, created)?;
+                bind(&rootfs, &source.proc_path(), &point, *readonly)?;
+            }
+            SandboxMount::Tmpfs { target, size } => {
+                let (point, _) = mount_point(&rootfs, target, Leaf::Dir, created)?;
                 let data = size.map(|s| format!("size={s}"));
-                mount(Some("tmpfs"), &path, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data.as_deref())
-                    .map_err(|e| fail(format!("mount tmpfs on {}", m.target()))(errno(e)))?;
+                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                mount(Some("tmpfs"), &point.handle.proc_path(), Some("tmpfs"), flags, data.as_deref())
+                    .map_err(|e| fail(format!("mount tmpfs on {target}"))(errno(e)))?;
+            }
+            SandboxMount::Secret { target, .. } => {
+                let (point, _) = mount_point(&rootfs, target, Leaf::File, created)?;
+                bind(&rootfs, &secrets.join(i.to_string()), &point, true)?;
             }
         }
     }
-    Ok(root)
+    Ok(path)
+}
+
+/// Writes the step's secret files into a tmpfs mounted on `spec.secret_stage` — in this mount namespace
+/// only: the host sees an empty directory, and the tmpfs dies with the step, however it ends.
+fn stage_secrets(spec: &RunSpec) -> Result<PathBuf, SetupError> {
+    let stage = spec.secret_stage.clone();
+    if !spec.mounts.iter().any(|m| matches!(m, SandboxMount::Secret { .. })) {
+        return Ok(stage);
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), &stage, Some("tmpfs"), flags, Some("mode=0700,size=16m"))
+        .map_err(|e| fail("mount the secrets tmpfs")(errno(e)))?;
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let SandboxMount::Secret { target, value, mode, uid, gid } = m else { continue };
+        let path = stage.join(i.to_string());
+        let what = || format!("write the secret for {target}");
+        std::fs::write(&path, &value.0).map_err(fail(what()))?;
+        std::os::unix::fs::chown(&path, Some(*uid), Some(*gid)).map_err(fail(what()))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(*mode)).map_err(fail(what()))?;
+    }
+    Ok(stage)
 }
 
 fn mount_rootfs(spec: &RunSpec) -> Result<PathBuf, SetupError> {
@@ -127,26 +177,27 @@ fn fuse_overlay(options: &str, merged: &Path) -> Result<(), SetupError> {
 }
 
 /// /proc, /dev and /sys as detection found this machine allows them ([`probe_kernel_fs`]).
-fn mount_kernel_fs(root: &Path, kernel: Facilities, created: &mut Created) -> Result<(), SetupError> {
+fn mount_kernel_fs(rootfs: &Root, kernel: Facilities, created: &mut Created) -> Result<(), SetupError> {
     if kernel.proc != ProcFs::None {
-        let proc = mount_point(root, "/proc", false, created)?;
-        mount_proc(kernel.proc, &proc).map_err(|e| fail("mount /proc")(errno(e)))?;
+        let (proc, _) = mount_point(rootfs, "/proc", Leaf::Dir, created)?;
+        mount_proc(kernel.proc, &proc.handle.proc_path()).map_err(|e| fail("mount /proc")(errno(e)))?;
     }
-    let dev = mount_point(root, "/dev", false, created)?;
-    mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=755,size=65536k"))
+    let (dev, _) = mount_point(rootfs, "/dev", Leaf::Dir, created)?;
+    mount(Some("tmpfs"), &dev.handle.proc_path(), Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=755,size=65536k"))
         .map_err(|e| fail("mount /dev")(errno(e)))?;
+    // The fresh tmpfs, reached by resolving the mount point again.
+    let dev = rootfs.dir(&dev.rel).map_err(fail("open /dev"))?;
     for name in DEVICES {
         let host = Path::new("/dev").join(name);
         if host.exists() {
-            let target = dev.join(name);
-            std::fs::File::create(&target).map_err(fail(format!("create /dev/{name}")))?;
-            bind(&host, &target, false)?;
+            drop(dev.create_file(name.as_ref(), 0o666).map_err(fail(format!("create /dev/{name}")))?);
+            bind_path(&host, &dev.proc_path().join(name))?;
         }
     }
     populate_dev(&dev, kernel.devpts)?;
     if kernel.sys {
-        let sys = mount_point(root, "/sys", false, created)?;
-        bind(Path::new("/sys"), &sys, true)?;
+        let (sys, _) = mount_point(rootfs, "/sys", Leaf::Dir, created)?;
+        bind(rootfs, Path::new("/sys"), &sys, true)?;
     }
     Ok(())
 }
@@ -172,32 +223,38 @@ fn mount_devpts(target: &Path) -> nix::Result<()> {
 /// Which kernel filesystems a step can have, tried by mounting each under `dir` the way a step's init
 /// would — the caller must be the first process of a new pid namespace inside a private mount namespace.
 /// /proc: fresh, else bound, else none; /dev/pts and /sys: mounted, else left out. `hostname` is left
-/// false for the caller to find out.
+/// false for the caller to find out. `dir` is kiln's own scratch directory, so plain paths are safe here;
+/// its parent must exist: nothing here re-creates it.
 pub fn probe_kernel_fs(dir: &Path) -> Facilities {
+    let made = std::fs::create_dir(dir).is_ok();
     let sub = |name: &str| {
         let path = dir.join(name);
-        std::fs::create_dir_all(&path).ok().map(|()| path)
+        (made && std::fs::create_dir(&path).is_ok()).then_some(path)
     };
     let proc = [ProcFs::Fresh, ProcFs::Bound]
         .into_iter()
         .find(|how| sub(&format!("proc-{how:?}")).is_some_and(|p| mount_proc(*how, &p).is_ok()))
         .unwrap_or(ProcFs::None);
     let devpts = sub("pts").is_some_and(|p| mount_devpts(&p).is_ok());
-    let sys = sub("sys").is_some_and(|p| bind(Path::new("/sys"), &p, true).is_ok());
+    let sys = sub("sys").is_some_and(|p| bind_path(Path::new("/sys"), &p).is_ok() && remount_readonly(&p).is_ok());
     Facilities { proc, devpts, sys, hostname: false }
 }
 
-fn populate_dev(dev: &Path, devpts: bool) -> Result<(), SetupError> {
-    let pts = dev.join("pts");
-    std::fs::create_dir(&pts).map_err(fail("create /dev/pts"))?;
+fn populate_dev(dev: &Dir, devpts: bool) -> Result<(), SetupError> {
+    dev.create_dir("pts".as_ref(), 0o755).map_err(fail("create /dev/pts"))?;
     if devpts {
-        mount_devpts(&pts).map_err(|e| fail("mount /dev/pts")(errno(e)))?;
+        mount_devpts(&dev.proc_path().join("pts")).map_err(|e| fail("mount /dev/pts")(errno(e)))?;
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let shm = dev.join("shm");
-    std::fs::create_dir(&shm).map_err(fail("create /dev/shm"))?;
-    mount(Some("shm"), &shm, Some("tmpfs"), flags | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))
-        .map_err(|e| fail("mount /dev/shm")(errno(e)))?;
+    dev.create_dir("shm".as_ref(), 0o1777).map_err(fail("create /dev/shm"))?;
+    mount(
+        Some("shm"),
+        &dev.proc_path().join("shm"),
+        Some("tmpfs"),
+        flags | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| fail("mount /dev/shm")(errno(e)))?;
     for (name, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -205,128 +262,71 @@ fn populate_dev(dev: &Path, devpts: bool) -> Result<(), SetupError> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        symlink(target, dev.join(name)).map_err(fail(format!("link /dev/{name}")))?;
+        dev.symlink(name.as_ref(), target.as_ref()).map_err(fail(format!("link /dev/{name}")))?;
     }
     Ok(())
 }
 
-/// Resolves `target` inside `root`, creating what is missing (a directory, or an empty file when `file`),
-/// and records what it created. A symlink at the end is followed inside the root (an image's
-/// `/etc/resolv.conf -> ../run/...` gets its target created there).
-pub fn mount_point(root: &Path, target: &str, file: bool, created: &mut Created) -> Result<PathBuf, SetupError> {
-    let mut target = target.to_string();
-    for _ in 0..40 {
-        let parts = clean_components(&target);
-        let Some((last, parents)) = parts.split_last() else { return Ok(root.to_path_buf()) };
-        let dir = parent_dir(root, parents, &target, created)?;
-        let path = dir.join(last);
-        match std::fs::symlink_metadata(&path) {
-            Err(_) => {
-                if file { std::fs::File::create(&path).map(drop) } else { std::fs::create_dir(&path) }
-                    .map_err(fail(format!("create {}", path.display())))?;
-                record(root, &path, created);
-                return Ok(path);
-            }
-            Ok(meta) if meta.file_type().is_symlink() => {
-                target = link_target(root, &dir, &path)?;
-            }
-            Ok(_) => return Ok(path),
-        }
-    }
-    Err(fail(format!("resolve {target}"))(std::io::Error::other("too many levels of symbolic links")))
+/// Resolves `target` inside the rootfs, creating what is missing (a directory, or an empty file for
+/// [`Leaf::File`]); a symlink on the way or at the end is followed inside the rootfs, a dangling one by
+/// creating its target there (an image's `/etc/resolv.conf -> ../run/...`). Records what it created;
+/// tells whether it created the point itself.
+fn mount_point(rootfs: &Root, target: &str, leaf: Leaf, created: &mut Created) -> Result<(Point, bool), SetupError> {
+    let what = || format!("create the mount point {target}");
+    let (handle, made) = rootfs.ensure(target, leaf, 0o755).map_err(fail(what()))?;
+    let rel = rootfs.relative(&handle).map_err(fail(what()))?;
+    let new = made.last().is_some_and(|last| *last == rel);
+    created.extend(made);
+    Ok((Point { handle, rel }, new))
 }
 
-/// The directory `parents` names inside `root` (symlinks followed in the root), created where missing.
-fn parent_dir(root: &Path, parents: &[String], target: &str, created: &mut Created) -> Result<PathBuf, SetupError> {
-    let mut dir = root.to_path_buf();
-    for i in 0..parents.len() {
-        match resolve_dir(root, &parents[..=i], false, target) {
-            Ok(path) => dir = path,
-            Err(_) => {
-                let path = dir.join(&parents[i]);
-                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-                    // A dangling link (`/var/run -> /run` without /run): create its target inside the root.
-                    dir = mount_point(root, &link_target(root, &dir, &path)?, false, created)?;
-                } else {
-                    std::fs::create_dir(&path).map_err(fail(format!("create {}", path.display())))?;
-                    record(root, &path, created);
-                    dir = path;
-                }
-            }
-        }
-    }
-    Ok(dir)
-}
-
-/// Where the symlink `link` (in `dir`) points, as an absolute path inside `root`.
-fn link_target(root: &Path, dir: &Path, link: &Path) -> Result<String, SetupError> {
-    let to = std::fs::read_link(link).map_err(fail(format!("read link {}", link.display())))?;
-    let to = to.to_string_lossy();
-    if to.starts_with('/') {
-        return Ok(to.into_owned());
-    }
-    let rel_dir = dir.strip_prefix(root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
-    Ok(format!("/{rel_dir}/{to}"))
-}
-
-fn record(root: &Path, path: &Path, created: &mut Created) {
-    if let Ok(rel) = path.strip_prefix(root) {
-        created.push(rel.to_string_lossy().into_owned());
-    }
-}
-
-fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), SetupError> {
-    let what = || format!("bind {} on {}", source.display(), target.display());
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| fail(what())(errno(e)))?;
+/// Binds `source` (a path kiln trusts, or a descriptor's `/proc/self/fd/N`) on `point`, read-only when
+/// asked; a bind that cannot be made read-only is taken away again.
+fn bind(rootfs: &Root, source: &Path, point: &Point, readonly: bool) -> Result<(), SetupError> {
+    let what = || format!("bind {} on /{}", source.display(), point.rel);
+    bind_path(source, &point.handle.proc_path()).map_err(|e| fail(what())(e.source))?;
     if readonly {
-        // A read-only bind takes a remount; locked flags must be repeated or the kernel refuses it.
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        let locked = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-            .or_else(|_| mount(None::<&str>, target, None::<&str>, locked, None::<&str>))
-            .map_err(|e| fail(format!("{} read-only", what()))(errno(e)))?;
+        // The remount must reach the new mount, which covers the descriptor's inode: resolve it again.
+        let top_handle = rootfs.resolve_nofollow(&point.rel).map_err(fail(what()))?;
+        let top = top_handle.proc_path();
+        if let Err(e) = remount_readonly(&top) {
+            let _ = umount2(&top, MntFlags::MNT_DETACH);
+            return Err(fail(format!("{} read-only", what()))(errno(e)));
+        }
     }
     Ok(())
+}
+
+/// Makes the bind mount at `target` read-only.
+fn remount_readonly(target: &Path) -> nix::Result<()> {
+    // A read-only bind takes a remount; locked flags must be repeated or the kernel refuses it.
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let locked = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .or_else(|_| mount(None::<&str>, target, None::<&str>, locked, None::<&str>))
+}
+
+/// A recursive bind of `source` on `target`, both paths the kernel resolves as they are.
+fn bind_path(source: &Path, target: &Path) -> Result<(), SetupError> {
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| fail(format!("bind {} on {}", source.display(), target.display()))(errno(e)))
 }
 
 /// Chroot mode cannot mount: missing device nodes are created (where this process may) and removed again
 /// by [`remove_created`].
-fn chroot_devices(root: &Path, created: &mut Created) {
-    let Ok(dev) = mount_point(root, "/dev", false, created) else { return };
+fn chroot_devices(rootfs: &Root, created: &mut Created) {
+    let Ok((dev, _)) = mount_point(rootfs, "/dev", Leaf::Dir, created) else { return };
+    let Ok(dir) = rootfs.dir(&dev.rel) else { return };
     for name in DEVICES {
-        let target = dev.join(name);
         let Ok(host) = std::fs::metadata(Path::new("/dev").join(name)) else { continue };
-        if std::fs::symlink_metadata(&target).is_ok() {
+        if !matches!(dir.try_lstat(name.as_ref()), Ok(None)) {
             continue;
         }
-        let kind = nix::sys::stat::SFlag::S_IFCHR;
-        let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
-        if nix::sys::stat::mknod(&target, kind, mode, std::os::unix::fs::MetadataExt::rdev(&host)).is_ok() {
-            record(root, &target, created);
+        let rdev = std::os::unix::fs::MetadataExt::rdev(&host);
+        let device = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        if dir.mknod(name.as_ref(), Kind::CharDevice, 0o666, device).is_ok() {
+            created.push(format!("{}/{name}", dev.rel));
         }
-    }
-}
-
-/// The names in `/dev` of the current root (chroot mode, after `enter`).
-pub fn dev_entries() -> Vec<std::ffi::OsString> {
-    std::fs::read_dir("/dev").into_iter().flatten().flatten().map(|e| e.file_name()).collect()
-}
-
-/// Removes what appeared in `/dev` since `before` (chroot mode, after the command): in every other mode
-/// /dev is a tmpfs, and BuildKit's is too, so nothing a step writes there reaches the image. Skipped when
-/// the step replaced /dev with something other than a directory.
-pub fn remove_new_dev_entries(before: &[std::ffi::OsString]) {
-    if !std::fs::symlink_metadata("/dev").is_ok_and(|m| m.is_dir()) {
-        return;
-    }
-    for name in dev_entries().into_iter().filter(|n| !before.contains(n)) {
-        let path = Path::new("/dev").join(name);
-        let _ = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
     }
 }
 
@@ -357,10 +357,11 @@ pub fn enter(root: &Path, isolation: Isolation) -> Result<(), SetupError> {
 }
 
 /// Which overlay this mount namespace can mount in `dir`: `overlay` (kernel), `fuse` (fuse-overlayfs) or
-/// `copy` (neither; the step runs in a private copy).
+/// `copy` (neither; the step runs in a private copy). `dir` must exist: nothing here re-creates it (it is in
+/// kiln's temp directory, which a clean-up may have claimed by the time a late probe gets here).
 pub fn probe_overlay(dir: &Path, rootless: bool) -> &'static str {
     let [lower, upper, work, merged] = ["l", "u", "w", "m"].map(|n| dir.join(n));
-    if [&lower, &upper, &work, &merged].iter().any(|d| std::fs::create_dir_all(d).is_err()) {
+    if [&lower, &upper, &work, &merged].iter().any(|d| std::fs::create_dir(d).is_err()) {
         return "copy";
     }
     let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
@@ -378,4 +379,26 @@ pub fn probe_overlay(dir: &Path, rootless: bool) -> &'static str {
 
 fn which(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+}
+
+/// The names in `/dev` of the current root (chroot mode, after `enter`).
+pub fn dev_entries() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev").into_iter().flatten().flatten().map(|e| e.file_name()).collect()
+}
+
+/// Removes what appeared in `/dev` since `before` (chroot mode, after the command): in every other mode
+/// /dev is a tmpfs, and BuildKit's is too, so nothing a step writes there reaches the image. Skipped when
+/// the step replaced /dev with something other than a directory.
+pub fn remove_new_dev_entries(before: &[std::ffi::OsString]) {
+    if !std::fs::symlink_metadata("/dev").is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    for name in dev_entries().into_iter().filter(|n| !before.contains(n)) {
+        let path = Path::new("/dev").join(name);
+        let _ = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
 }

@@ -1,6 +1,6 @@
 //! What the builder asks the sandbox to run, sent as JSON to the re-executed child over its stdin.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -96,10 +96,13 @@ pub enum Network {
 /// An extra mount inside the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxMount {
-    /// A bind of a host path.
+    /// A bind of something inside a tree: the child resolves `subpath` inside `root` (symlinks followed
+    /// there, never out) and mounts exactly what it resolved, through its descriptor.
     Bind {
-        /// Host path.
-        source: PathBuf,
+        /// The tree (a path kiln trusts: the context, a snapshot, a cache directory, its own scratch).
+        root: PathBuf,
+        /// What to bind, inside `root` ("" for `root` itself).
+        subpath: String,
         /// Absolute path inside the rootfs.
         target: String,
         /// Mounted read-only.
@@ -112,14 +115,57 @@ pub enum SandboxMount {
         /// Size limit in bytes.
         size: Option<u64>,
     },
+    /// A secret file: written by the child into a tmpfs that exists only in the step's mount namespace and
+    /// bound read-only at `target`, so its value never reaches a disk and dies with the step.
+    Secret {
+        /// Absolute path inside the rootfs.
+        target: String,
+        /// The value.
+        value: SecretBytes,
+        /// File mode.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
 }
 
 impl SandboxMount {
+    /// A read-only bind of a file or directory kiln made itself (its CA bundle, generated settings): the
+    /// root is the source's parent directory, which kiln owns too.
+    pub fn bind_own(source: &Path, target: &str) -> SandboxMount {
+        let root = source.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let subpath = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        SandboxMount::Bind { root, subpath, target: target.to_string(), readonly: true }
+    }
+
+    /// The host path a bind names, for kiln's own checks (the child resolves it inside `root` instead).
+    pub fn bind_source(&self) -> Option<PathBuf> {
+        match self {
+            SandboxMount::Bind { root, subpath, .. } => Some(root.join(subpath)),
+            _ => None,
+        }
+    }
+
     /// Where the mount appears inside the rootfs.
     pub fn target(&self) -> &str {
         match self {
-            SandboxMount::Bind { target, .. } | SandboxMount::Tmpfs { target, .. } => target,
+            SandboxMount::Bind { target, .. }
+            | SandboxMount::Tmpfs { target, .. }
+            | SandboxMount::Secret { target, .. } => target,
         }
+    }
+}
+
+/// A secret's bytes: sent to the child over its stdin pipe, never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -160,4 +206,7 @@ pub struct RunSpec {
     pub umask: u32,
     /// Host file the child writes the mount points it created into (one relative path per line).
     pub created_report: PathBuf,
+    /// An empty directory the child mounts a private tmpfs on (in its own mount namespace, invisible to the
+    /// host) to hold secret files.
+    pub secret_stage: PathBuf,
 }

@@ -295,7 +295,8 @@ fn check_snapshots(store: &Store, repair: bool, report: &mut FsckReport) -> Resu
 /// Killed processes' temp files and trash, and stray temp files at the root (an older kiln wrote
 /// `index.json` through a temp file beside it).
 fn check_leftovers(store: &Store, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
-    let leftovers = session::leftovers(&store.kiln_dir(), store.session.id());
+    let sessions_lock = store.locks_dir().join("sessions.lock");
+    let leftovers = session::leftovers(&store.kiln_dir(), &sessions_lock, store.session.id())?;
     let strays: Vec<PathBuf> = std::fs::read_dir(store.root())
         .map_err(io("list", store.root()))?
         .filter_map(Result::ok)
@@ -303,7 +304,7 @@ fn check_leftovers(store: &Store, repair: bool, report: &mut FsckReport) -> Resu
         .map(|e| e.path())
         .collect();
     if repair {
-        store.session.recover(&store.locks_dir().join("sessions.lock"))?;
+        store.session.recover(&sessions_lock)?;
     }
     for left in leftovers {
         let repaired = repair && !left.path.exists();

@@ -305,10 +305,15 @@ fn scan(tmp: &Path, trash: &Path, own_id: &str) -> Scan {
     Scan { entries, dead_locks, _held: held }
 }
 
-/// What dead sessions left, without changing anything (for `fsck`).
-pub(super) fn leftovers(kiln_dir: &Path, own_id: &str) -> Vec<Leftover> {
-    let found = scan(&kiln_dir.join("tmp"), &kiln_dir.join("trash"), own_id);
-    found.entries.into_iter().map(|path| Leftover { bytes: size_of(&path), path }).collect()
+/// What dead sessions left, without changing anything (for `fsck`). Under `sessions_lock` like every scan:
+/// the scan briefly holds the lock of each session it finds unlocked, and a session being started has its
+/// lock file before it holds it — a scan outside the lock could make that start fail.
+pub(super) fn leftovers(kiln_dir: &Path, sessions_lock: &Path, own_id: &str) -> Result<Vec<Leftover>, StoreError> {
+    let entries = {
+        let _guard = super::lock_at(sessions_lock, FlockArg::LockExclusive)?;
+        scan(&kiln_dir.join("tmp"), &kiln_dir.join("trash"), own_id).entries
+    };
+    Ok(entries.into_iter().map(|path| Leftover { bytes: size_of(&path), path }).collect())
 }
 
 fn list(dir: &Path) -> Vec<PathBuf> {

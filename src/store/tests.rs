@@ -303,3 +303,64 @@ fn fsck_finds_and_repairs_what_it_can() {
     assert!(!dir.path().join("kiln/tmp/1-gone").exists());
     assert_eq!(store.fsck(false).unwrap().remaining(), 1);
 }
+
+#[test]
+fn repair_leaves_a_live_sessions_files_and_a_second_repair_finds_nothing() {
+    let (dir, store) = store();
+    // Another process's live session, at work.
+    let live = Store::open(dir.path()).unwrap();
+    std::fs::write(live.session_dir().join("partial"), b"in use").unwrap();
+    // A killed one's.
+    std::fs::write(dir.path().join("kiln/tmp/7-dead.lock"), b"").unwrap();
+    std::fs::create_dir_all(dir.path().join("kiln/tmp/7-dead/work-1/u")).unwrap();
+    std::fs::create_dir_all(dir.path().join("kiln/trash/7-dead.0/fs")).unwrap();
+
+    let first = store.fsck(true).unwrap();
+    assert_eq!(first.findings.len(), 2, "{:?}", first.findings);
+    assert!(first.findings.iter().all(|f| f.repaired), "{:?}", first.findings);
+    assert!(live.session_dir().join("partial").is_file(), "the live session's file stays");
+    let again = store.fsck(true).unwrap();
+    assert!(again.findings.is_empty(), "{:?}", again.findings);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("kiln/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut sessions = [store.session.id().to_string(), live.session.id().to_string()];
+    sessions.sort();
+    let expected: Vec<String> = sessions.iter().flat_map(|id| [id.clone(), format!("{id}.lock")]).collect();
+    assert_eq!(left, expected, "the two live sessions, nothing of the dead one");
+    assert_eq!(std::fs::read_dir(dir.path().join("kiln/trash")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_look_for_leftovers_waits_while_a_session_is_being_started() {
+    let (dir, store) = store();
+    let kiln = dir.path().join("kiln");
+    let sessions_lock = kiln.join("locks/sessions.lock");
+    // A start in progress: it holds the sessions lock and has made its lock file, not yet locked it.
+    let starting = lock_at(&sessions_lock, FlockArg::LockExclusive).unwrap();
+    let lock_file = kiln.join("tmp/8-starting.lock");
+    std::fs::write(&lock_file, b"").unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let own = store.session.id().to_string();
+    let scanner = {
+        let (kiln, sessions_lock) = (kiln.clone(), sessions_lock.clone());
+        std::thread::spawn(move || {
+            let found = session::leftovers(&kiln, &sessions_lock, &own).unwrap();
+            done_tx.send(()).unwrap();
+            found
+        })
+    };
+    assert!(
+        done_rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
+        "the scan waits for the start to finish"
+    );
+    // The start takes its lock (a scan holding it would make this fail) and makes its dir.
+    let file = File::options().write(true).open(&lock_file).unwrap();
+    let held = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).expect("the start gets its lock");
+    std::fs::create_dir(kiln.join("tmp/8-starting")).unwrap();
+    drop(starting);
+    assert!(scanner.join().unwrap().is_empty(), "a live session is no leftover");
+    drop(held);
+}

@@ -129,11 +129,7 @@ impl StepSupply {
         if target.starts_with(&format!("{}/", Self::RUN_DIR)) {
             self.run_dir();
         }
-        self.mounts.push(SandboxMount::Bind {
-            source: source.to_path_buf(),
-            target: target.to_string(),
-            readonly: true,
-        });
+        self.mounts.push(SandboxMount::bind_own(source, target));
     }
 
     /// Sets a variable, replacing an earlier value of this supply.
@@ -250,8 +246,8 @@ impl Supply {
             .mounts
             .iter()
             .map(|m| match m {
-                SandboxMount::Bind { source, target, .. } => (target.clone(), source.is_file()),
-                SandboxMount::Tmpfs { target, .. } => (target.clone(), false),
+                SandboxMount::Bind { root, subpath, target, .. } => (target.clone(), root.join(subpath).is_file()),
+                SandboxMount::Tmpfs { target, .. } | SandboxMount::Secret { target, .. } => (target.clone(), false),
             })
             .filter(|(t, _)| !t.starts_with(&format!("{}/", StepSupply::RUN_DIR)))
             .collect();
@@ -263,6 +259,11 @@ impl Supply {
     /// One line about the build's network use (proxy-only), for the end of the build.
     pub fn summary(&self) -> Option<String> {
         self.egress.as_ref().map(|e| e.summary())
+    }
+
+    /// Every request the proxy-only network saw during the build (empty for other network modes).
+    pub fn requests(&self) -> Vec<egress::log::Record> {
+        self.egress.as_ref().map(|e| e.records()).unwrap_or_default()
     }
 }
 

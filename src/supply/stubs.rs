@@ -79,7 +79,7 @@ pub fn lower_dir(view: &ImageView, targets: &[(String, bool)], cache: &Path) -> 
 /// The path with its existing part resolved through the image's symlinks; `None` when an existing part is
 /// not a directory.
 fn real_missing(view: &ImageView, path: &str) -> Option<String> {
-    let parts: Vec<String> = crate::layer::clean_components(path);
+    let parts: Vec<String> = crate::confine::components(path);
     for keep in (0..parts.len()).rev() {
         let prefix = format!("/{}", parts[..keep].join("/"));
         if keep == 0 || view.exists(&prefix) {
@@ -100,7 +100,7 @@ type DirMeta = Option<(u32, u32, u32, i64)>;
 fn ancestors(view: &ImageView, stubs: &[Stub]) -> Vec<(String, DirMeta)> {
     let mut out: Vec<(String, DirMeta)> = Vec::new();
     for s in stubs {
-        let parts = crate::layer::clean_components(&s.path);
+        let parts = crate::confine::components(&s.path);
         for depth in 1..parts.len() {
             let dir = format!("/{}", parts[..depth].join("/"));
             if out.iter().any(|(d, _)| *d == dir) {

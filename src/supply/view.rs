@@ -93,7 +93,7 @@ impl ImageView {
 
     /// Resolves `path` to its real components and what is there.
     fn resolve(&self, path: &str) -> Option<(Vec<String>, Found)> {
-        let mut pending: Vec<String> = crate::layer::clean_components(path).into_iter().rev().collect();
+        let mut pending: Vec<String> = crate::confine::components(path).into_iter().rev().collect();
         let mut current: Vec<String> = Vec::new();
         let mut dirs: Vec<PathBuf> = self.layers.clone();
         let mut links = 0;

@@ -250,32 +250,95 @@ fn emitted_manifests_pass_kubernetes_and_tekton_validators() {
     let (Some(k8s), Some(tekton)) = (validator("kubernetes-validate"), validator("tekton-lint")) else { return };
     let git = format!("{GIT}=testdata/bake/src");
     let dir = tempfile::tempdir().unwrap();
-    let jobs = dir.path().join("jobs.yaml");
-    let pipeline = dir.path().join("pipeline.yaml");
-    for (kind, file) in [("job", &jobs), ("tekton", &pipeline)] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["bake", "--emit", kind, "-o", &file.to_string_lossy(), "--git-source", &git])
-            .args(["--cache-to", "registry.example.com/platform/cache", "testdata/bake"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Each --pod-security profile, with what it must say in the pods' securityContext.
+    for (profile, says) in [
+        ("openshift", &["type: RuntimeDefault"][..]),
+        ("kubernetes", &["type: Localhost", "localhostProfile: kiln/seccomp.json", "runAsUser: 1000680000"][..]),
+        ("kubernetes-unconfined", &["type: Unconfined", "appArmorProfile:", "runAsUser: 1000680000"][..]),
+    ] {
+        let jobs = dir.path().join(format!("jobs-{profile}.yaml"));
+        let pipeline = dir.path().join(format!("pipeline-{profile}.yaml"));
+        for (kind, file) in [("job", &jobs), ("tekton", &pipeline)] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["bake", "--emit", kind, "-o", &file.to_string_lossy(), "--git-source", &git])
+                .args(["--pod-security", profile, "--image-registry", "registry.example.com/platform"])
+                .args(["--cache-to", "registry.example.com/platform/cache", "testdata/bake"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let out = tool(&k8s.to_string_lossy(), &["--strict", &jobs.to_string_lossy()]);
+        assert_eq!(out.matches("passed for resource job/").count(), 11, "{profile}: {out}");
+        tool(&tekton.to_string_lossy(), &["--color=false", "--max-warnings", "0", &pipeline.to_string_lossy()]);
+        let (jobs, text) = (std::fs::read_to_string(&jobs).unwrap(), std::fs::read_to_string(&pipeline).unwrap());
+        for needle in says.iter().chain(&["allowPrivilegeEscalation: false", "runAsNonRoot: true"]) {
+            assert!(jobs.contains(needle), "{profile}: {needle:?} missing in:\n{jobs}");
+            assert!(text.contains(needle), "{profile}: {needle:?} missing in:\n{text}");
+        }
+        // The pods run kiln's image from the registry they push to, unless --kiln-image names another.
+        let image = format!("image: registry.example.com/platform/kiln:{}", env!("CARGO_PKG_VERSION"));
+        assert!(jobs.contains(&image) && text.contains(&image), "{profile}: {image:?} missing");
     }
-    let out = tool(&k8s.to_string_lossy(), &["--strict", &jobs.to_string_lossy()]);
-    assert_eq!(out.matches("passed for resource job/").count(), 11, "{out}");
-    tool(&tekton.to_string_lossy(), &["--color=false", "--max-warnings", "0", &pipeline.to_string_lossy()]);
-    // What the pipeline says: edges from the graph, retries, timeouts, limits, the restricted pod.
-    let text = std::fs::read_to_string(&pipeline).unwrap();
+    // What the pipeline says: edges from the graph, retries, timeouts, limits.
+    let text = std::fs::read_to_string(dir.path().join("pipeline-openshift.yaml")).unwrap();
     for needle in [
         "runAfter:\n    - python-base",
         "retries: 2",
         "timeout: 3600s",
         "pipelineTaskName: python-a",
-        "allowPrivilegeEscalation: false",
-        "type: RuntimeDefault",
         "- --cache-to\n      - registry.example.com/platform/cache",
         "- https://git.example.com/platform/images.git=testdata/bake/src",
     ] {
         assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
     }
+}
+
+#[test]
+fn emit_without_a_kiln_image_or_registry_says_how_to_get_one() {
+    let git = format!("{GIT}=testdata/bake/src");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bake", "--emit", "job", "--git-source", &git, "testdata/bake"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("make pod-image") && stderr.contains("--kiln-image"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no manifests with a made-up image");
+}
+
+#[test]
+fn under_a_policy_the_sets_own_images_are_allowed_bases() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "localhost/busybox:policy", &[]);
+    // An image the set does not build, from a repository the policy does not allow.
+    let outside = Workspace::new();
+    outside.dockerfile("FROM localhost/busybox:policy\nUSER 1001\n");
+    kiln.build(&outside, "localhost/elsewhere/base:1", &[]);
+    let ws = Workspace::new();
+    ws.file(
+        "kiln-bake.toml",
+        "[target.base]\ncontext = \"base\"\ntags = [\"localhost/team/base:1\"]\n\
+         [target.app]\ncontext = \"app\"\ntags = [\"localhost/team/app:1\"]\n\
+         [target.stray]\ncontext = \"stray\"\ntags = [\"localhost/team/stray:1\"]\n",
+    );
+    ws.file("base/Dockerfile", "FROM localhost/busybox:policy\nRUN echo base > /base\nUSER 1001\n");
+    ws.file("app/Dockerfile", "FROM localhost/team/base:1\nRUN echo app > /tmp/app\n");
+    ws.file("stray/Dockerfile", "FROM localhost/elsewhere/base:1\nRUN echo stray > /tmp/stray\n");
+    ws.file("policy.toml", "[base]\nallow = [\"localhost/busybox\"]\n");
+    let policy = ws.path().join("policy.toml").to_string_lossy().into_owned();
+    let logs = tempfile::tempdir().unwrap();
+    let log_dir = logs.path().to_string_lossy().into_owned();
+    let input = ws.path().to_string_lossy().into_owned();
+    let (run, report) = bake(&kiln, &["--policy", &policy, "--log-dir", &log_dir, "--retries", "0", &input]);
+    assert_eq!(run.code, 1, "stray breaks the policy:\n{}\n{}", run.stdout, run.stderr);
+    let all = statuses(&report);
+    for (name, status) in [("base", "built"), ("app", "built"), ("stray", "failed")] {
+        assert!(all.contains(&(name.into(), status.into())), "{name}: {all:?}");
+    }
+    let app = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
+    assert!(!app.contains("base-not-allowed"), "{app}");
+    let stray = std::fs::read_to_string(logs.path().join("stray.log")).unwrap();
+    assert!(stray.contains("base-not-allowed") && stray.contains("localhost/elsewhere/base:1"), "{stray}");
 }

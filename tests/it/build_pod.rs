@@ -1,8 +1,10 @@
 //! kiln as the build pod: kiln's own image (built by kiln from the repository's Containerfile, without a CA
 //! bundle) run by podman with default security, kiln as the container's command — as root, as OpenShift's
-//! restricted SCC runs pods (an arbitrary uid with gid 0, no_new_privs, no /dev/fuse), and as a user with a
-//! sub-id range. Each build inside pushes its image to the test registry, and that image must hold the same
-//! files as the same build done on the host. The isolation line says once what each way of running gets.
+//! restricted SCC runs pods (an arbitrary uid with gid 0, no_new_privs, no /dev/fuse), as a user with a
+//! sub-id range, and as each `kiln bake --emit --pod-security` profile asks (its emitted `securityContext`
+//! translated to podman options). Each build inside pushes its image to the test registry, and that image
+//! must hold the same files as the same build done on the host. The isolation line says once what each way
+//! of running gets.
 
 use std::path::{Path, PathBuf};
 
@@ -89,16 +91,87 @@ fn as_root_kiln_being_pid_1() {
     assert!(line.contains("/proc bound from the pod"), "{line}");
 }
 
+/// What `kiln bake --emit job --pod-security PROFILE` gives the kiln container as its `securityContext`.
+fn emitted_security_context(profile: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(dir.path().join("kiln-bake.toml"), "[target.app]\ncontext = \"app\"\ntags = [\"r.example/app\"]\n")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .args(["bake", "--emit", "job", "--kiln-image", "r.example/kiln:1", "--pod-security", profile])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: serde_json::Value = yaml_serde::from_str(&String::from_utf8_lossy(&out.stdout)).expect("one Job");
+    job["spec"]["template"]["spec"]["containers"][0]["securityContext"].clone()
+}
+
+/// The podman options that run a container as `context` (a Kubernetes `securityContext`) asks, on a node
+/// whose runtime default seccomp profile is containers-common's (CRI-O's; podman's own). Every field must
+/// be translated: a setting the emitter adds and this does not know fails here, not in a cluster.
+fn podman_options(context: &serde_json::Value) -> Vec<String> {
+    let mut options = Vec::new();
+    let mut opt = |a: &str, b: String| options.extend([a.to_string(), b]);
+    // Where the pod names no uid, OpenShift assigns one of the namespace's range, with gid 0.
+    let uid = context["runAsUser"].as_u64().unwrap_or(1_000_680_000);
+    opt("--user", format!("{uid}:{}", context["runAsGroup"].as_u64().unwrap_or(0)));
+    for (key, value) in context.as_object().expect("a securityContext") {
+        match (key.as_str(), value) {
+            ("runAsUser" | "runAsGroup", _) => {}
+            ("runAsNonRoot", v) => assert!(v == true && uid != 0, "{context}"),
+            ("allowPrivilegeEscalation", v) if v == false => opt("--security-opt", "no-new-privileges".into()),
+            ("capabilities", v) if v == &serde_json::json!({ "drop": ["ALL"] }) => opt("--cap-drop", "ALL".into()),
+            ("seccompProfile", v) => match (v["type"].as_str(), v["localhostProfile"].as_str()) {
+                (Some("RuntimeDefault"), None) => {}
+                // The nodes are to hold containers-common's profile under this name (README).
+                (Some("Localhost"), Some("kiln/seccomp.json")) => {
+                    opt("--security-opt", "seccomp=/usr/share/containers/seccomp.json".into())
+                }
+                (Some("Unconfined"), None) => opt("--security-opt", "seccomp=unconfined".into()),
+                _ => panic!("seccompProfile {v} is not translated"),
+            },
+            ("appArmorProfile", v) if v["type"] == "Unconfined" => opt("--security-opt", "apparmor=unconfined".into()),
+            _ => panic!("securityContext field {key}: {value} is not translated"),
+        }
+    }
+    options
+}
+
+/// Builds as on the host in a pod run as `kiln bake --emit --pod-security PROFILE` says; the isolation line.
+fn emitted_pod_builds_as_on_the_host(profile: &str) -> Option<String> {
+    let options = podman_options(&emitted_security_context(profile));
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let stderr = builds_as_on_the_host(&options, STEPS)?;
+    Some(isolation_line(&stderr).to_string())
+}
+
 #[test]
 fn as_an_arbitrary_uid_of_group_0_without_privilege_escalation() {
     // OpenShift's restricted SCC: a uid from the project's range, no passwd entry, gid 0, no_new_privs, no
-    // capabilities.
-    let options = ["--user", "1000680000:0", "--security-opt", "no-new-privileges", "--cap-drop", "ALL"];
-    let Some(stderr) = builds_as_on_the_host(&options, STEPS) else { return };
-    let line = isolation_line(&stderr);
+    // capabilities — what `kiln bake --emit` gives its pods by default.
+    let Some(line) = emitted_pod_builds_as_on_the_host("openshift") else { return };
     assert!(line.contains("uid 1000680000 as root of a user namespace, no other id"), "{line}");
     assert!(line.contains("no range for uid 1000680000 in /etc/subuid"), "{line}");
     assert!(line.contains("/proc bound from the pod"), "{line}");
+}
+
+#[test]
+fn as_bakes_kubernetes_profile_with_the_containers_common_seccomp_profile() {
+    let Some(line) = emitted_pod_builds_as_on_the_host("kubernetes") else { return };
+    assert!(line.contains("uid 1000680000 as root of a user namespace, no other id"), "{line}");
+    assert!(line.contains("/proc bound from the pod"), "{line}");
+    assert!(line.contains("the pod's host name (sethostname is refused here)"), "{line}");
+}
+
+#[test]
+fn as_bakes_kubernetes_unconfined_profile() {
+    let Some(line) = emitted_pod_builds_as_on_the_host("kubernetes-unconfined") else { return };
+    assert!(line.contains("uid 1000680000 as root of a user namespace, no other id"), "{line}");
+    assert!(line.contains("/proc bound from the pod"), "{line}");
+    // Without a seccomp profile, a step may name its own uts namespace.
+    assert!(!line.contains("host name"), "{line}");
 }
 
 #[test]

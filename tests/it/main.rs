@@ -9,6 +9,7 @@ mod build_pod;
 mod buildkit_cases;
 mod cache;
 mod config_instructions;
+mod confinement;
 mod copy_and_add;
 mod errors;
 mod exports;

@@ -99,11 +99,11 @@ fn user_and_ca_layer_rules_on_images() {
     std::fs::write(policy.path(), "[ca]\nrequire_layer = true\n").unwrap();
     let p = policy.path().to_str().unwrap();
     assert_eq!(rules(&kiln, &["as-user", "--policy", p]).1, ["ca-layer-missing"]);
-    let config: Value = serde_json::from_str(&kiln.ok(&["inspect", "as-user"])).unwrap();
-    let diff_id = config["Config"]["rootfs"]["diff_ids"][0].as_str().expect("diff id").to_string();
+    // The real thing: `--ca-persist` packages the CA as a layer and labels it.
+    let Some(pki) = crate::harness::supply::Pki::new("policy-ca") else { return };
     let ws = Workspace::new();
-    ws.dockerfile(&format!("FROM localhost/as-user\nLABEL dev.kiln.ca-layer={diff_id}\n"));
-    kiln.build(&ws, "with-ca", &[]);
+    ws.dockerfile("FROM localhost/as-user\n");
+    kiln.build(&ws, "with-ca", &["--ca-persist", "--ca-cert", pki.ca.to_str().unwrap()]);
     assert!(rules(&kiln, &["with-ca", "--policy", p]).1.is_empty());
 }
 

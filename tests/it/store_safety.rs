@@ -402,6 +402,37 @@ fn an_add_url_whose_server_stalls_times_out() {
     assert!(started.elapsed() < Duration::from_secs(60), "gave up long before the server did");
 }
 
+/// Files named `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.file_name() == name)
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+#[test]
+fn a_killed_add_download_is_in_the_store_where_the_clean_up_finds_it() {
+    let server = http::stalling(Duration::from_secs(120));
+    // kiln's temp files belong in the store: anything in TMPDIR would outlive a kill -9.
+    let tmpdir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::new().with_env("TMPDIR", &tmpdir.path().to_string_lossy());
+    let ws = Workspace::new();
+    ws.dockerfile(&format!("FROM scratch\nADD {} /partial.bin\n", server.url("/partial.bin")));
+    let mut build = kiln.spawn(&["build", "-t", "partial:1", &ws.path().to_string_lossy()]);
+    let tmp = kiln.store().join("kiln/tmp");
+    // The server sends the first bytes of a 1 MiB body, then nothing: the download's file stays open.
+    assert!(poll(|| !files_named(&tmp, ".download").is_empty()), "the download is under way in the store");
+    kill9(&mut build);
+    let outside: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+    assert!(outside.is_empty(), "nothing of the build outside the store: {outside:?}");
+    let found = kiln.run(&["fsck"]);
+    assert!(found.stdout.contains("was left by a killed kiln process"), "{}", found.stdout);
+    assert_only_leftovers(&kiln);
+    assert!(files_named(kiln.store(), ".download").is_empty(), "the partial download is gone");
+}
+
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
     let kiln = Kiln::new();
@@ -452,4 +483,97 @@ fn fsck_names_a_corrupt_blob_and_repair_leaves_what_it_cannot_fix() {
     kiln.ok(&["rmi", "checked:1"]);
     kiln.build(&ws, "checked:1", &["--no-cache"]);
     assert!(kiln.ok(&["fsck"]).contains("no problems"));
+}
+
+/// A live (not zombie) process seen in /proc: its pid, state, parent and argv.
+struct Proc {
+    pid: i32,
+    state: String,
+    ppid: i32,
+    argv: Vec<String>,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let (Ok(stat), Ok(cmdline)) =
+            (std::fs::read_to_string(entry.path().join("stat")), std::fs::read(entry.path().join("cmdline")))
+        else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces) are: state ppid pgrp ...
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let (Some(state), Some(Ok(ppid))) = (fields.first(), fields.get(1).map(|f| f.parse())) else { continue };
+        if *state == "Z" || *state == "X" {
+            continue;
+        }
+        let argv = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        found.push(Proc { pid, state: state.to_string(), ppid, argv });
+    }
+    found
+}
+
+fn signal(pids: &[i32], signal: nix::sys::signal::Signal) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
+    }
+}
+
+/// A build is killed while its sandbox probe runs, the probe stopped first (as a loaded machine may leave
+/// it unscheduled): the probe must die with kiln, and `fsck --repair` then leaves nothing behind — a probe
+/// that lived on re-created the killed session's directory after repair had claimed it (the cause of a
+/// flaky `kill_9_during_build_and_push_...`).
+#[test]
+fn a_killed_builds_sandbox_probe_does_not_outlive_it() {
+    use nix::sys::signal::Signal::{SIGCONT, SIGKILL, SIGSTOP};
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:test", &[]);
+    let ws = Workspace::new();
+    ws.dockerfile("FROM localhost/busybox:test\nRUN true\n");
+    let ctx = ws.path().to_string_lossy().into_owned();
+    let tmp = kiln.store().join("kiln/tmp");
+    // The probe's child creates `kernel/` in the scratch dir last: while it is missing, there is work to do.
+    let probe_done = || {
+        walkdir::WalkDir::new(&tmp).max_depth(3).into_iter().filter_map(Result::ok).any(|e| e.file_name() == "kernel")
+    };
+    let is_probe =
+        |p: &Proc, kiln: i32| p.ppid == kiln && p.argv.get(1..3) == Some(&["__kiln-sandbox".into(), "probe".into()]);
+    for _ in 0..40 {
+        let mut build = kiln.spawn(&["build", "--no-cache", "-t", "probed:1", &ctx]);
+        let pid = build.id() as i32;
+        let mut stopped: Vec<i32> = Vec::new();
+        if poll(|| processes().iter().any(|p| is_probe(p, pid))) {
+            // The probe, then whatever it forked (it may fork while being stopped: look twice).
+            for _ in 0..2 {
+                let all = processes();
+                let probe: Vec<i32> = all.iter().filter(|p| is_probe(p, pid)).map(|p| p.pid).collect();
+                stopped.extend(all.iter().filter(|p| probe.contains(&p.pid) || probe.contains(&p.ppid)).map(|p| p.pid));
+                stopped.sort();
+                stopped.dedup();
+                signal(&stopped, SIGSTOP);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let states =
+            || processes().into_iter().filter(|p| stopped.contains(&p.pid)).map(|p| p.state).collect::<Vec<_>>();
+        let usable = !stopped.is_empty() && states().iter().all(|s| s == "T") && !probe_done();
+        kill9(&mut build);
+        if !usable {
+            signal(&stopped, SIGKILL);
+            assert!(poll(|| states().is_empty()), "the probe ends");
+            kiln.ok(&["fsck", "--repair"]);
+            continue;
+        }
+        let died_with_kiln = poll(|| states().is_empty());
+        assert_only_leftovers(&kiln);
+        signal(&stopped, SIGCONT);
+        assert!(poll(|| states().is_empty()), "the probe ends");
+        let after = kiln.ok(&["fsck"]);
+        assert!(after.contains("no problems"), "after the probe went on: {after}");
+        assert!(died_with_kiln, "the stopped probe died with kiln");
+        return;
+    }
+    panic!("no build was stopped while its probe was still at work");
 }

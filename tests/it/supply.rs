@@ -228,7 +228,15 @@ fn proxy_only_with_wget(kiln: &Kiln) {
         kiln,
         &ws,
         "proxied",
-        &["--network", "proxy-only", "--allow-host", &server.addr, "--fetch-log", &log.to_string_lossy()],
+        &[
+            "--network",
+            "proxy-only",
+            "--allow-host",
+            &server.addr,
+            "--fetch-log",
+            &log.to_string_lossy(),
+            "--provenance",
+        ],
     );
     let out = &run.stderr;
     assert!(out.contains("allowed-content"), "{out}");
@@ -245,6 +253,13 @@ fn proxy_only_with_wget(kiln: &Kiln) {
     assert_eq!(lines[1]["status"], 403);
     assert!(lines.iter().all(|l| l["step"].as_str().unwrap().contains("Dockerfile:2 RUN wget")));
     assert!(out.contains("network (proxy-only): 2 requests, 1 refused"), "{out}");
+    // The provenance lists the same requests as fetched dependencies, refused ones included.
+    let prov: serde_json::Value = serde_json::from_str(&kiln.ok(&["provenance", "proxied"])).unwrap();
+    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+    let proxied: Vec<&serde_json::Value> = deps.iter().filter(|d| d["annotations"]["via"] == "proxy").collect();
+    assert_eq!(proxied.len(), 2, "{deps:?}");
+    assert_eq!(proxied[0]["uri"], server.url("/allowed.txt").as_str());
+    assert_eq!(proxied[1]["annotations"]["status"], 403);
 }
 
 #[test]

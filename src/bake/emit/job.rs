@@ -26,7 +26,7 @@ fn job(graph: &Graph, i: usize, selection: &[usize], options: &Options, pass: &[
         "args": pod::kiln_args(&b.name, pass),
         "workingDir": "/workspace/source",
         "env": pod::env(),
-        "securityContext": pod::container_security_context(),
+        "securityContext": pod::container_security_context(options.security),
         "volumeMounts": [
             { "name": "source", "mountPath": "/workspace/source", "readOnly": true },
             { "name": "kiln-store", "mountPath": pod::STORE }
@@ -53,7 +53,7 @@ fn job(graph: &Graph, i: usize, selection: &[usize], options: &Options, pass: &[
             "metadata": { "labels": { "kiln.dev/build": pod::label(&b.name) } },
             "spec": {
                 "restartPolicy": "Never",
-                "securityContext": pod::pod_security_context(),
+                "securityContext": pod::pod_security_context(options.security),
                 "containers": [container],
                 "volumes": [
                     { "name": "source", "persistentVolumeClaim": { "claimName": "kiln-bake-source" } },

@@ -15,4 +15,6 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Retries of each build (the pipeline's or the Job's; the pod itself does not retry).
     pub retries: u32,
+    /// What the pods are allowed.
+    pub security: pod::PodSecurity,
 }

@@ -1,34 +1,83 @@
 //! The build pod, in one place: its security settings, its volumes and the kiln command it runs. Both
-//! emitters use these, so the assumptions below are changed here only.
+//! emitters use these, so what a pod is allowed is decided here only.
 //!
-//! Assumption (to be confirmed by the build-pod work, issue 10): kiln builds in a pod admitted by the
-//! Kubernetes *restricted* Pod Security Standard and OpenShift's `restricted-v2` SCC — non-root (the uid
-//! the platform assigns, gid 0), no privilege escalation, every capability dropped, seccomp
-//! `RuntimeDefault` — with `--isolation auto`, which picks rootless user namespaces where the node allows
-//! them and falls back to chroot isolation otherwise. `runAsUser` is left to the platform (OpenShift
-//! assigns one from the namespace's range; on plain Kubernetes the image's numeric USER applies).
+//! The security settings are a choice of [`PodSecurity`] profiles, each the translation of a way of
+//! running kiln's image that `tests/it/build_pod.rs` tests (README, "In a build pod"):
+//!
+//! | profile | emitted | admitted by | tested as (podman) | `RUN isolation` |
+//! | --- | --- | --- | --- | --- |
+//! | `openshift` (default) | non-root, `allowPrivilegeEscalation: false`, all capabilities dropped, seccomp `RuntimeDefault`; uid left to the platform | `restricted-v2` SCC | `--user 1000680000:0 --security-opt no-new-privileges --cap-drop ALL` under the containers-common seccomp profile, which is CRI-O's default | `rootless`, that uid only |
+//! | `kubernetes` | the same with uid 1000680000, gid 0 and seccomp `Localhost` `kiln/seccomp.json` (the containers-common profile, installed on the nodes) | `restricted` Pod Security Standard | the same | the same |
+//! | `kubernetes-unconfined` | the same with seccomp and AppArmor `Unconfined` | `privileged` Pod Security Standard | the same with `--security-opt seccomp=unconfined` | the same |
+//!
+//! On plain Kubernetes, `RuntimeDefault` is containerd's profile, which refuses user namespaces and mounts
+//! without CAP_SYS_ADMIN; a non-root pod cannot chroot either, so under it every RUN step fails — hence the
+//! two Kubernetes profiles. Every profile runs kiln with `--isolation auto`.
 
 use serde_json::{Value, json};
 
 /// Where the pod keeps kiln's store (an emptyDir: pods share steps through the registry cache).
 pub const STORE: &str = "/kiln-store";
 
+/// The uid and gid of the Kubernetes profiles: the tested arbitrary uid of group 0, as OpenShift assigns
+/// them (no passwd entry and no sub-id range in kiln's image).
+pub const KUBERNETES_IDS: (u32, u32) = (1_000_680_000, 0);
+
+/// The `Localhost` seccomp profile of the `kubernetes` profile, relative to the kubelet's seccomp directory
+/// (`/var/lib/kubelet/seccomp/` by default).
+pub const SECCOMP_PROFILE: &str = "kiln/seccomp.json";
+
+/// What the emitted pods are allowed (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PodSecurity {
+    /// OpenShift's `restricted-v2` SCC.
+    #[default]
+    Openshift,
+    /// Kubernetes' `restricted` Pod Security Standard with a `Localhost` seccomp profile on the nodes.
+    Kubernetes,
+    /// Kubernetes' `privileged` Pod Security Standard: seccomp and AppArmor unconfined.
+    KubernetesUnconfined,
+}
+
+impl PodSecurity {
+    fn seccomp(self) -> Value {
+        match self {
+            PodSecurity::Openshift => json!({ "type": "RuntimeDefault" }),
+            PodSecurity::Kubernetes => json!({ "type": "Localhost", "localhostProfile": SECCOMP_PROFILE }),
+            PodSecurity::KubernetesUnconfined => json!({ "type": "Unconfined" }),
+        }
+    }
+
+    /// The settings both the pod and the container carry.
+    fn common(self) -> serde_json::Map<String, Value> {
+        let mut map = serde_json::Map::new();
+        map.insert("runAsNonRoot".into(), json!(true));
+        if self != PodSecurity::Openshift {
+            // OpenShift assigns a uid from the namespace's range; plain Kubernetes would run the image's
+            // USER, which is root in kiln's image, and refuse it as `runAsNonRoot`.
+            map.insert("runAsUser".into(), json!(KUBERNETES_IDS.0));
+            map.insert("runAsGroup".into(), json!(KUBERNETES_IDS.1));
+        }
+        map.insert("seccompProfile".into(), self.seccomp());
+        if self == PodSecurity::KubernetesUnconfined {
+            // containerd's default AppArmor profile (where AppArmor is enabled) denies mount.
+            map.insert("appArmorProfile".into(), json!({ "type": "Unconfined" }));
+        }
+        map
+    }
+}
+
 /// The container's `securityContext`.
-pub fn container_security_context() -> Value {
-    json!({
-        "runAsNonRoot": true,
-        "allowPrivilegeEscalation": false,
-        "capabilities": { "drop": ["ALL"] },
-        "seccompProfile": { "type": "RuntimeDefault" }
-    })
+pub fn container_security_context(security: PodSecurity) -> Value {
+    let mut map = security.common();
+    map.insert("allowPrivilegeEscalation".into(), json!(false));
+    map.insert("capabilities".into(), json!({ "drop": ["ALL"] }));
+    Value::Object(map)
 }
 
 /// The pod's `securityContext`.
-pub fn pod_security_context() -> Value {
-    json!({
-        "runAsNonRoot": true,
-        "seccompProfile": { "type": "RuntimeDefault" }
-    })
+pub fn pod_security_context(security: PodSecurity) -> Value {
+    Value::Object(security.common())
 }
 
 /// The isolation flag the pods run kiln with.
@@ -96,11 +145,33 @@ mod tests {
     }
 
     #[test]
-    fn the_pod_is_restricted() {
-        let c = container_security_context();
-        assert_eq!(c["allowPrivilegeEscalation"], false);
-        assert_eq!(c["capabilities"]["drop"][0], "ALL");
-        assert_eq!(c["seccompProfile"]["type"], "RuntimeDefault");
+    fn every_profile_is_non_root_without_privilege_escalation_or_capabilities() {
+        for security in [PodSecurity::Openshift, PodSecurity::Kubernetes, PodSecurity::KubernetesUnconfined] {
+            let c = container_security_context(security);
+            assert_eq!(c["runAsNonRoot"], true, "{security:?}");
+            assert_eq!(c["allowPrivilegeEscalation"], false, "{security:?}");
+            assert_eq!(c["capabilities"], json!({ "drop": ["ALL"] }), "{security:?}");
+            assert_eq!(pod_security_context(security)["seccompProfile"], c["seccompProfile"], "{security:?}");
+        }
         assert!(kiln_args("x", &[]).windows(2).any(|w| w == ["--isolation", "auto"]));
+    }
+
+    #[test]
+    fn openshift_leaves_the_uid_to_the_platform_and_keeps_its_seccomp_profile() {
+        let c = container_security_context(PodSecurity::Openshift);
+        assert_eq!(c["seccompProfile"], json!({ "type": "RuntimeDefault" }));
+        assert!(c.get("runAsUser").is_none() && c.get("runAsGroup").is_none() && c.get("appArmorProfile").is_none());
+    }
+
+    #[test]
+    fn kubernetes_names_a_uid_and_a_seccomp_profile_that_allows_user_namespaces() {
+        let c = container_security_context(PodSecurity::Kubernetes);
+        assert_eq!((c["runAsUser"].as_u64(), c["runAsGroup"].as_u64()), (Some(1_000_680_000), Some(0)));
+        assert_eq!(c["seccompProfile"], json!({ "type": "Localhost", "localhostProfile": "kiln/seccomp.json" }));
+        assert!(c.get("appArmorProfile").is_none(), "restricted admits no unconfined AppArmor");
+        let u = container_security_context(PodSecurity::KubernetesUnconfined);
+        assert_eq!(u["seccompProfile"], json!({ "type": "Unconfined" }));
+        assert_eq!(u["appArmorProfile"], json!({ "type": "Unconfined" }));
+        assert_eq!(u["runAsUser"], c["runAsUser"]);
     }
 }

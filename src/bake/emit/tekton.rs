@@ -47,7 +47,7 @@ fn task(options: &Options) -> Value {
             ],
             "volumes": [ { "name": "kiln-store", "emptyDir": {} } ],
             "stepTemplate": {
-                "securityContext": pod::container_security_context(),
+                "securityContext": pod::container_security_context(options.security),
                 "env": pod::env()
             },
             "steps": [{
@@ -130,7 +130,9 @@ fn pipeline_run(graph: &Graph, selection: &[usize], options: &Options) -> Value 
     let mut spec = json!({
         "pipelineRef": { "name": "kiln-bake" },
         "workspaces": [ { "name": "source", "persistentVolumeClaim": { "claimName": "kiln-bake-source" } } ],
-        "taskRunSpecs": specs
+        "taskRunSpecs": specs,
+        // The pod-level settings cover the containers Tekton adds to each TaskRun's pod too.
+        "taskRunTemplate": { "podTemplate": { "securityContext": pod::pod_security_context(options.security) } }
     });
     if total > 3600 {
         spec["timeouts"] = json!({ "pipeline": format!("{total}s") });

@@ -3,16 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::attest::fetched::FetchRecord;
 use crate::build::stage::StageEnv;
 use crate::build::state::ImageState;
 use crate::build::step::copy::{self, CopySpec, SourceRoot};
 use crate::build::step::through_links::{self, Node};
-use crate::build::step::{StepError, fetch};
+use crate::build::step::{StepError, fetch, open_root};
 use crate::build::users::Accounts;
 use crate::build::{base, rootfs};
+use crate::confine::{self, Root};
 use crate::layer::{self, Entry, EntryKind, FileSource};
 use crate::plan::{CopyFrom, ResolvedCopy};
 
@@ -24,7 +26,10 @@ pub async fn entries(
     is_add: bool,
 ) -> Result<Vec<Entry>, StepError> {
     let store = env.ctx.store;
-    let image_root = rootfs::materialize(store, &state.layers)?;
+    let image_root = match rootfs::materialize(store, &state.layers, env.ctx.reporter)? {
+        Some(path) => Some(open_root(&path)?),
+        None => None,
+    };
     let accounts = Accounts::read(image_root.as_deref());
     let owner = match &c.chown {
         Some(spec) => {
@@ -44,15 +49,15 @@ pub async fn entries(
     }
     let dest = c.dest.clone();
     let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
-    let scratch = tempfile::Builder::new().prefix("kiln-add-").tempdir().map_err(StepError::Temp)?;
+    // In the store's session dir, not /tmp: a killed build's partial downloads are cleaned with its session.
+    let scratch = env.ctx.store.temp_dir()?;
 
     // Heredoc sources are files whose content is the heredoc body.
     for (i, name) in heredoc_sources.iter().enumerate() {
         let Some(doc) = c.heredocs.iter().find(|h| &h.name == name) else { continue };
-        let dir = scratch.path().join(format!("heredoc{i}"));
-        write_file(&dir.join(name), doc.content.as_bytes())?;
+        let root = write_heredoc(&scratch.path().join(format!("heredoc{i}")), name, doc.content.as_bytes())?;
         let found =
-            copy::entries(&common.spec(std::slice::from_ref(name), &dest), &SourceRoot::Rootfs(&dir, "heredoc"))?;
+            copy::entries(&common.spec(std::slice::from_ref(name), &dest), &SourceRoot::Rootfs(&root, "heredoc"))?;
         merge(&mut merged, found, |e| {
             if c.chmod.is_none() && matches!(e.kind, EntryKind::File(_)) {
                 e.mode = 0o644;
@@ -75,15 +80,17 @@ pub async fn entries(
             env.ctx.evidence.fetched(record);
             let named = dir.join(&got.file_name);
             fs_err::rename(&tmp, &named).map_err(StepError::Temp)?;
+            let root = open_root(&dir)?;
             // A download is unpacked only when asked (`--unpack=true`), as BuildKit does.
-            if c.unpack == Some(true) && is_tar_archive(&named) {
-                let found = unpack(&common, &named, &scratch.path().join(format!("url{i}-unpacked")), &dest, source)?;
+            if c.unpack == Some(true) && is_tar_archive(&root, &got.file_name) {
+                let into = scratch.path().join(format!("url{i}-unpacked"));
+                let found = unpack(&common, &root, &got.file_name, &into, &dest, source)?;
                 merge(&mut merged, found, |_| {});
                 continue;
             }
             let found = copy::entries(
                 &common.spec(std::slice::from_ref(&got.file_name), &dest),
-                &SourceRoot::Rootfs(&dir, source),
+                &SourceRoot::Rootfs(&root, source),
             )?;
             merge(&mut merged, found, |e| {
                 if c.chmod.is_none() && matches!(e.kind, EntryKind::File(_)) {
@@ -104,19 +111,18 @@ pub async fn entries(
         };
         if is_add && c.unpack != Some(false) && from_root.is_none() {
             // Every archive a source names (a wildcard may match several) is unpacked into the destination
-            // directory; other files it matches are copied there.
+            // directory; other files it matches are copied there. Archives are context sources like any
+            // other: found inside the context, links followed there.
             let rels = copy::context_matches(env.context, source)?;
-            let is_archive = |rel: &str| {
-                let path = env.context.root().join(rel);
-                path.is_file() && is_tar_archive(&path)
-            };
+            let context = env.context.root();
+            let is_archive = |rel: &str| context.stat(rel).is_ok_and(|m| m.is_file()) && is_tar_archive(context, rel);
             if rels.iter().any(|r| is_archive(r)) {
                 let into = format!("{}/", dest.trim_end_matches('/'));
                 let plain_dest = if rels.len() > 1 { &into } else { &dest };
                 for (j, rel) in rels.iter().enumerate() {
                     let found = if is_archive(rel) {
                         let dir = scratch.path().join(format!("archive{i}-{j}"));
-                        unpack(&common, &env.context.root().join(rel), &dir, &dest, source)?
+                        unpack(&common, context, rel, &dir, &dest, source)?
                     } else {
                         copy::entries(&common.spec(std::slice::from_ref(rel), plain_dest), &root)?
                     };
@@ -134,10 +140,11 @@ pub async fn entries(
     }
     // Heredoc and download files live in the scratch dir, which goes away with this function: read them now.
     for entry in &mut out {
-        if let EntryKind::File(FileSource::Path(p)) = &entry.kind
-            && p.starts_with(scratch.path())
+        if let EntryKind::File(FileSource::Rooted(file)) = &entry.kind
+            && file.root().path().starts_with(scratch.path())
         {
-            let bytes = fs_err::read(p).map_err(StepError::Temp)?;
+            let mut bytes = Vec::new();
+            file.open().and_then(|mut f| f.read_to_end(&mut bytes)).map_err(StepError::Temp)?;
             entry.kind = EntryKind::File(FileSource::Bytes(bytes));
         }
     }
@@ -149,7 +156,7 @@ struct Common<'a> {
     workdir: String,
     owner: Option<(u32, u32)>,
     c: &'a ResolvedCopy,
-    image_root: Option<&'a Path>,
+    image_root: Option<&'a Root>,
     created_at: i64,
 }
 
@@ -173,7 +180,7 @@ impl Common<'_> {
 pub(crate) async fn from_root(
     env: &StageEnv<'_>,
     from: Option<&CopyFrom>,
-) -> Result<Option<(PathBuf, String)>, StepError> {
+) -> Result<Option<(Arc<Root>, String)>, StepError> {
     let store = env.ctx.store;
     let (layers, label) = match from {
         None => return Ok(None),
@@ -189,28 +196,40 @@ pub(crate) async fn from_root(
             (state.layers, format!("image {reference}"))
         }
     };
-    match rootfs::materialize(store, &layers)? {
-        Some(path) => Ok(Some((path, label))),
-        None => Ok(Some((rootfs::empty(store)?, label))),
-    }
+    let path = match rootfs::materialize(store, &layers, env.ctx.reporter)? {
+        Some(path) => path,
+        None => rootfs::empty(store)?,
+    };
+    Ok(Some((open_root(&path)?, label)))
 }
 
-/// The entries of the archive at `archive`, unpacked in `dir` (a scratch directory), into `dest` as a
-/// directory.
-fn unpack(common: &Common<'_>, archive: &Path, dir: &Path, dest: &str, label: &str) -> Result<Vec<Entry>, StepError> {
+/// The entries of the archive `rel` in `tree` (the context, or a download's directory), unpacked in `dir`
+/// (a scratch directory), into `dest` as a directory.
+fn unpack(
+    common: &Common<'_>,
+    tree: &Root,
+    rel: &str,
+    dir: &Path,
+    dest: &str,
+    label: &str,
+) -> Result<Vec<Entry>, StepError> {
     fs_err::create_dir_all(dir).map_err(StepError::Temp)?;
-    layer::extract_archive(open(archive)?, dir)?;
+    let archive = tree
+        .open_file(rel)
+        .map_err(|e| copy::CopyError::Read { path: tree.path().join(confine::clean(rel)), source: e })?;
+    layer::extract_archive(std::io::BufReader::new(archive), dir)?;
     let into = format!("{}/", dest.trim_end_matches('/'));
-    Ok(copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(dir, label))?)
+    let root = open_root(dir)?;
+    Ok(copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(&root, label))?)
 }
 
-/// What the image's rootfs has at `rel`, whose parents [`through_links`] found to be real directories.
-pub(crate) fn image_node(root: &Path, rel: &str) -> Node {
-    let path = root.join(rel);
-    match std::fs::symlink_metadata(&path) {
+/// What the image's rootfs has at `rel` (parents followed inside it; [`through_links`] asks for real
+/// directories' children).
+pub(crate) fn image_node(root: &Root, rel: &str) -> Node {
+    match root.lstat(rel) {
         Err(_) => Node::Missing,
         Ok(m) if m.is_dir() => Node::Dir,
-        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&path) {
+        Ok(m) if m.is_symlink() => match root.read_link(rel) {
             Ok(target) => Node::Link(target.to_string_lossy().into_owned()),
             Err(_) => Node::Other,
         },
@@ -225,20 +244,24 @@ fn merge(into: &mut BTreeMap<String, Entry>, found: Vec<Entry>, mut adjust: impl
     }
 }
 
-fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, StepError> {
-    Ok(std::io::BufReader::new(fs_err::File::open(path).map_err(StepError::Temp)?.into_parts().0))
+/// Writes a heredoc's body as `name` inside `dir` and opens `dir` as the root to copy it from. The name
+/// comes from the Dockerfile (`COPY <<../../x /dst`), so it is placed inside `dir` like any path in a tree,
+/// as BuildKit writes it into a scratch filesystem.
+fn write_heredoc(dir: &Path, name: &str, bytes: &[u8]) -> Result<Arc<Root>, StepError> {
+    fs_err::create_dir_all(dir).map_err(StepError::Temp)?;
+    let root = open_root(dir)?;
+    let mut parts = confine::components(name);
+    let last = parts.pop().ok_or_else(|| StepError::Unsupported(format!("heredoc name {name:?} names no file")))?;
+    let parent = root.mkdir_all(&parts.join("/"), 0o755).map_err(StepError::Temp)?;
+    let mut file = parent.create_file(last.as_ref(), 0o644).map_err(StepError::Temp)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(StepError::Temp)?;
+    Ok(root)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StepError> {
-    if let Some(parent) = path.parent() {
-        fs_err::create_dir_all(parent).map_err(StepError::Temp)?;
-    }
-    fs_err::write(path, bytes).map_err(StepError::Temp)
-}
-
-/// Whether a local file is a tar archive, possibly compressed (gzip, bzip2, xz, zstd): ADD unpacks those.
-fn is_tar_archive(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else { return false };
+/// Whether the context file `rel` is a tar archive, possibly compressed (gzip, bzip2, xz, zstd): ADD
+/// unpacks those.
+fn is_tar_archive(context: &Root, rel: &str) -> bool {
+    let Ok(file) = context.open_file(rel) else { return false };
     let Ok(mut reader) = layer::decompress(std::io::BufReader::new(file)) else { return false };
     let mut header = [0u8; 512];
     let mut filled = 0;

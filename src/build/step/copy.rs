@@ -6,14 +6,19 @@
 //! wildcard need a directory destination ending in `/`; a relative destination is relative to WORKDIR;
 //! missing parent directories are created; files keep their mode and mtime, get uid/gid 0 unless `--chown`,
 //! and `--chmod` overrides the mode of everything copied.
+//!
+//! Sources and the destination check go through [`crate::confine`]: a path is resolved inside its root,
+//! symlinks included, so a context's `link -> /etc/shadow` names the context's own `etc/shadow` (usually
+//! "not found"), never the host's; file contents are reopened through the root when the layer is written.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::build::context::Context;
+use crate::build::context::{Context, ContextError, Visit};
 use crate::build::step::glob;
+use crate::confine::{Dir, Handle, Kind, Meta, Root, RootedPath};
 use crate::dockerfile::ignore::Ignore;
 use crate::layer::{Entry, EntryKind, FileSource};
 
@@ -34,25 +39,43 @@ pub enum CopyError {
     /// Reading a source failed.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The path being read.
+        /// The path being read (on the host, for the message).
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
     /// The context walk failed.
     #[error(transparent)]
-    Context(#[from] crate::build::context::ContextError),
+    Context(#[from] ContextError),
     /// A bad `--exclude` pattern.
     #[error("bad --exclude pattern: {0}")]
     Exclude(String),
 }
 
-/// Where COPY reads from.
+/// Where COPY reads from; either way a tree kiln does not own, read only through its [`Root`].
 pub enum SourceRoot<'a> {
     /// The build context, filtered by `.dockerignore`.
     Context(&'a Context),
     /// An unpacked rootfs (another stage or an image), with a label for messages.
-    Rootfs(&'a Path, &'a str),
+    Rootfs(&'a Arc<Root>, &'a str),
+}
+
+impl SourceRoot<'_> {
+    fn root(&self) -> &Arc<Root> {
+        match self {
+            SourceRoot::Context(ctx) => ctx.root(),
+            SourceRoot::Rootfs(root, _) => root,
+        }
+    }
+
+    /// Files from another stage or an image keep their owner; the context's become root's.
+    fn keeps_owner(&self) -> bool {
+        matches!(self, SourceRoot::Rootfs(..))
+    }
+
+    fn display(&self, rel: &str) -> PathBuf {
+        self.root().path().join(rel)
+    }
 }
 
 /// Everything one COPY needs besides its sources.
@@ -72,16 +95,26 @@ pub struct CopySpec<'a> {
     /// `--parents`: keep the source's path below the context root.
     pub parents: bool,
     /// The current image's rootfs, to see whether the destination or its parents exist.
-    pub image_root: Option<&'a Path>,
+    pub image_root: Option<&'a Root>,
     /// Timestamp for directories this step creates.
     pub created_at: i64,
 }
 
-/// A matched source: its path inside the source root and what it is.
+/// A matched source: its path as named, the real place inside the root of what it names (a named symlink
+/// is followed, inside the root), and a handle to that.
 struct Matched {
     rel: String,
-    abs: PathBuf,
-    meta: Metadata,
+    real: String,
+    meta: Meta,
+    handle: Handle,
+}
+
+/// One inode to turn into an entry: where it really is inside the root, what it is, its link target.
+struct Item<'a> {
+    real: &'a str,
+    meta: &'a Meta,
+    link: Option<PathBuf>,
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Computes the layer entries of one COPY.
@@ -111,13 +144,15 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
         return Err(CopyError::DestNotDir);
     }
     let dest_is_dir = ends_as_dir(spec.dest) || many || wildcard && matched.len() > 1 || exists_as_dir(spec, &dest);
-    let mut out = Entries::new(spec);
-    for m in &matched {
+    let mut out = Entries::new(spec, root);
+    for m in matched {
         if m.meta.is_dir() {
-            out.dir_contents(root, m, &dest, exclude.as_ref())?;
+            out.dir_contents(m, &dest, exclude.as_ref())?;
         } else {
             let target = if dest_is_dir { join(&dest, base_name(&m.rel)) } else { dest.clone() };
-            out.single(m, &target, matches!(root, SourceRoot::Rootfs(..)))?;
+            out.parents(&target);
+            let item = Item { real: &m.real, meta: &m.meta, link: None, xattrs: m.handle.xattrs() };
+            out.add(item, target.trim_start_matches('/'));
         }
     }
     Ok(out.finish())
@@ -126,27 +161,29 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
 /// Accumulates entries by destination path (a later source wins, as a later copy would overwrite).
 struct Entries<'a> {
     spec: &'a CopySpec<'a>,
+    root: &'a SourceRoot<'a>,
     by_path: BTreeMap<String, Entry>,
     inodes: HashMap<(u64, u64), String>,
 }
 
 impl<'a> Entries<'a> {
-    fn new(spec: &'a CopySpec<'a>) -> Self {
-        Entries { spec, by_path: BTreeMap::new(), inodes: HashMap::new() }
+    fn new(spec: &'a CopySpec<'a>, root: &'a SourceRoot<'a>) -> Self {
+        Entries { spec, root, by_path: BTreeMap::new(), inodes: HashMap::new() }
     }
 
-    fn owner(&self, meta: &Metadata, keep_source_owner: bool) -> (u32, u32) {
+    fn owner(&self, meta: &Meta) -> (u32, u32) {
         match self.spec.owner {
             Some(ids) => ids,
-            None if keep_source_owner => (meta.uid(), meta.gid()),
+            None if self.root.keeps_owner() => (meta.uid(), meta.gid()),
             None => (0, 0),
         }
     }
 
-    fn mode(&self, meta: &Metadata) -> u32 {
+    /// The mode an entry gets: `--chmod` (octal, or symbolic applied to the source's mode), else its own.
+    fn mode(&self, meta: &Meta) -> u32 {
         match self.spec.chmod {
-            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
-            None => meta.mode() & 0o7777,
+            Some(chmod) => chmod.apply(meta.permissions(), meta.is_dir()),
+            None => meta.permissions(),
         }
     }
 
@@ -177,64 +214,77 @@ impl<'a> Entries<'a> {
         }
     }
 
-    fn single(&mut self, m: &Matched, target: &str, from_rootfs: bool) -> Result<(), CopyError> {
-        self.parents(target);
-        self.add(&m.abs, &m.meta, target.trim_start_matches('/'), from_rootfs)
-    }
-
-    fn dir_contents(
-        &mut self,
-        root: &SourceRoot<'_>,
-        m: &Matched,
-        target: &str,
-        exclude: Option<&Ignore>,
-    ) -> Result<(), CopyError> {
+    /// The contents of a matched directory (the directory itself too, unless the image has it), walked
+    /// through descriptors from the directory the source resolved to.
+    fn dir_contents(&mut self, m: Matched, target: &str, exclude: Option<&Ignore>) -> Result<(), CopyError> {
         // A destination the image lacks is created as a parent is, not copied from the source directory
         // (BuildKit's copy makes it before it copies the contents into it).
         self.parents(&format!("{target}/x"));
-        let top = target.trim_start_matches('/');
-        for (rel, abs, meta) in walk(root, &m.rel, &m.abs)? {
-            if exclude.is_some_and(|ex| ex.is_excluded(&rel)) {
-                continue;
+        let top = target.trim_start_matches('/').to_string();
+        let root = self.root;
+        let dir = m.handle.into_dir().map_err(|source| CopyError::Read { path: root.display(&m.real), source })?;
+        let prefix = if m.real.is_empty() { String::new() } else { format!("{}/", m.real) };
+        let mut visit = |dir: &Dir, rel: &str, name: &OsStr, meta: &Meta| -> Result<(), std::io::Error> {
+            let inner = rel.strip_prefix(&prefix).unwrap_or(rel);
+            if exclude.is_some_and(|ex| ex.is_excluded(inner)) {
+                return Ok(());
             }
-            let dest = if top.is_empty() { rel.clone() } else { format!("{top}/{rel}") };
-            self.add(&abs, &meta, &dest, matches!(root, SourceRoot::Rootfs(..)))?;
+            let link = if meta.is_symlink() { Some(dir.read_link(name)?) } else { None };
+            let dest = if top.is_empty() { inner.to_string() } else { format!("{top}/{inner}") };
+            self.add(Item { real: rel, meta, link, xattrs: dir.xattrs(name) }, &dest);
+            Ok(())
+        };
+        match root {
+            SourceRoot::Context(ctx) => ctx.walk(&dir, &m.real, &mut |v: Visit<'_>| {
+                visit(v.dir, v.rel, v.name, v.meta)
+                    .map_err(|source| ContextError::Read { path: ctx.display(v.rel), source })
+            })?,
+            SourceRoot::Rootfs(..) => dir
+                .walk(
+                    &m.real,
+                    &mut |dir, rel, name, meta| {
+                        visit(dir, rel, name, meta).map_err(|source| (rel.to_string(), source))?;
+                        Ok(true)
+                    },
+                    &|rel, source| (rel.to_string(), source),
+                )
+                .map_err(|(rel, source)| CopyError::Read { path: root.display(&rel), source })?,
         }
         Ok(())
     }
 
-    fn add(&mut self, abs: &Path, meta: &Metadata, dest: &str, from_rootfs: bool) -> Result<(), CopyError> {
-        let (uid, gid) = self.owner(meta, from_rootfs);
-        let read_err = |source| CopyError::Read { path: abs.to_path_buf(), source };
-        let kind = if meta.is_dir() {
-            EntryKind::Dir
-        } else if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(abs).map_err(read_err)?;
-            EntryKind::Symlink(target.to_string_lossy().into_owned())
-        } else if meta.is_file() {
-            let key = (meta.dev(), meta.ino());
-            match self.inodes.get(&key) {
-                Some(first) if meta.nlink() > 1 && first != dest => EntryKind::Hardlink(first.clone()),
-                _ => {
-                    if meta.nlink() > 1 {
-                        self.inodes.insert(key, dest.to_string());
+    fn add(&mut self, item: Item<'_>, dest: &str) {
+        let meta = item.meta;
+        let (uid, gid) = self.owner(meta);
+        let kind = match (meta.kind(), item.link) {
+            (Kind::Dir, _) => EntryKind::Dir,
+            (Kind::Symlink, Some(target)) => EntryKind::Symlink(target.to_string_lossy().into_owned()),
+            (Kind::File, _) => {
+                let key = (meta.dev(), meta.ino());
+                match self.inodes.get(&key) {
+                    Some(first) if meta.nlink() > 1 && first != dest => EntryKind::Hardlink(first.clone()),
+                    _ => {
+                        if meta.nlink() > 1 {
+                            self.inodes.insert(key, dest.to_string());
+                        }
+                        let file = RootedPath::listed(self.root.root().clone(), item.real.to_string(), *meta);
+                        EntryKind::File(FileSource::Rooted(file))
                     }
-                    EntryKind::File(FileSource::Path(abs.to_path_buf()))
                 }
             }
-        } else if meta.file_type().is_socket() && !from_rootfs {
-            // BuildKit's context transfer sends a socket as an empty regular file (testCopySocket).
-            EntryKind::File(FileSource::Bytes(Vec::new()))
-        } else {
-            // Fifos and devices are skipped, and sockets of a rootfs (a layer cannot hold one).
-            return Ok(());
+            // Device nodes and fifos are copied as what they are, as BuildKit's copy does (a layer needs
+            // no privilege to describe them).
+            (Kind::CharDevice, _) => EntryKind::CharDevice(meta.device().0, meta.device().1),
+            (Kind::BlockDevice, _) => EntryKind::BlockDevice(meta.device().0, meta.device().1),
+            (Kind::Fifo, _) => EntryKind::Fifo,
+            // BuildKit's context transfer sends a socket as an empty regular file (testCopySocket); a layer
+            // cannot hold one from a rootfs, and BuildKit's copy skips those.
+            (Kind::Socket, _) if !self.root.keeps_owner() => EntryKind::File(FileSource::Bytes(Vec::new())),
+            (Kind::Socket, _) | (Kind::Symlink, None) => return,
         };
-        // BuildKit's context transfer carries xattrs too (file capabilities above all).
-        let xattrs = crate::layer::read_xattrs(abs);
         let mode = if matches!(kind, EntryKind::Symlink(_)) { 0o777 } else { self.mode(meta) };
-        let entry = Entry { path: dest.to_string(), kind, mode, uid, gid, mtime: meta.mtime(), xattrs };
+        let entry = Entry { path: dest.to_string(), kind, mode, uid, gid, mtime: meta.mtime(), xattrs: item.xattrs };
         self.by_path.insert(dest.to_string(), entry);
-        Ok(())
     }
 
     fn finish(self) -> Vec<Entry> {
@@ -242,58 +292,26 @@ impl<'a> Entries<'a> {
     }
 }
 
-/// Every entry below a matched directory: (path relative to that directory, absolute path, metadata).
-fn walk(root: &SourceRoot<'_>, rel: &str, abs: &Path) -> Result<Vec<(String, PathBuf, Metadata)>, CopyError> {
-    match root {
-        SourceRoot::Context(ctx) => {
-            let prefix = if rel.is_empty() { String::new() } else { format!("{rel}/") };
-            Ok(ctx
-                .walk(rel)?
-                .into_iter()
-                .filter(|e| e.rel_path != rel)
-                .map(|e| {
-                    let inner = e.rel_path.strip_prefix(&prefix).unwrap_or(&e.rel_path).to_string();
-                    (inner, ctx.root().join(&e.rel_path), e.metadata)
-                })
-                .collect())
-        }
-        SourceRoot::Rootfs(..) => {
-            let mut out = Vec::new();
-            for item in walkdir::WalkDir::new(abs).min_depth(1).sort_by_file_name() {
-                let item = item.map_err(|e| CopyError::Read {
-                    path: abs.to_path_buf(),
-                    source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
-                })?;
-                let meta = item.metadata().map_err(|e| CopyError::Read {
-                    path: item.path().to_path_buf(),
-                    source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("stat failed")),
-                })?;
-                let inner = item.path().strip_prefix(abs).unwrap_or(item.path());
-                out.push((inner.to_string_lossy().into_owned(), item.path().to_path_buf(), meta));
-            }
-            Ok(out)
-        }
-    }
-}
-
-/// Finds what a source word names: one path, or every path a wildcard matches.
+/// Finds what a source word names: one path, or every path a wildcard matches. Everything is resolved
+/// inside the source's root: a wildcard lists the directory its prefix resolves to, and a named symlink
+/// is followed — inside the root — as BuildKit's copy does (`FollowSymlinks`, `fs.RootPath`); links inside
+/// a copied directory are copied as links.
 fn match_source(root: &SourceRoot<'_>, source: &str) -> Result<Vec<Matched>, CopyError> {
     let clean = clean_rel(source);
-    let base = match root {
-        SourceRoot::Context(ctx) => ctx.root().to_path_buf(),
-        SourceRoot::Rootfs(path, _) => path.to_path_buf(),
-    };
+    let tree = root.root();
     let mut candidates = vec![String::new()];
     for component in clean.split('/').filter(|c| !c.is_empty()) {
         let mut next = Vec::new();
         for dir in &candidates {
             if glob::has_wildcard(component) {
-                let abs = base.join(dir);
-                let Ok(read) = std::fs::read_dir(&abs) else { continue };
-                let mut names: Vec<String> =
-                    read.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-                names.sort();
-                next.extend(names.into_iter().filter(|n| glob::matches(component, n)).map(|n| join_rel(dir, &n)));
+                let Ok(names) = tree.dir(dir).and_then(|d| d.names()) else { continue };
+                next.extend(
+                    names
+                        .iter()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .filter(|n| glob::matches(component, n))
+                        .map(|n| join_rel(dir, &n)),
+                );
             } else {
                 next.push(join_rel(dir, &unescape(component)));
             }
@@ -302,19 +320,30 @@ fn match_source(root: &SourceRoot<'_>, source: &str) -> Result<Vec<Matched>, Cop
     }
     let mut out = Vec::new();
     for rel in candidates {
-        if let SourceRoot::Context(ctx) = root
-            && !rel.is_empty()
-            && ctx.is_excluded(&rel)
-        {
+        let excluded = |p: &str| matches!(root, SourceRoot::Context(ctx) if !p.is_empty() && ctx.is_excluded(p));
+        if excluded(&rel) {
             continue;
         }
-        let abs = base.join(&rel);
-        // The named source itself is followed when it is a symlink, as the reference's copy does; what is
-        // inside a copied directory is not.
-        let Ok(meta) = std::fs::metadata(&abs) else { continue };
-        out.push(Matched { rel, abs, meta });
+        let read = |source| CopyError::Read { path: root.display(&rel), source };
+        let handle = match tree.resolve(&rel) {
+            Ok(handle) => handle,
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(read(e)),
+        };
+        let meta = handle.meta().map_err(read)?;
+        let real = tree.relative(&handle).map_err(read)?;
+        // `.dockerignore` speaks of the context's real paths: what a link leads to must be included too.
+        if real != rel && excluded(&real) {
+            continue;
+        }
+        out.push(Matched { rel, real, meta, handle });
     }
     Ok(out)
+}
+
+/// Not there: missing, or a path through something that is not a directory.
+fn is_missing(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
@@ -377,12 +406,14 @@ pub fn ends_as_dir(dest: &str) -> bool {
     dest.ends_with('/') || dest == "." || dest.ends_with("/.")
 }
 
+/// Whether the image has `rel` (parents followed inside the image's rootfs, a final symlink not).
 fn exists_in_image(spec: &CopySpec<'_>, rel: &str) -> bool {
-    spec.image_root.is_some_and(|r| r.join(rel.trim_start_matches('/')).symlink_metadata().is_ok())
+    spec.image_root.is_some_and(|r| r.lstat(rel).is_ok())
 }
 
+/// Whether `dest` is a directory in the image (symlinks followed inside the image's rootfs).
 fn exists_as_dir(spec: &CopySpec<'_>, dest: &str) -> bool {
-    spec.image_root.is_some_and(|r| r.join(dest.trim_start_matches('/')).is_dir())
+    spec.image_root.is_some_and(|r| r.stat(dest).is_ok_and(|m| m.is_dir()))
 }
 
 fn join(dir: &str, rel: &str) -> String {
@@ -391,4 +422,110 @@ fn join(dir: &str, rel: &str) -> String {
 
 fn base_name(rel: &str) -> &str {
     rel.rsplit_once('/').map(|(_, b)| b).unwrap_or(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A context directory, and beside it a host directory holding a file that exists nowhere else.
+    struct Fixture {
+        _outer: tempfile::TempDir,
+        ctx: PathBuf,
+        host: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let outer = tempfile::tempdir().unwrap();
+        let (ctx, host) = (outer.path().join("ctx"), outer.path().join("host"));
+        std::fs::create_dir_all(ctx.join("sub")).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("shadow"), "host only").unwrap();
+        std::fs::write(ctx.join("bar"), "bar-contents").unwrap();
+        std::fs::write(ctx.join("sub/baz"), "baz-contents").unwrap();
+        Fixture { _outer: outer, ctx, host }
+    }
+
+    fn copy(f: &Fixture, sources: &[&str], dest: &str) -> Result<Vec<Entry>, CopyError> {
+        let ctx = Context::open(&f.ctx, &f.ctx.join("Dockerfile")).unwrap();
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let spec = CopySpec {
+            sources: &sources,
+            dest,
+            workdir: "/",
+            owner: None,
+            chmod: None,
+            exclude: &[],
+            parents: false,
+            image_root: None,
+            created_at: 0,
+        };
+        entries(&spec, &SourceRoot::Context(&ctx))
+    }
+
+    fn content(e: &Entry) -> String {
+        let EntryKind::File(source) = &e.kind else { panic!("{} is not a file: {:?}", e.path, e.kind) };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut source.open().unwrap(), &mut text).unwrap();
+        text
+    }
+
+    fn find<'e>(entries: &'e [Entry], path: &str) -> &'e Entry {
+        entries.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {entries:?}"))
+    }
+
+    #[test]
+    fn a_named_symlink_is_followed_inside_the_context() {
+        // BuildKit's testCopySymlinks: `COPY foo /` with foo -> bar gives a file with bar's contents.
+        let f = fixture();
+        symlink("bar", f.ctx.join("foo")).unwrap();
+        symlink("/sub/baz", f.ctx.join("sub/l0")).unwrap();
+        let out = copy(&f, &["foo"], "/").unwrap();
+        assert_eq!(content(find(&out, "foo")), "bar-contents");
+        let out = copy(&f, &["sub/l*"], "/all/").unwrap();
+        assert_eq!(content(find(&out, "all/l0")), "baz-contents", "wildcard matches are followed too");
+    }
+
+    #[test]
+    fn links_to_host_files_and_directories_are_not_found() {
+        let f = fixture();
+        symlink(f.host.join("shadow"), f.ctx.join("link")).unwrap();
+        symlink(&f.host, f.ctx.join("linkdir")).unwrap();
+        symlink("../../../../../../..", f.ctx.join("up")).unwrap();
+        for source in ["link", "linkdir/shadow", "linkdir", "up/host/shadow", "*/shadow"] {
+            match copy(&f, &[source], "/x") {
+                Err(CopyError::NotFound { .. }) => {}
+                Ok(out) => {
+                    assert!(out.iter().all(|e| !matches!(&e.kind, EntryKind::File(_)) || content(e) != "host only"))
+                }
+                Err(e) => panic!("{source}: {e}"),
+            }
+        }
+        // What the links name inside the context is what is copied.
+        let inside = f.ctx.join(f.host.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("shadow"), "the context's own").unwrap();
+        assert_eq!(content(find(&copy(&f, &["link"], "/x").unwrap(), "x")), "the context's own");
+        assert_eq!(content(find(&copy(&f, &["linkdir/shadow"], "/x").unwrap(), "x")), "the context's own");
+    }
+
+    #[test]
+    fn links_inside_a_copied_directory_stay_links() {
+        let f = fixture();
+        symlink(&f.host, f.ctx.join("sub/hostdir")).unwrap();
+        symlink("/sub", f.ctx.join("via")).unwrap();
+        let out = copy(&f, &["via"], "/app/").unwrap();
+        assert_eq!(find(&out, "app/hostdir").kind, EntryKind::Symlink(f.host.to_string_lossy().into_owned()));
+        assert_eq!(content(find(&out, "app/baz")), "baz-contents", "a linked directory's contents are copied");
+        assert!(!out.iter().any(|e| e.path.starts_with("app/hostdir/")));
+    }
+
+    #[test]
+    fn dockerignore_applies_to_where_a_link_leads() {
+        let f = fixture();
+        std::fs::write(f.ctx.join(".dockerignore"), "sub\n").unwrap();
+        symlink("sub", f.ctx.join("linkdir")).unwrap();
+        assert!(matches!(copy(&f, &["linkdir/baz"], "/x"), Err(CopyError::NotFound { .. })));
+    }
 }

@@ -69,6 +69,17 @@ pub enum StepError {
     /// The sandbox could not run the command.
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// A source file could not be read for the step's cache key.
+    #[error(transparent)]
+    Source(#[from] crate::cache::sources::SourceError),
+    /// A tree the step reads (a snapshot, a mount source) could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The tree.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A temp file or directory for the step could not be made.
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
@@ -110,7 +121,7 @@ pub async fn execute(
         ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
             ensure_local(env.ctx, &state.layers).await?;
             let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_))).await?;
-            let sources = cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
+            let sources = cache::sources::digest(&entries, &env.ctx.stats)?;
             let key = parent.child(&repr, Some(&sources));
             cached_or_run(env, key, use_cache, async || write_layer(env, entries)).await
         }
@@ -290,6 +301,14 @@ fn apply_config(env: &StageEnv<'_>, state: &mut ImageState, step: &ResolvedStep)
         | ResolvedStep::Run { .. } => {}
     }
     Ok(())
+}
+
+/// Opens a tree a step reads but does not own (a snapshot, a scratch directory of downloads) as a root that
+/// every path in it is resolved inside.
+pub(crate) fn open_root(path: &std::path::Path) -> Result<std::sync::Arc<crate::confine::Root>, StepError> {
+    crate::confine::Root::open(path)
+        .map(std::sync::Arc::new)
+        .map_err(|source| StepError::Open { path: path.to_path_buf(), source })
 }
 
 /// Writes `entries` as the step's layer blob in the store. A step that changed nothing still gets a layer

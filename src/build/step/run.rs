@@ -13,6 +13,7 @@ use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, config, run_mounts, write_layer};
 use crate::build::users::Accounts;
 use crate::build::{history, rootfs};
+use crate::confine::Root;
 use crate::dockerfile::instruction::{CommandLine, Heredoc};
 use crate::image;
 use crate::layer::{self, Entry, EntryKind};
@@ -92,11 +93,13 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
         hostname,
         umask: 0o022,
         created_report: scratch.path().join("created"),
+        secret_stage: secret_stage(scratch.path())?,
     };
     match script {
         // Chroot mode cannot bind the script: it is provided as /etc files are (a copy, removed after the
         // step), and run through its interpreter, as the kernel would, so it needs no exec bit.
-        Some(sandbox::SandboxMount::Bind { source, target, .. }) if spec.isolation == Isolation::Chroot => {
+        Some(mount) if spec.isolation == Isolation::Chroot && mount.bind_source().is_some() => {
+            let (source, target) = (mount.bind_source().unwrap_or_default(), mount.target().to_string());
             let text = std::fs::read_to_string(&source).map_err(StepError::Temp)?;
             spec.args = shebang_argv(&text, &target);
             spec.etc_files.push((source, target));
@@ -166,9 +169,10 @@ fn give_supply(spec: &mut RunSpec, supply: &supply::StepSupply) -> Vec<String> {
             _ if inside_own => {}
             // Without mounts, kiln's files are copied where missing and removed afterwards.
             sandbox::SandboxMount::Tmpfs { .. } if spec.isolation == Isolation::Chroot => {}
-            sandbox::SandboxMount::Bind { source, target, .. } if spec.isolation == Isolation::Chroot => {
+            sandbox::SandboxMount::Bind { root, subpath, target, .. } if spec.isolation == Isolation::Chroot => {
+                let source = root.join(subpath);
                 if source.is_file() {
-                    spec.etc_files.push((source.clone(), target.clone()));
+                    spec.etc_files.push((source, target.clone()));
                 } else {
                     skipped.push(target.clone());
                 }
@@ -222,7 +226,9 @@ fn command_args(run: &RunStep<'_>, scratch: &Path) -> Result<(Vec<String>, Optio
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(StepError::Temp)?;
         let target = format!("/dev/pipes/{}", doc.name);
-        let mount = sandbox::SandboxMount::Bind { source: path, target: target.clone(), readonly: true };
+        let root = std::path::absolute(scratch).map_err(StepError::Temp)?;
+        let mount =
+            sandbox::SandboxMount::Bind { root, subpath: "script".to_string(), target: target.clone(), readonly: true };
         return Ok((vec![target], Some(mount)));
     }
     if whole {
@@ -300,6 +306,13 @@ fn sandbox_hostname(env: &StageEnv<'_>) -> String {
         .filter(|h| !h.is_empty())
         .cloned()
         .unwrap_or_else(|| "buildkitsandbox".to_string())
+}
+
+/// An empty directory the sandbox mounts its secrets tmpfs on (in its own mount namespace only).
+fn secret_stage(scratch: &Path) -> Result<PathBuf, StepError> {
+    let stage = std::path::absolute(scratch.join("secrets")).map_err(StepError::Temp)?;
+    std::fs::create_dir(&stage).map_err(StepError::Temp)?;
+    Ok(stage)
 }
 
 /// The step's /etc/resolv.conf, /etc/hosts and /etc/hostname, written in the scratch dir.
@@ -386,7 +399,7 @@ impl Workspace {
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
             return Workspace::private(env, state, scratch);
         }
-        let lowers = rootfs::lowers(store, &state.layers)?;
+        let lowers = rootfs::lowers(store, &state.layers, env.ctx.reporter)?;
         let [upper, work, merged] = ["upper", "work", "merged"].map(|n| scratch.join(n));
         for dir in [&upper, &work, &merged] {
             std::fs::create_dir(dir).map_err(StepError::Temp)?;
@@ -410,7 +423,7 @@ impl Workspace {
         let store = env.ctx.store;
         let chain = image::chain_id(&state.diff_ids());
         let existed = store.snapshot(&chain).is_some();
-        let lower = match rootfs::materialize(store, &state.layers)? {
+        let lower = match rootfs::materialize(store, &state.layers, env.ctx.reporter)? {
             Some(path) => path,
             None => rootfs::empty(store)?,
         };
@@ -428,10 +441,15 @@ impl Workspace {
         })
     }
 
-    /// The image's /etc/passwd and /etc/group, from the topmost directory of the view that has each.
+    /// The image's /etc/passwd and /etc/group, from the topmost directory of the view that has each (each
+    /// resolved inside that directory: an image's links never lead to the host's files).
     fn accounts(&self) -> Accounts {
-        let find = |rel: &str| self.view.iter().map(|l| l.join(rel)).find(|p| p.is_file());
-        let read = |rel: &str| find(rel).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        let roots: Vec<Root> = self.view.iter().filter_map(|l| Root::open(l).ok()).collect();
+        let read = |rel: &str| {
+            let bytes =
+                roots.iter().find_map(|r| r.stat(rel).ok().filter(|m| m.is_file()).and_then(|_| r.read(rel).ok()));
+            String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
+        };
         Accounts::from_text(&read("etc/passwd"), &read("etc/group"))
     }
 
@@ -471,13 +489,13 @@ impl Workspace {
     }
 }
 
-/// Removes the mount points the sandbox created (newest first; a directory only while empty).
+/// Removes the mount points the sandbox created (newest first; a directory only while empty), inside the
+/// step's tree: the command may have replaced a parent with a link.
 fn remove_stubs(root: &Path, created: &[String]) {
+    let Ok(root) = Root::open(root) else { return };
     for rel in created.iter().rev() {
-        let path = root.join(rel);
-        match path.symlink_metadata() {
-            Ok(m) if m.is_dir() => drop(std::fs::remove_dir(&path)),
-            Ok(m) if m.len() == 0 => drop(std::fs::remove_file(&path)),
+        match root.lstat(rel) {
+            Ok(m) if m.is_dir() || (m.is_file() && m.size() == 0) => drop(root.remove(rel)),
             _ => {}
         }
     }
@@ -499,9 +517,13 @@ fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], before: &Before) ->
             p = dir.parent();
         }
     }
+    let lowers: Vec<Root> = match before {
+        Before::Lowers(lowers) => lowers.iter().filter_map(|l| Root::open(l).ok()).collect(),
+        Before::Stamps(_) => Vec::new(),
+    };
     let is_stub = |e: &Entry| match &e.kind {
         EntryKind::Dir => {
-            created.contains(e.path.as_str()) || (stub_parents.contains(&e.path) && same_as_before(e, before))
+            created.contains(e.path.as_str()) || (stub_parents.contains(&e.path) && same_as_before(e, before, &lowers))
         }
         // A created file is a bind target: the command's writes went to the bind's source.
         EntryKind::File(_) => created.contains(e.path.as_str()),
@@ -518,15 +540,15 @@ fn drop_mount_stubs(entries: Vec<Entry>, created: &[String], before: &Before) ->
     entries.iter().filter(|e| !is_stub(e) || needed.contains(e.path.as_str())).cloned().collect()
 }
 
-/// Whether a directory entry has the mode and owner it had before the step.
-fn same_as_before(entry: &Entry, before: &Before) -> bool {
-    use std::os::unix::fs::MetadataExt;
+/// Whether a directory entry has the mode and owner it had before the step (`lowers`: the parent's
+/// directories, opened as roots).
+fn same_as_before(entry: &Entry, before: &Before, lowers: &[Root]) -> bool {
     let was = match before {
-        Before::Lowers(lowers) => lowers
+        Before::Lowers(_) => lowers
             .iter()
-            .find_map(|l| l.join(&entry.path).symlink_metadata().ok())
+            .find_map(|l| l.lstat(&entry.path).ok())
             .filter(|m| m.is_dir())
-            .map(|m| (m.mode() & 0o7777, m.uid(), m.gid())),
+            .map(|m| (m.permissions(), m.uid(), m.gid())),
         Before::Stamps(stamps) => stamps.dir_mode_owner(&entry.path),
     };
     was == Some((entry.mode & 0o7777, entry.uid, entry.gid))

@@ -1,19 +1,24 @@
 //! `RUN --mount`s turned into sandbox mounts: cache directories in the store, binds of the context or of
-//! another stage or image, tmpfs, and secrets (a read-only file, or an environment variable of the command
-//! only). Writable binds get a private copy, as BuildKit discards what a step writes to them.
+//! another stage or image, tmpfs, and secrets (a read-only file in a tmpfs of the step's own, or an
+//! environment variable of the command only — never a file on disk).
+//!
+//! A bind source is a path inside a tree kiln does not own: it is resolved inside that tree (BuildKit's
+//! `fs.RootPath`), here for the message when it is missing and again by the sandbox child, which mounts
+//! exactly what it resolved. A writable bind gets a private copy started on the resolved descriptor, as
+//! BuildKit discards what a step writes to it; no symlink in it can lead the step's writes out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::step::StepError;
 use crate::build::step::add::from_root;
 use crate::build::step::copy::{self, CopySpec, SourceRoot};
-use crate::layer;
+use crate::confine::{self, Root};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::plan::{self, RunMount, RunMountKind, Sharing};
-use crate::sandbox::SandboxMount;
+use crate::sandbox::{SandboxMount, SecretBytes};
 
 /// What a step's `--mount`s become: sandbox mounts, environment variables (secrets with `env=`), and the
 /// locks of `sharing=locked|private` cache directories, held until the step ends.
@@ -46,7 +51,7 @@ pub async fn prepare(
                 prepared.locks.extend(lock);
             }
             RunMountKind::Bind => out.push(bind(env, m, target, &scratch.join(format!("bind-{n}"))).await?),
-            RunMountKind::Secret => secret(env, m, scratch, out, vars)?,
+            RunMountKind::Secret => secret(env, m, out, vars)?,
             RunMountKind::Ssh => {
                 return Err(StepError::Unsupported("RUN --mount=type=ssh is not supported yet".to_string()));
             }
@@ -96,45 +101,49 @@ fn cache(
                 .map_err(StepError::Temp)?;
         }
     }
-    Ok((SandboxMount::Bind { source: dir, target, readonly: m.readonly }, lock))
+    let root = std::path::absolute(&dir).map_err(StepError::Temp)?;
+    Ok((SandboxMount::Bind { root, subpath: String::new(), target, readonly: m.readonly }, lock))
 }
 
-async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) -> Result<SandboxMount, StepError> {
-    let root: PathBuf = match &m.from {
-        None => env.context.root().to_path_buf(),
+/// The tree a bind reads from: the context, or the `from=` stage's or image's rootfs; with a label.
+async fn bind_root(env: &StageEnv<'_>, m: &RunMount) -> Result<(Arc<Root>, String), StepError> {
+    match &m.from {
+        None => Ok((env.context.root().clone(), "the build context".to_string())),
         Some(from) => {
             let names: Vec<Option<String>> = env.plan.stages.iter().map(|s| s.name.clone()).collect();
             let source = plan::resolve_from(from, names.len(), &names).map_err(StepError::Unsupported)?;
             match from_root(env, Some(&source)).await? {
-                Some((path, _)) => path,
-                None => rootfs::empty(env.ctx.store)?,
+                Some(found) => Ok(found),
+                None => Err(StepError::Unsupported(format!("RUN --mount=type=bind: no rootfs for from={from}"))),
             }
         }
-    };
-    let parts = layer::clean_components(m.source.as_deref().unwrap_or("/"));
-    let source = match parts.split_last() {
-        None => root,
-        Some((last, parents)) => {
-            layer::resolve_dir(&root, parents, false, m.source.as_deref().unwrap_or("/"))?.join(last)
-        }
-    };
-    if std::fs::symlink_metadata(&source).is_err() {
-        return Err(StepError::Unsupported(format!(
-            "RUN --mount=type=bind: source {:?} not found",
-            m.source.as_deref().unwrap_or("/")
-        )));
     }
-    if m.readonly {
-        return Ok(SandboxMount::Bind { source, target, readonly: true });
-    }
-    layer::copy_tree(&source, private)?;
-    Ok(SandboxMount::Bind { source: private.to_path_buf(), target, readonly: false })
 }
 
+async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) -> Result<SandboxMount, StepError> {
+    let (root, label) = bind_root(env, m).await?;
+    let source = m.source.as_deref().unwrap_or("/");
+    let handle = root.resolve(source).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            StepError::Unsupported(format!("RUN --mount=type=bind: source {source:?} not found in {label}"))
+        }
+        _ => StepError::Open { path: root.path().join(confine::clean(source)), source: e },
+    })?;
+    if m.readonly {
+        let (root, subpath) = (root.path().to_path_buf(), confine::clean(source));
+        return Ok(SandboxMount::Bind { root, subpath, target, readonly: true });
+    }
+    confine::private_copy(&handle, private)
+        .map_err(|e| StepError::Open { path: root.path().join(source), source: e })?;
+    let root = std::path::absolute(private).map_err(StepError::Temp)?;
+    Ok(SandboxMount::Bind { root, subpath: String::new(), target, readonly: false })
+}
+
+/// A secret becomes an environment variable of the command (`env=`) and/or a file the sandbox writes into a
+/// tmpfs of the step's own (mode, uid and gid as asked; BuildKit's default 0400 root:root).
 fn secret(
     env: &StageEnv<'_>,
     m: &RunMount,
-    scratch: &Path,
     out: &mut Vec<SandboxMount>,
     vars: &mut Vec<(String, String)>,
 ) -> Result<(), StepError> {
@@ -156,8 +165,8 @@ fn secret(
         }
     }
     let target = if m.target.is_empty() { format!("/run/secrets/{id}") } else { m.target.clone() };
-    let file = source.file_for_mount(scratch, &id).map_err(StepError::Temp)?;
-    out.push(SandboxMount::Bind { source: file, target, readonly: true });
+    let (mode, uid, gid) = (m.mode.unwrap_or(0o400), m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    out.push(SandboxMount::Secret { target, value: SecretBytes(value), mode, uid, gid });
     Ok(())
 }
 
@@ -173,16 +182,9 @@ pub async fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Opti
         let source = m.source.as_deref().unwrap_or("/");
         match &m.from {
             None => {
-                let parts_in = layer::clean_components(source);
-                let path = parts_in.iter().fold(env.context.root().to_path_buf(), |p, c| p.join(c));
-                let entries = if path.is_dir() {
-                    layer::entries_from_dir(&path, "")?
-                } else {
-                    let name = parts_in.last().cloned().unwrap_or_default();
-                    let dir = path.parent().unwrap_or(env.context.root());
-                    layer::entries_from_dir(dir, "")?.into_iter().filter(|e| e.path == name).collect()
-                };
-                let digest = crate::cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)?;
+                // What the step will see, read inside the context like any source (owners kept: they show).
+                let digest =
+                    selected_digest(env, &SourceRoot::Rootfs(env.context.root(), "the build context"), source)?;
                 parts.push(format!("{source}={digest}"));
             }
             Some(from) => {
@@ -221,5 +223,5 @@ fn selected_digest(env: &StageEnv<'_>, root: &SourceRoot<'_>, source: &str) -> R
         Err(copy::CopyError::NotFound { .. }) => Vec::new(),
         other => other?,
     };
-    crate::cache::sources::digest(&entries, &env.ctx.stats).map_err(StepError::Temp)
+    Ok(crate::cache::sources::digest(&entries, &env.ctx.stats)?)
 }

@@ -7,7 +7,7 @@
 use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
-use crate::build::step::{StepError, add, config, through_links, write_layer};
+use crate::build::step::{StepError, add, config, open_root, through_links, write_layer};
 use crate::build::users::Accounts;
 use crate::layer::{Entry, EntryKind};
 
@@ -17,7 +17,10 @@ pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<
     if dir == "/" {
         return Ok(None);
     }
-    let root = rootfs::materialize(env.ctx.store, &state.layers)?;
+    let root = match rootfs::materialize(env.ctx.store, &state.layers, env.ctx.reporter)? {
+        Some(path) => Some(open_root(&path)?),
+        None => None,
+    };
     let (uid, gid) = match state.config.config.user.as_deref().filter(|u| !u.is_empty()) {
         Some(user) => {
             let ids = Accounts::read(root.as_deref()).resolve(user, None)?;
@@ -32,7 +35,8 @@ pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<
             path.push('/');
         }
         path.push_str(part);
-        let exists = root.as_ref().is_some_and(|r| r.join(&path).symlink_metadata().is_ok());
+        // Inside the image's rootfs: a parent that is a symlink is followed there, as the runtime would.
+        let exists = root.as_ref().is_some_and(|r| r.lstat(&path).is_ok());
         if !exists {
             entries.push(Entry {
                 path: path.clone(),

@@ -94,6 +94,11 @@ impl Egress {
     pub fn summary(&self) -> String {
         self.shared.log.summary()
     }
+
+    /// The records so far.
+    pub fn records(&self) -> Vec<log::Record> {
+        self.shared.log.records()
+    }
 }
 
 impl Drop for Egress {

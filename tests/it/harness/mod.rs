@@ -140,22 +140,33 @@ impl Kiln {
         &self.root
     }
 
-    /// Runs kiln with `args` (and `--root` pointing at the store).
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out: Output = Command::new(&self.launcher[0])
+    /// The command that runs kiln with `args` (and `--root` pointing at the store), for a test to add a
+    /// working directory, environment or stdio before running it.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.launcher[0]);
+        command
             .args(&self.launcher[1..])
             .arg("--root")
             .arg(&self.root)
             .args(args)
             .env_remove("SOURCE_DATE_EPOCH")
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("kiln runs");
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Runs kiln as [`Kiln::command`] prepared it.
+    pub fn run_command(&self, mut command: Command) -> Run {
+        let out: Output = command.output().expect("kiln runs");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Runs kiln with `args` (and `--root` pointing at the store).
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_command(self.command(args))
     }
 
     /// Starts kiln with `args` without waiting (output discarded).
