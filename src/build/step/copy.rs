@@ -230,8 +230,24 @@ impl<'a> Entries<'a> {
                 return Ok(());
             }
             let link = if meta.is_symlink() { Some(dir.read_link(name)?) } else { None };
-            let dest = if top.is_empty() { inner.to_string() } else { format!("{top}/{inner}") };
-            self.add(Item { real: rel, meta, link, xattrs: dir.xattrs(name) }, &dest);
+            let dest_of = |inner: &str| if top.is_empty() { inner.to_string() } else { format!("{top}/{inner}") };
+            // What a `!` pattern re-includes below an excluded directory brings the directories above it
+            // along, with their own metadata, as BuildKit's copy creates a match's parents.
+            let mut missing = Vec::new();
+            let mut below = inner;
+            while let Some((parent, _)) = below.rsplit_once('/') {
+                if self.by_path.contains_key(&dest_of(parent)) {
+                    break;
+                }
+                missing.push(parent);
+                below = parent;
+            }
+            for parent in missing.into_iter().rev() {
+                let real = format!("{prefix}{parent}");
+                let meta = root.root().lstat(&real)?;
+                self.add(Item { real: &real, meta: &meta, link: None, xattrs: Vec::new() }, &dest_of(parent));
+            }
+            self.add(Item { real: rel, meta, link, xattrs: dir.xattrs(name) }, &dest_of(inner));
             Ok(())
         };
         match root {
@@ -527,5 +543,23 @@ mod tests {
         std::fs::write(f.ctx.join(".dockerignore"), "sub\n").unwrap();
         symlink("sub", f.ctx.join("linkdir")).unwrap();
         assert!(matches!(copy(&f, &["linkdir/baz"], "/x"), Err(CopyError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_reincluded_path_brings_its_excluded_parents_with_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = fixture();
+        std::fs::create_dir_all(f.ctx.join("lib/keep")).unwrap();
+        std::fs::write(f.ctx.join("lib/keep/x.txt"), "x").unwrap();
+        std::fs::write(f.ctx.join("lib/keep/y.txt"), "y").unwrap();
+        std::fs::write(f.ctx.join("lib/drop"), "d").unwrap();
+        std::fs::set_permissions(f.ctx.join("lib"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::set_permissions(f.ctx.join("lib/keep"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(f.ctx.join(".dockerignore"), "lib\n!lib/keep/x.txt\n").unwrap();
+        let out = copy(&f, &["."], "/ctx/").unwrap();
+        assert_eq!(find(&out, "ctx/lib").mode, 0o750);
+        assert_eq!(find(&out, "ctx/lib/keep").mode, 0o700);
+        assert_eq!(content(find(&out, "ctx/lib/keep/x.txt")), "x");
+        assert!(!out.iter().any(|e| e.path == "ctx/lib/keep/y.txt" || e.path == "ctx/lib/drop"));
     }
 }
