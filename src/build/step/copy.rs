@@ -334,6 +334,7 @@ fn match_source(root: &SourceRoot<'_>, source: &str) -> Result<Vec<Matched>, Cop
         }
         candidates = next;
     }
+    let listed = clean.rsplit('/').next().is_some_and(glob::has_wildcard);
     let mut out = Vec::new();
     for rel in candidates {
         let excluded = |p: &str| matches!(root, SourceRoot::Context(ctx) if !p.is_empty() && ctx.is_excluded(p));
@@ -343,6 +344,9 @@ fn match_source(root: &SourceRoot<'_>, source: &str) -> Result<Vec<Matched>, Cop
         let read = |source| CopyError::Read { path: root.display(&rel), source };
         let handle = match tree.resolve(&rel) {
             Ok(handle) => handle,
+            // A name a wildcard listed that leads nowhere inside the root (a link out of it, or dangling)
+            // is an error, as BuildKit's copy fails following it; a path that is not there is no match.
+            Err(e) if is_missing(&e) && listed => return Err(not_found(root, source)),
             Err(e) if is_missing(&e) => continue,
             Err(e) => return Err(read(e)),
         };
