@@ -366,7 +366,8 @@ fn is_missing(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
-fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
+/// The error for a source that names nothing in `root`.
+pub(crate) fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
     let where_ = match root {
         SourceRoot::Context(_) => " in the build context".to_string(),
         SourceRoot::Rootfs(_, label) => format!(" in {label}"),

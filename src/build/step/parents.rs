@@ -33,7 +33,7 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
             let whole = CopySpec { sources: &sources, dest: &into, parents: false, ..*spec };
             let walked = match copy::entries(&whole, root) {
                 Err(CopyError::NotFound { .. }) if wildcard => continue,
-                Err(CopyError::NotFound { .. }) => return Err(not_found(root, source)),
+                Err(CopyError::NotFound { .. }) => return Err(copy::not_found(root, source)),
                 other => other?,
             };
             let (kept, any) = filter(walked, &under, &matcher);
@@ -41,7 +41,7 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
             out.extend(kept);
         }
         if !matched_any && !wildcard {
-            return Err(not_found(root, source));
+            return Err(copy::not_found(root, source));
         }
     }
     // A later source wins, as a later copy would overwrite.
@@ -92,14 +92,6 @@ fn filter(walked: Vec<Entry>, under: &str, matcher: &Ignore) -> (Vec<Entry>, boo
         })
         .collect();
     (kept, any)
-}
-
-fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
-    let where_ = match root {
-        SourceRoot::Context(_) => " in the build context".to_string(),
-        SourceRoot::Rootfs(_, label) => format!(" in {label}"),
-    };
-    CopyError::NotFound { source_path: source.to_string(), where_ }
 }
 
 #[cfg(test)]
