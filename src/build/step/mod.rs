@@ -9,8 +9,10 @@ pub mod config;
 pub mod copy;
 pub mod fetch;
 pub mod glob;
+mod parents;
 pub mod run;
 mod run_mounts;
+mod through_links;
 pub mod workdir;
 
 use crate::build::events::Event;
@@ -51,12 +53,12 @@ pub enum StepError {
     /// Something kiln does not do (yet), said plainly.
     #[error("{0}")]
     Unsupported(String),
-    /// The command exited non-zero.
-    #[error("RUN failed (exit code {code}): {command}{}", tail_text(tail))]
+    /// The command exited non-zero (BuildKit's wording, so scripts that look for it find it).
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}{}", tail_text(tail))]
     RunFailed {
         /// Its exit code (128 + signal when killed).
         code: u8,
-        /// The command as written.
+        /// The command as run (`/bin/sh -c ...`).
         command: String,
         /// Its last lines of output.
         tail: Vec<String>,
@@ -133,8 +135,8 @@ pub async fn execute(
             let layer = workdir::execute(env, state, dir)?;
             Ok(remember(env, key, layer).await)
         }
-        ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
-            let sources = run_mounts::bind_digest(env, mounts)?;
+        ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _, args: _ } => {
+            let sources = run_mounts::bind_digest(env, mounts).await?;
             // What the supply chain gives the step (CA content, Nexus settings) decides its result too.
             let repr = match env.ctx.supply.key_part() {
                 Some(part) => format!("{repr} supply={part}"),
@@ -309,21 +311,22 @@ pub(crate) fn open_root(path: &std::path::Path) -> Result<std::sync::Arc<crate::
         .map_err(|source| StepError::Open { path: path.to_path_buf(), source })
 }
 
-/// Writes `entries` as a layer blob in the store; `None` when there is nothing to write.
+/// Writes `entries` as the step's layer blob in the store. A step that changed nothing still gets a layer
+/// (an empty tar), as in BuildKit, where every RUN, COPY, ADD and WORKDIR commits one.
 pub fn write_layer(env: &StageEnv<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
-    write_layer_with(env.ctx, entries)
+    write_layer_with(env.ctx, entries, true)
 }
 
-/// [`write_layer`] for callers outside a stage (squash).
-pub fn write_layer_with(ctx: &crate::build::BuildCtx<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
-    if entries.is_empty() {
+/// [`write_layer`] for callers outside a stage (squash); with `keep_empty` false, no entries give no layer.
+pub fn write_layer_with(
+    ctx: &crate::build::BuildCtx<'_>,
+    entries: Vec<Entry>,
+    keep_empty: bool,
+) -> Result<Option<LayerRef>, StepError> {
+    if entries.is_empty() && !keep_empty {
         return Ok(None);
     }
-    let opts = layer::WriteOptions {
-        compression: ctx.options.compression,
-        source_date_epoch: ctx.options.source_date_epoch,
-        level: None,
-    };
+    let opts = layer::WriteOptions { compression: ctx.options.compression, source_date_epoch: ctx.epoch, level: None };
     let mut writer = ctx.store.ingest()?;
     let digests = layer::write_layer(entries, &mut writer, &opts)?;
     let (digest, size) = writer.commit(Some(&digests.digest))?;
