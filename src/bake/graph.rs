@@ -263,6 +263,7 @@ fn from_lines(build: &BuildSpec) -> Result<Vec<(usize, String)>, BakeError> {
         from_override: build.from.as_ref().map(|_| "scratch".to_string()),
         from_rule: build.from_rule,
         stage_env: Vec::new(),
+        platform: None,
     };
     let plan = crate::plan::plan(&parsed.instructions, parsed.escape, &label, &options).map_err(|e| fail(e.into()))?;
     Ok(plan

@@ -10,11 +10,23 @@ use crate::image::{ImageConfig, Reference};
 use crate::store::Store;
 use crate::transfer::pull;
 
-/// The image state of `FROM scratch`: an empty config for the host platform.
+/// The image state of `FROM scratch`: an empty config for the host platform, WORKDIR `/` (BuildKit's
+/// `emptyImage`; the default PATH is added for every stage, see [`ensure_path`]).
 pub fn scratch(ctx: &BuildCtx<'_>) -> ImageState {
     let mut config = ImageConfig::for_platform(&ctx.platform);
     config.config.env = None;
+    config.config.working_dir = Some("/".to_string());
     ImageState::from_base(config, Vec::new())
+}
+
+/// The PATH every stage's config has when its base sets none (BuildKit: "make sure that PATH is always set").
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Adds `PATH=`[`DEFAULT_PATH`] to a stage's ENV when its base image has no PATH.
+pub fn ensure_path(state: &mut ImageState) {
+    if !state.config.env_pairs().iter().any(|(k, _)| k == "PATH") {
+        state.config.config.env.get_or_insert_with(Vec::new).push(format!("PATH={DEFAULT_PATH}"));
+    }
 }
 
 /// The image state of `FROM name`: looked up in the store first (as podman does, `localhost/` included),

@@ -13,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod evidence;
+pub mod history;
 pub mod options;
 pub mod rootfs;
 pub mod squash;
@@ -57,6 +58,9 @@ pub struct BuildCtx<'a> {
     pub platform: Platform,
     /// The Dockerfile's name for messages (`Dockerfile:12`).
     pub file_label: String,
+    /// `SOURCE_DATE_EPOCH` (build argument, global ARG default or environment): clamps file times and
+    /// fixes every `created` time.
+    pub epoch: Option<i64>,
     /// Timestamp (seconds) for things this build creates.
     pub created_at: i64,
     /// The same timestamp in RFC 3339, for configs and history.
@@ -123,12 +127,18 @@ pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
         .map_err(|source| BuildError::ReadDockerfile { path: options.dockerfile.clone(), source })?;
     let label = options.dockerfile.display().to_string();
     let parsed = crate::dockerfile::parse(&source, &label)?;
+    let mut build_args = options.build_args.clone();
+    // The environment's SOURCE_DATE_EPOCH is a build argument unless one is given (as buildx does).
+    if let Some(epoch) = options.source_date_epoch {
+        build_args.entry("SOURCE_DATE_EPOCH".to_string()).or_insert_with(|| epoch.to_string());
+    }
     let plan_options = PlanOptions {
-        build_args: options.build_args.clone(),
+        build_args,
         target: options.target.clone(),
         from_override: options.from_override.clone(),
         from_rule: options.from_rule,
         stage_env: options.stage_env.clone(),
+        platform: None,
     };
     let plan = plan::plan(&parsed.instructions, parsed.escape, &label, &plan_options)?;
     Ok((plan, label))
@@ -141,28 +151,40 @@ pub async fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutcome, BuildError> {
-    let (plan, file_label) = load_plan(options)?;
+    let (mut plan, file_label) = load_plan(options)?;
     for warning in &plan.warnings {
         reporter.report(Event::Warning(warning.clone()));
     }
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
-    let created_at = options.source_date_epoch.unwrap_or_else(now);
+    let http = step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
+        location: file_label.clone(),
+        instruction: "ADD".to_string(),
+        source: e.into(),
+    })?;
+    if let Some(plan::Epoch::Remote { url, checksum }) = plan.epoch.clone() {
+        let seconds =
+            step::fetch::source_time(&http, &url, checksum.as_deref()).await.map_err(|e| BuildError::Step {
+                location: file_label.clone(),
+                instruction: "SOURCE_DATE_EPOCH".to_string(),
+                source: e.into(),
+            })?;
+        plan.set_epoch(seconds);
+    }
+    let epoch = plan.source_date_epoch();
+    let created_at = epoch.unwrap_or_else(now);
     let supply = crate::supply::Supply::start(&options.supply, store.kiln_dir().join("supply"))
         .map_err(|e| BuildError::Supply(Box::new(e)))?;
     let ctx = BuildCtx {
         store,
         client,
-        http: step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
-            location: file_label.clone(),
-            instruction: "ADD".to_string(),
-            source: e.into(),
-        })?,
+        http,
         supply,
         options,
         reporter,
         platform: Platform::host(),
         file_label,
+        epoch,
         created_at,
         created_rfc3339: rfc3339(created_at),
         sandbox: std::sync::OnceLock::new(),
@@ -174,9 +196,10 @@ pub async fn build(
         evidence: Default::default(),
     };
     let started = std::time::Instant::now();
+    let bases = resolve_image_bases(&ctx, &mut plan).await?;
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
     for &index in &plan.order {
-        let env = StageEnv { ctx: &ctx, context: &context, plan: &plan, done: &done };
+        let env = StageEnv { ctx: &ctx, context: &context, plan: &plan, done: &done, bases: &bases };
         let state = stage::run(&env, index).await?;
         done.insert(index, state);
     }
@@ -201,7 +224,7 @@ pub async fn build(
     // The newest history time: the build's own, or — when every step came from the cache — the time the
     // cached steps first ran, so an unchanged rebuild yields the same image ID.
     let newest = final_state.config.history.iter().filter_map(|h| h.created.clone()).max();
-    final_state.config.created = Some(match (options.source_date_epoch, newest) {
+    final_state.config.created = Some(match (ctx.epoch, newest) {
         (None, Some(newest)) => newest,
         _ => ctx.created_rfc3339.clone(),
     });
@@ -264,6 +287,32 @@ pub async fn build(
         local: true,
         recorded: ctx.evidence.take(),
     })
+}
+
+/// Resolves the base image of every needed stage built on an image, before any stage runs: their ONBUILD
+/// triggers may read from stages of this Dockerfile (`COPY --from=NAME`, `RUN --mount=from=NAME`), which
+/// then have to be built first — as BuildKit resolves base images before it dispatches a stage.
+async fn resolve_image_bases(
+    ctx: &BuildCtx<'_>,
+    plan: &mut Plan,
+) -> Result<HashMap<usize, crate::build::state::ImageState>, BuildError> {
+    let mut bases = HashMap::new();
+    loop {
+        let mut added = false;
+        for index in plan.order.clone() {
+            let plan::Base::Image(name) = &plan.stages[index].base else { continue };
+            if bases.contains_key(&index) {
+                continue;
+            }
+            let state = base::image(ctx, &name.clone()).await?.0;
+            let triggers = stage::parse_triggers(&state)?;
+            added |= plan.add_trigger_deps(index, &triggers)?;
+            bases.insert(index, state);
+        }
+        if !added {
+            return Ok(bases);
+        }
+    }
 }
 
 fn now() -> i64 {

@@ -9,7 +9,7 @@ use crate::build::context::Context;
 use crate::build::error::BuildError;
 use crate::build::events::Event;
 use crate::build::state::ImageState;
-use crate::build::{base, step};
+use crate::build::{base, history, step};
 use crate::cache::CacheKey;
 use crate::dockerfile::instruction::{Command, Instruction};
 use crate::image::History;
@@ -25,6 +25,8 @@ pub struct StageEnv<'a> {
     pub plan: &'a Plan,
     /// Results of the stages built so far, by index.
     pub done: &'a HashMap<usize, ImageState>,
+    /// Base images already resolved (to read their ONBUILD triggers before planning), by stage index.
+    pub bases: &'a HashMap<usize, ImageState>,
 }
 
 impl StageEnv<'_> {
@@ -53,7 +55,10 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     let started = Instant::now();
     let mut state = match &stage.base {
         Base::Scratch => base::scratch(env.ctx),
-        Base::Image(name) => base::image(env.ctx, name).await?.0,
+        Base::Image(name) => match env.bases.get(&index) {
+            Some(state) => state.clone(),
+            None => base::image(env.ctx, name).await?.0,
+        },
         Base::Stage(i) => {
             let mut s = env.done.get(i).cloned().ok_or_else(|| BuildError::BadImage {
                 digest: format!("stage {i}"),
@@ -67,10 +72,15 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     };
     env.ctx.reporter.report(Event::StepDone { elapsed: started.elapsed(), cached: false });
     let triggers = onbuild_triggers(&mut state)?;
+    base::ensure_path(&mut state);
     let base = BaseConfig {
         env: state.config.env_pairs(),
         shell: state.config.config.shell.clone(),
         workdir: state.config.config.working_dir.clone(),
+        args: match stage.base {
+            Base::Stage(_) => state.stage_args.clone(),
+            _ => Vec::new(),
+        },
     };
     let mut scope = StageScope::new(env.plan, index, &base);
     let use_cache = !env.ctx.options.no_cache
@@ -101,12 +111,19 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
             source,
         };
         let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
+        let shell = env.shell(&state);
         let label = format!("{}:{} {}", env.ctx.file_label, instruction.span.start_line, short(&instruction.original));
         let outcome =
             step::execute(env, &mut state, &resolved, &key, use_cache, &label, read_later[n]).await.map_err(place)?;
-        let created = outcome.created.or(last_created).unwrap_or_else(|| env.ctx.created_rfc3339.clone());
+        // With SOURCE_DATE_EPOCH every entry has that time, cached or not (BuildKit).
+        let created = match env.ctx.epoch {
+            Some(_) => env.ctx.created_rfc3339.clone(),
+            None => outcome.created.or(last_created).unwrap_or_else(|| env.ctx.created_rfc3339.clone()),
+        };
         last_created = Some(created.clone());
-        record_history(&created, &mut state, instruction, outcome.layer.is_some());
+        if let Some(entry) = history::entry(&resolved, &shell) {
+            record_history(&created, &mut state, &entry.created_by, outcome.layer.is_some());
+        }
         if let Some(layer) = outcome.layer {
             state.config.rootfs.diff_ids.push(layer.diff_id.clone());
             state.layers.push(layer);
@@ -120,6 +137,7 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     }
     state.cache_key = Some(key);
     state.config.config.env = Some(scope.image_env().into_iter().map(|(k, v)| format!("{k}={v}")).collect());
+    state.stage_args = scope.declared_args();
     Ok(state)
 }
 
@@ -135,10 +153,17 @@ fn rootfs_read_after(plan: &Plan, index: usize, instructions: &[&Instruction]) -
 
 /// The base image's ONBUILD triggers, parsed; the new image does not inherit them (the reference's rule).
 fn onbuild_triggers(state: &mut ImageState) -> Result<Vec<Instruction>, BuildError> {
-    let Some(triggers) = state.config.config.on_build.take() else { return Ok(Vec::new()) };
+    let triggers = parse_triggers(state)?;
+    state.config.config.on_build = None;
+    Ok(triggers)
+}
+
+/// The ONBUILD triggers of an image, parsed (FROM and ONBUILD refused).
+pub fn parse_triggers(state: &ImageState) -> Result<Vec<Instruction>, BuildError> {
+    let Some(triggers) = &state.config.config.on_build else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for trigger in triggers {
-        let parsed = crate::dockerfile::parse(&trigger, "ONBUILD trigger")?;
+        let parsed = crate::dockerfile::parse(trigger, "ONBUILD trigger")?;
         for instruction in parsed.instructions {
             if matches!(instruction.command, Command::From(_) | Command::Onbuild(_)) {
                 return Err(BuildError::BadImage {
@@ -163,9 +188,9 @@ fn base_identity(state: &ImageState) -> String {
     format!("image {}", crate::store::digest_of(&config))
 }
 
-/// Appends the step's history entry, in BuildKit's style.
-fn record_history(created: &str, state: &mut ImageState, instruction: &Instruction, layer: bool) {
-    let created_by = if layer { format!("{} # buildkit", instruction.original) } else { instruction.original.clone() };
+/// Appends the step's history entry (its text from [`history::entry`]).
+fn record_history(created: &str, state: &mut ImageState, created_by: &str, layer: bool) {
+    let created_by = created_by.to_string();
     state.config.history.push(History {
         created: Some(created.to_string()),
         created_by: Some(created_by),

@@ -35,6 +35,9 @@ pub struct ImageState {
     pub base_history: usize,
     /// The cache key of the last step (what a stage built on this one starts from).
     pub cache_key: Option<crate::cache::CacheKey>,
+    /// The stage's ARGs and their values: a stage built on this one keeps them in scope (never in the
+    /// image config), as BuildKit does.
+    pub stage_args: Vec<(String, Option<String>)>,
 }
 
 impl ImageState {
@@ -42,7 +45,15 @@ impl ImageState {
     pub fn from_base(config: ImageConfig, layers: Vec<LayerRef>) -> Self {
         let base_layers = layers.len();
         let base_history = config.history.len();
-        ImageState { config, layers, cmd_set_in_stage: false, base_layers, base_history, cache_key: None }
+        ImageState {
+            config,
+            layers,
+            cmd_set_in_stage: false,
+            base_layers,
+            base_history,
+            cache_key: None,
+            stage_args: Vec::new(),
+        }
     }
 
     /// The diff ids of all layers, bottom first.

@@ -10,7 +10,10 @@ pub struct Ids {
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
-    /// Supplementary group ids (from /etc/group membership).
+    /// Supplementary group ids: the primary group first, then /etc/group membership (in file order) when
+    /// the user was named without a group. The primary group is always there, as BuildKit, moby and
+    /// containerd do since CVE-2022-36109 / CVE-2023-25173: a process must not escape a group-denying
+    /// permission (`0705`, owner group = its primary) by dropping its primary group.
     pub groups: Vec<u32>,
 }
 
@@ -71,10 +74,14 @@ impl Accounts {
             },
         };
         let name = entry.as_ref().map(|e| e.0.clone());
-        let groups = match (group, name) {
-            (None, Some(name)) => self.member_groups(&name, gid),
+        let mut groups = match (group, name) {
+            (None, Some(name)) => self.member_groups(&name),
             _ => Vec::new(),
         };
+        // BuildKit's ensureAdditionalGids (executor/oci/user.go).
+        if !groups.contains(&gid) {
+            groups.insert(0, gid);
+        }
         Ok(Ids { uid, gid, groups })
     }
 
@@ -113,22 +120,20 @@ impl Accounts {
             .ok_or_else(|| UserError::NoGroup(group.to_string()))
     }
 
-    /// Supplementary groups listing `name` as a member, excluding the primary group.
-    fn member_groups(&self, name: &str, primary: u32) -> Vec<u32> {
-        let mut out: Vec<u32> = self
-            .group
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split(':').collect();
-                if f.len() < 4 || !f[3].split(',').any(|m| m.trim() == name) {
-                    return None;
-                }
-                f[2].parse().ok()
-            })
-            .filter(|g| *g != primary)
-            .collect();
-        out.sort_unstable();
-        out.dedup();
+    /// Groups listing `name` as a member, in file order, each once.
+    fn member_groups(&self, name: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for line in self.group.lines().filter(|l| !l.starts_with('#')) {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || !f[3].split(',').any(|m| m.trim() == name) {
+                continue;
+            }
+            if let Ok(gid) = f[2].parse()
+                && !out.contains(&gid)
+            {
+                out.push(gid);
+            }
+        }
         out
     }
 }
@@ -138,7 +143,7 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nstaff:x:50:app,other\napp:x:1001:\nwheel:x:10:app\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:app,other\napp:x:1001:\nwheel:x:10:app,root\n";
 
     fn accounts() -> Accounts {
         Accounts::from_text(PASSWD, GROUP)
@@ -148,15 +153,24 @@ mod tests {
     fn names_resolve_through_the_image_files() {
         let ids = accounts().resolve("app", None).unwrap();
         assert_eq!((ids.uid, ids.gid), (1000, 1001));
-        assert_eq!(ids.groups, [10, 50]);
+        assert_eq!(ids.groups, [1001, 50, 10], "the primary group first, then membership in file order");
         let ids = accounts().resolve("app:staff", None).unwrap();
         assert_eq!((ids.uid, ids.gid), (1000, 50));
+        assert_eq!(ids.groups, [50], "an explicit group is the only group");
+    }
+
+    #[test]
+    fn the_primary_group_is_always_a_supplementary_group() {
+        assert_eq!(accounts().resolve("0", Some(0)).unwrap().groups, [0, 10], "root: 0(root),10(wheel)");
+        assert_eq!(accounts().resolve("1234", Some(0)).unwrap().groups, [0], "unknown uid: gid 0");
+        assert_eq!(accounts().resolve("1234:1234", Some(0)).unwrap().groups, [1234]);
+        assert_eq!(accounts().resolve("1000", Some(0)).unwrap().groups, [1001, 50, 10], "a uid in passwd is named");
     }
 
     #[test]
     fn numbers_need_no_entry() {
         let ids = accounts().resolve("4242", None).unwrap();
-        assert_eq!((ids.uid, ids.gid), (4242, 4242));
+        assert_eq!((ids.uid, ids.gid, ids.groups), (4242, 4242, vec![4242]));
         let ids = accounts().resolve("4242", Some(0)).unwrap();
         assert_eq!((ids.uid, ids.gid), (4242, 0));
         let ids = accounts().resolve("1000:7", None).unwrap();

@@ -61,6 +61,16 @@ pub fn load_policy(spec: Option<&str>) -> anyhow::Result<Policy> {
     }
 }
 
+/// A policy that names no `[nexus] hosts` takes the hosts of the Nexus the build routes through (`--nexus`
+/// or kiln.toml), so the download rules judge a build without the policy repeating its configuration.
+pub fn default_nexus_hosts(policy: &mut Policy, nexus: Option<&crate::supply::routing::Nexus>) {
+    if let Some(nexus) = nexus
+        && policy.nexus.hosts.is_empty()
+    {
+        policy.nexus.hosts = nexus.hosts();
+    }
+}
+
 /// An image's manifest annotations.
 pub fn manifest_annotations(
     store: &Store,
@@ -127,6 +137,7 @@ pub fn after_build(
     let (inventory, config) = inventory_of_image(store, &outcome.manifest)?;
     let mut policy = load_policy(flags.policy.as_deref())?;
     policy.extra_bases.extend(flags.policy_allow_base.iter().cloned());
+    default_nexus_hosts(&mut policy, options.supply.nexus.as_ref());
     if flags.policy.is_some() {
         let (plan, _) = crate::build::load_plan(options)?;
         // The proxy-only network's requests, numbered as the fetch log's lines would be.

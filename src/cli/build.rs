@@ -179,11 +179,15 @@ fn secret(text: &str) -> anyhow::Result<(String, SecretSource)> {
     Ok((id, source))
 }
 
-/// `CONTEXT/Dockerfile`, else `CONTEXT/Containerfile` (podman's order).
+/// `CONTEXT/Dockerfile`, else `CONTEXT/Containerfile` (podman's order), else `CONTEXT/dockerfile` (what
+/// Docker accepts, moby/moby#10858).
 fn default_dockerfile(context: &Path) -> PathBuf {
     let dockerfile = context.join("Dockerfile");
-    let containerfile = context.join("Containerfile");
-    if !dockerfile.exists() && containerfile.exists() { containerfile } else { dockerfile }
+    ["Containerfile", "dockerfile"]
+        .iter()
+        .map(|name| context.join(name))
+        .find(|p| !dockerfile.exists() && p.exists())
+        .unwrap_or(dockerfile)
 }
 
 /// `K=V` pairs; a bare `K` takes its value from the environment and is dropped when unset.

@@ -1,4 +1,4 @@
-//! Parse errors and warnings, each naming the file and line: `Dockerfile:12: unknown instruction "FORM"`.
+//! Parse errors and warnings, each naming the file and line: `Dockerfile:12: unknown instruction: FORM`.
 
 use std::fmt;
 

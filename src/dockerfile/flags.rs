@@ -22,7 +22,7 @@ pub struct Flags {
 
 impl Flags {
     /// Parses `raw` (as written, `--name[=value]`) against `allowed` (name, kind) pairs.
-    pub fn parse(raw: &[String], allowed: &[(&str, Kind)], keyword: &str) -> Result<Flags, Problem> {
+    pub fn parse(raw: &[String], allowed: &[(&str, Kind)]) -> Result<Flags, Problem> {
         let mut values: Vec<(String, String)> = Vec::new();
         for flag in raw {
             let body = flag.strip_prefix("--").unwrap_or(flag);
@@ -31,7 +31,7 @@ impl Flags {
                 None => (body, None),
             };
             let Some((_, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
-                return Err(unknown(name, keyword, allowed));
+                return Err(unknown(name, allowed));
             };
             let value = match (kind, value) {
                 (Kind::Bool, None) => "true".to_string(),
@@ -66,15 +66,16 @@ impl Flags {
     }
 }
 
-fn unknown(name: &str, keyword: &str, allowed: &[(&str, Kind)]) -> Problem {
+/// BuildKit's wording; the instruction is named by the error's place (`Dockerfile:3: COPY ...`).
+fn unknown(name: &str, allowed: &[(&str, Kind)]) -> Problem {
     let hint = allowed
         .iter()
         .map(|(n, _)| *n)
         .filter(|n| strsim::levenshtein(n, name) <= 2)
         .min_by_key(|n| strsim::levenshtein(n, name))
-        .map(|n| format!(" (did you mean --{n}?)"))
+        .map(|n| format!(" (did you mean {n}?)"))
         .unwrap_or_default();
-    Problem(format!("unknown flag --{name} for {keyword}{hint}"))
+    Problem(format!("unknown flag: --{name}{hint}"))
 }
 
 #[cfg(test)]
@@ -89,18 +90,18 @@ mod tests {
 
     #[test]
     fn kinds_are_enforced() {
-        let f = Flags::parse(&raw(&["--from=a", "--link", "--exclude=x", "--exclude=y"]), COPY, "COPY").unwrap();
+        let f = Flags::parse(&raw(&["--from=a", "--link", "--exclude=x", "--exclude=y"]), COPY).unwrap();
         assert_eq!(f.string("from").as_deref(), Some("a"));
         assert_eq!(f.bool("link"), Some(true));
         assert_eq!(f.list("exclude"), ["x", "y"]);
-        assert!(Flags::parse(&raw(&["--from"]), COPY, "COPY").is_err());
-        assert!(Flags::parse(&raw(&["--link=maybe"]), COPY, "COPY").is_err());
-        assert!(Flags::parse(&raw(&["--from=a", "--from=b"]), COPY, "COPY").is_err());
+        assert!(Flags::parse(&raw(&["--from"]), COPY).is_err());
+        assert!(Flags::parse(&raw(&["--link=maybe"]), COPY).is_err());
+        assert!(Flags::parse(&raw(&["--from=a", "--from=b"]), COPY).is_err());
     }
 
     #[test]
     fn unknown_flags_get_a_suggestion() {
-        let e = Flags::parse(&raw(&["--form=a"]), COPY, "COPY").unwrap_err();
-        assert_eq!(e.0, "unknown flag --form for COPY (did you mean --from?)");
+        let e = Flags::parse(&raw(&["--form=a"]), COPY).unwrap_err();
+        assert_eq!(e.0, "unknown flag: --form (did you mean from?)");
     }
 }

@@ -77,11 +77,14 @@ impl Expander {
         lexer.process().map(|(_, words)| words)
     }
 
-    /// Expands variables in a heredoc body: quotes and escapes are file content there, not syntax.
+    /// Expands a COPY/ADD heredoc body with an unquoted delimiter: variables are expanded and `\`
+    /// escapes processed (`\$` is `$`, `\\` is `\`, a `\` before a newline goes), but quotes are file
+    /// content, not syntax. As in BuildKit (`ExpandRaw`), the escape character here is always `\`,
+    /// whatever `# escape=` says.
     pub fn heredoc(&self, content: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
-        let mut lexer = Lexer::new(content, self.escape, vars);
+        let mut lexer = Lexer::new(content, '\\', vars);
         lexer.skip_quotes = true;
-        lexer.process_until(None, true).map(|(s, _)| s)
+        lexer.process_until(None, false).map(|(s, _)| s)
     }
 }
 
@@ -520,10 +523,14 @@ mod tests {
     }
 
     #[test]
-    fn heredoc_bodies_keep_quotes_and_escapes() {
+    fn heredoc_bodies_keep_quotes_and_process_escapes() {
         let vars = env(&[("NAME", "kiln")]);
         let body = "echo \"hi $NAME\" 'x' \\n\n";
-        assert_eq!(Expander::new('\\').heredoc(body, &vars).unwrap(), "echo \"hi kiln\" 'x' \\n\n");
+        assert_eq!(Expander::new('\\').heredoc(body, &vars).unwrap(), "echo \"hi kiln\" 'x' n\n");
+        // BuildKit's testCopyHeredocSpecialSymbols.
+        for (body, expected) in [("\\\n", "\n"), ("\\\\\n", "\\\n"), ("\\$NAME\n", "$NAME\n")] {
+            assert_eq!(Expander::new('`').heredoc(body, &vars).unwrap(), expected, "{body:?}");
+        }
     }
 
     #[test]

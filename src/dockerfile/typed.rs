@@ -42,8 +42,7 @@ pub fn instruction(node: &Node) -> Result<Instruction, Problem> {
 
 fn command(node: &Node) -> Result<Command, Problem> {
     let kw = node.keyword.as_str();
-    let upper = kw.to_uppercase();
-    let no_flags = |n: &Node| Flags::parse(&n.flags, &[], &upper).map(|_| ());
+    let no_flags = |n: &Node| Flags::parse(&n.flags, &[]).map(|_| ());
     match kw {
         "from" => from(node),
         "run" => run(node),
@@ -76,7 +75,7 @@ fn unknown_instruction(keyword: &str) -> Problem {
         .min()
         .map(|(_, k)| format!(" (did you mean {}?)", k.to_uppercase()))
         .unwrap_or_default();
-    Problem(format!("unknown instruction {upper:?}{hint}"))
+    Problem(format!("unknown instruction: {upper}{hint}"))
 }
 
 fn command_line(node: &Node) -> CommandLine {
@@ -117,7 +116,7 @@ fn pairs(node: &Node, kw: &str) -> Result<Vec<KeyValue>, Problem> {
 }
 
 fn from(node: &Node) -> Result<Command, Problem> {
-    let flags = Flags::parse(&node.flags, &[("platform", Kind::String)], "FROM")?;
+    let flags = Flags::parse(&node.flags, &[("platform", Kind::String)])?;
     let (image, name) = match node.args.as_slice() {
         [image] => (image.clone(), None),
         [image, as_, name] if as_.eq_ignore_ascii_case("as") => (image.clone(), Some(name.to_lowercase())),
@@ -143,7 +142,7 @@ fn valid_stage_name(name: &str) -> bool {
 
 fn run(node: &Node) -> Result<Command, Problem> {
     let allowed = [("mount", Kind::List), ("network", Kind::String), ("security", Kind::String)];
-    let flags = Flags::parse(&node.flags, &allowed, "RUN")?;
+    let flags = Flags::parse(&node.flags, &allowed)?;
     Ok(Command::Run(Run {
         cmd: command_line(node),
         mounts: flags.list("mount"),
@@ -171,7 +170,7 @@ fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, Problem> {
     } else {
         allowed.extend([("from", Kind::String), ("parents", Kind::Bool)]);
     }
-    let flags = Flags::parse(&node.flags, &allowed, kw)?;
+    let flags = Flags::parse(&node.flags, &allowed)?;
     if node.args.len() < 2 {
         return Err(format!(
             "{kw} requires at least two arguments, but only {} provided. Destination could not be determined",
@@ -240,7 +239,7 @@ fn arg(node: &Node) -> Result<Command, Problem> {
 }
 
 fn onbuild(node: &Node) -> Result<Command, Problem> {
-    Flags::parse(&node.flags, &[], "ONBUILD")?;
+    Flags::parse(&node.flags, &[])?;
     let Some(sub) = &node.sub else { return Err("ONBUILD requires at least one argument".into()) };
     match sub.keyword.as_str() {
         "onbuild" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
@@ -264,7 +263,7 @@ fn healthcheck(node: &Node) -> Result<Command, Problem> {
         ("start-interval", Kind::String),
         ("retries", Kind::String),
     ];
-    let flags = Flags::parse(&node.flags, &allowed, "HEALTHCHECK")?;
+    let flags = Flags::parse(&node.flags, &allowed)?;
     let Some(kind) = node.args.first() else { return Err("HEALTHCHECK requires an argument (CMD or NONE)".into()) };
     match kind.to_uppercase().as_str() {
         "NONE" => {
@@ -314,9 +313,9 @@ mod tests {
     #[test]
     fn unknown_instructions_get_a_suggestion() {
         let e = typed("FORM busybox\n").unwrap_err();
-        assert_eq!(e, "Dockerfile:1: unknown instruction \"FORM\" (did you mean FROM?)");
+        assert_eq!(e, "Dockerfile:1: unknown instruction: FORM (did you mean FROM?)");
         let e = typed("FROM x\nCOPPY a b\n").unwrap_err();
-        assert_eq!(e, "Dockerfile:2: unknown instruction \"COPPY\" (did you mean COPY?)");
+        assert_eq!(e, "Dockerfile:2: unknown instruction: COPPY (did you mean COPY?)");
     }
 
     #[test]

@@ -4,14 +4,19 @@
 //! Step arguments are expanded later, stage by stage, through [`StageScope`]: a stage's environment starts
 //! with its base image's ENV, which is known only once the base has been pulled.
 
+mod chmod;
+mod epoch;
 mod error;
 mod health;
 mod mount;
+pub mod predefined;
 mod render;
 mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use chmod::{Chmod, ChmodError};
+pub use epoch::Epoch;
 pub use error::PlanError;
 pub use health::{HealthcheckSpec, parse_go_duration};
 pub use mount::{RunMount, RunMountKind, Sharing};
@@ -20,20 +25,7 @@ pub use scope::{BaseConfig, CopyFrom, ResolvedCopy, ResolvedStep, StageScope};
 
 use crate::dockerfile::instruction::{Command, Instruction, KeyValue, Span};
 use crate::dockerfile::shell::Expander;
-
-/// Build arguments every Dockerfile may use without declaring them; kept out of the image history.
-pub const PREDEFINED_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+use crate::image::Platform;
 
 /// The options that shape a plan.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +36,8 @@ pub struct PlanOptions {
     pub target: Option<String>,
     /// `--from`: replaces the base of the stage `from_rule` names.
     pub from_override: Option<String>,
+    /// The platform built for (`TARGETPLATFORM` ...); the host's when not given.
+    pub platform: Option<Platform>,
     /// Which stage `from_override` applies to: the first (podman) or the last (OpenShift BuildConfigs).
     pub from_rule: FromRule,
     /// `ENV` pairs inserted after every FROM, as OpenShift does with a Docker strategy's `env`.
@@ -119,6 +113,9 @@ pub struct Plan {
     pub build_args: BTreeMap<String, String>,
     /// Warnings (unused build args, ...).
     pub warnings: Vec<String>,
+    /// `SOURCE_DATE_EPOCH` from a build argument or a global ARG's default: the time of every history
+    /// entry and of the image, or the remote source that gives it (see [`Plan::set_epoch`]).
+    pub epoch: Option<Epoch>,
 }
 
 impl Plan {
@@ -137,7 +134,14 @@ impl Plan {
 /// Plans a build: splits stages, resolves global ARGs and bases, finds dependencies and the order.
 pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanOptions) -> Result<Plan, PlanError> {
     let expander = Expander::new(escape);
-    let mut global_args: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let host = Platform::host();
+    let target_platform = opts.platform.clone().unwrap_or_else(|| host.clone());
+    let target_stage = opts.target.clone().unwrap_or_else(|| last_stage_name(instructions));
+    let mut global_args: BTreeMap<String, Option<String>> =
+        predefined::platform_args(&host, &target_platform, &target_stage, &opts.build_args)
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
     let mut stages: Vec<Stage> = Vec::new();
     let mut consumed: BTreeSet<String> = BTreeSet::new();
     for instruction in instructions {
@@ -192,7 +196,8 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
                                     .word(d, &global_values(&global_args))
                                     .map_err(|e| PlanError::at(file, line, e.message))?,
                             ),
-                            None => None,
+                            // A bare ARG keeps what the name already has (a predefined argument's value).
+                            None => global_args.get(&decl.name).cloned().flatten(),
                         },
                     };
                     global_args.insert(decl.name.clone(), value);
@@ -209,7 +214,7 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
         }
     }
     if stages.is_empty() {
-        return Err(PlanError::at(file, 0, "no FROM instruction: a Dockerfile needs at least one stage"));
+        return Err(PlanError::at(file, 0, "dockerfile contains no stages to build (a Dockerfile needs a FROM)"));
     }
     if let Some(from) = &opts.from_override {
         let index = match opts.from_rule {
@@ -220,9 +225,9 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
         stages[index].deps.clear();
     }
     let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
-    for (i, stage) in stages.iter_mut().enumerate() {
-        let extra = step_deps(stage, i, &names, &global_args, opts, &expander, file, &mut consumed)?;
-        stage.deps.extend(extra);
+    for i in 0..stages.len() {
+        let extra = step_deps(&stages[i], &stages, &names, file)?;
+        stages[i].deps.extend(extra);
     }
     let target = match &opts.target {
         None => stages.len() - 1,
@@ -230,15 +235,23 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
             let t = t.to_lowercase();
             stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
                 let names: Vec<String> = stages.iter().map(Stage::label).collect();
-                PlanError::at(file, 0, format!("target stage {t:?} could not be found (stages: {})", names.join(", ")))
+                let near = stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .map(|n| (strsim::damerau_levenshtein(n, &t), n))
+                    .filter(|(d, _)| *d <= 2)
+                    .min()
+                    .map(|(_, n)| format!(" (did you mean {n}?)"))
+                    .unwrap_or_default();
+                PlanError::at(
+                    file,
+                    0,
+                    format!("target stage {t:?} could not be found{near} (stages: {})", names.join(", ")),
+                )
             })?
         }
     };
-    let order = needed_order(&stages, target);
-    for &i in &order {
-        let level = stages[i].deps.iter().map(|d| stages[*d].level + 1).max().unwrap_or(0);
-        stages[i].level = level;
-    }
+    let order = order_and_levels(&mut stages, target);
     for &i in &order {
         for instruction in &stages[i].instructions {
             if let Command::Arg(decls) = &instruction.command {
@@ -249,23 +262,34 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
     let unused: Vec<&String> = opts
         .build_args
         .keys()
-        .filter(|k| !consumed.contains(*k) && !global_args.contains_key(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+        .filter(|k| !consumed.contains(*k) && !global_args.contains_key(*k) && !predefined::is_predefined(k))
         .collect();
     let mut warnings = Vec::new();
     if !unused.is_empty() {
         let list: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         warnings.push(format!("one or more build-args [{}] were not consumed", list.join(" ")));
     }
-    Ok(Plan {
-        file: file.to_string(),
-        escape,
-        stages,
-        target,
-        order,
-        global_args,
-        build_args: opts.build_args.clone(),
-        warnings,
-    })
+    let epoch =
+        epoch::resolve(&opts.build_args, &global_args, &stages, &expander).map_err(|e| PlanError::at(file, 0, e))?;
+    let mut build_args = opts.build_args.clone();
+    if let Some(Epoch::Fixed(seconds)) = epoch {
+        // `ARG SOURCE_DATE_EPOCH` lines see it normalised, as in BuildKit.
+        global_args.insert("SOURCE_DATE_EPOCH".to_string(), Some(seconds.to_string()));
+        build_args.entry("SOURCE_DATE_EPOCH".to_string()).and_modify(|v| *v = seconds.to_string());
+    }
+    Ok(Plan { file: file.to_string(), escape, stages, target, order, global_args, build_args, warnings, epoch })
+}
+
+/// The name of the last stage (`TARGETSTAGE` when no `--target` is given), empty when unnamed.
+fn last_stage_name(instructions: &[Instruction]) -> String {
+    instructions
+        .iter()
+        .rev()
+        .find_map(|i| match &i.command {
+            Command::From(f) => Some(f.name.clone().unwrap_or_default()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The `ENV` instruction inserted after a FROM for `pairs` (none when empty). Values are double-quoted
@@ -305,66 +329,126 @@ pub fn resolve_from(value: &str, current: usize, names: &[Option<String>]) -> Re
         return Err(format!("invalid stage index {i}: only earlier stages (0..{current}) can be used"));
     }
     if names.iter().any(|n| n.as_deref() == Some(lower.as_str())) {
-        return Err(format!("stage {value:?} is defined later: a stage can only use stages before it"));
+        let current = names.get(current).cloned().flatten().unwrap_or_else(|| format!("stage-{current}"));
+        return Err(format!(
+            "cannot copy from stage {value:?}, it needs to be defined before current stage {current:?}"
+        ));
     }
     Ok(CopyFrom::Image(value.to_string()))
 }
 
-/// Stages that steps of `stage` read from (`COPY --from`, `RUN --mount=from=`), with ARG-expanded names.
-#[allow(clippy::too_many_arguments)]
+/// Stages that steps of `stage` read from (`COPY --from`, `RUN --mount=from=`), and those the ONBUILD
+/// triggers of a base stage read from, which run in this stage.
 fn step_deps(
     stage: &Stage,
-    current: usize,
+    stages: &[Stage],
     names: &[Option<String>],
-    global_args: &BTreeMap<String, Option<String>>,
-    opts: &PlanOptions,
-    expander: &Expander,
     file: &str,
-    consumed: &mut BTreeSet<String>,
 ) -> Result<BTreeSet<usize>, PlanError> {
-    let mut args: BTreeMap<String, String> = BTreeMap::new();
+    let own = stage.instructions.iter();
+    let triggers = match stage.base {
+        Base::Stage(b) => stages[b]
+            .instructions
+            .iter()
+            .filter_map(|i| match &i.command {
+                Command::Onbuild(inner) => Some(inner.as_ref()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut deps = BTreeSet::new();
-    for instruction in &stage.instructions {
+    for instruction in own.chain(triggers) {
         let line = instruction.span.start_line;
-        let mut from_words: Vec<String> = Vec::new();
-        match &instruction.command {
-            Command::Arg(decls) => {
-                for d in decls {
-                    let value = opts
-                        .build_args
-                        .get(&d.name)
-                        .cloned()
-                        .or_else(|| d.default.as_ref().and_then(|v| expander.word(v, &args).ok()))
-                        .or_else(|| global_args.get(&d.name).cloned().flatten());
-                    if let Some(v) = value {
-                        args.insert(d.name.clone(), v);
-                    }
-                }
-            }
-            Command::Copy(c) => from_words.extend(c.from.clone()),
-            Command::Run(r) => {
-                for m in &r.mounts {
-                    let parsed = mount::parse(m).map_err(|e| PlanError::at(file, line, format!("--mount {m}: {e}")))?;
-                    from_words.extend(parsed.from);
-                }
-            }
-            _ => {}
-        }
-        for word in from_words {
-            let (value, used) =
-                expander.word_with_matches(&word, &args).map_err(|e| PlanError::at(file, line, e.message))?;
-            consumed.extend(used);
-            match resolve_from(&value, current, names)
-                .map_err(|e| PlanError::at(file, line, format!("--from={word}: {e}")))?
+        for word in from_words(instruction).map_err(|e| PlanError::at(file, line, e))? {
+            if let CopyFrom::Stage(i) =
+                resolve_from(&word, stage.index, names).map_err(|e| PlanError::at(file, line, e))?
             {
-                CopyFrom::Stage(i) => {
-                    deps.insert(i);
-                }
-                CopyFrom::Image(_) => {}
+                deps.insert(i);
             }
         }
     }
     Ok(deps)
+}
+
+/// The `--from` of a COPY and the `from=` of each RUN mount, as written: BuildKit plans stage dependencies
+/// before any step runs, so it refuses variables there (with these messages).
+pub fn from_words(instruction: &Instruction) -> Result<Vec<String>, String> {
+    match &instruction.command {
+        Command::Copy(c) => match &c.from {
+            Some(from) => {
+                let none: BTreeMap<String, String> = BTreeMap::new();
+                let expanded = Expander::new('\\').word(from, &none).map_err(|e| e.message)?;
+                if expanded != *from {
+                    return Err("variable expansion is not supported for --from, define a new stage with FROM using \
+                                ARG from global scope as a workaround"
+                        .to_string());
+                }
+                Ok(vec![from.clone()])
+            }
+            None => Ok(Vec::new()),
+        },
+        Command::Run(r) => {
+            let mut out = Vec::new();
+            for m in &r.mounts {
+                out.extend(mount::from_unexpanded(m).map_err(|e| format!("--mount {m}: {e}"))?);
+            }
+            Ok(out)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The needed stages in dependency order, with each one's level set.
+fn order_and_levels(stages: &mut [Stage], target: usize) -> Vec<usize> {
+    let order = needed_order(stages, target);
+    for &i in &order {
+        let level = stages[i].deps.iter().map(|d| stages[*d].level + 1).max().unwrap_or(0);
+        stages[i].level = level;
+    }
+    order
+}
+
+impl Plan {
+    /// The epoch in seconds, once known (a remote source's is set by [`Plan::set_epoch`]).
+    pub fn source_date_epoch(&self) -> Option<i64> {
+        match self.epoch {
+            Some(Epoch::Fixed(seconds)) => Some(seconds),
+            _ => None,
+        }
+    }
+
+    /// Records the epoch a remote source gave (`None`: it gave none, and the build has no epoch), where
+    /// `ARG SOURCE_DATE_EPOCH` lines see it.
+    pub fn set_epoch(&mut self, seconds: Option<i64>) {
+        self.epoch = seconds.map(Epoch::Fixed);
+        let value = seconds.map(|s| s.to_string());
+        self.global_args.insert("SOURCE_DATE_EPOCH".to_string(), value.clone());
+        match value {
+            Some(v) => self.build_args.insert("SOURCE_DATE_EPOCH".to_string(), v),
+            None => self.build_args.remove("SOURCE_DATE_EPOCH"),
+        };
+    }
+
+    /// Adds the stages that `stage`'s base-image ONBUILD `triggers` read from (known only once the base is
+    /// pulled) and orders the build again; true when that adds a dependency.
+    pub fn add_trigger_deps(&mut self, stage: usize, triggers: &[Instruction]) -> Result<bool, PlanError> {
+        let names: Vec<Option<String>> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let line = self.stages[stage].span.start_line;
+        let mut added = false;
+        for trigger in triggers {
+            for word in from_words(trigger).map_err(|e| PlanError::at(&self.file, line, e))? {
+                let from = resolve_from(&word, stage, &names).map_err(|e| PlanError::at(&self.file, line, e))?;
+                if let CopyFrom::Stage(i) = from {
+                    added |= self.stages[stage].deps.insert(i);
+                }
+            }
+        }
+        if added {
+            self.order = order_and_levels(&mut self.stages, self.target);
+        }
+        Ok(added)
+    }
 }
 
 /// The stages `target` needs, dependencies first, in file order where there is a choice.

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use super::chmod::Chmod;
 use super::health::{self, HealthcheckSpec};
 use super::mount::{self, RunMount};
-use super::{PREDEFINED_ARGS, Plan, PlanError, resolve_from};
+use super::{Plan, PlanError, resolve_from};
 use crate::dockerfile::instruction::{Command, CommandLine, CopyArgs, Heredoc, Instruction};
 use crate::dockerfile::shell::{Expander, Vars};
 
@@ -34,8 +35,8 @@ pub struct ResolvedCopy {
     pub from: Option<CopyFrom>,
     /// `--chown` after expansion (names resolved by the builder through the image's files).
     pub chown: Option<String>,
-    /// `--chmod` as a mode.
-    pub chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    pub chmod: Option<Chmod>,
     /// `--link`.
     pub link: bool,
     /// `--exclude` patterns.
@@ -69,8 +70,10 @@ pub enum ResolvedStep {
         security: Option<String>,
         /// Heredoc bodies (the shell expands them).
         heredocs: Vec<Heredoc>,
-        /// The environment the command sees: image ENV plus the build args in scope.
+        /// The environment the command sees: image ENV plus the build args in scope (proxies apart).
         env: Vec<(String, String)>,
+        /// The stage's ARGs with their values, in declaration order: history shows them (`RUN |2 a=1 b=2`).
+        args: Vec<(String, String)>,
     },
     /// COPY.
     Copy(ResolvedCopy),
@@ -115,6 +118,9 @@ pub struct BaseConfig {
     pub shell: Option<Vec<String>>,
     /// The base image's WORKDIR, if it set one.
     pub workdir: Option<String>,
+    /// When the base is an earlier stage: that stage's ARGs, which stay in scope (BuildKit keeps them in
+    /// the stage's environment, not in the image config).
+    pub args: Vec<(String, Option<String>)>,
 }
 
 /// The expansion state of one stage, advanced one instruction at a time.
@@ -125,6 +131,8 @@ pub struct StageScope<'p> {
     expander: Expander,
     env: Vec<(String, String)>,
     args: Vec<(String, String)>,
+    /// Every ARG declared (here or in a base stage), first position kept, last value kept.
+    declared: Vec<(String, Option<String>)>,
     shell: Vec<String>,
     workdir: String,
 }
@@ -151,19 +159,14 @@ fn set(list: &mut Vec<(String, String)>, key: &str, value: String) {
 impl<'p> StageScope<'p> {
     /// The scope at the start of stage `stage`, given what its base image set.
     pub fn new(plan: &'p Plan, stage: usize, base: &BaseConfig) -> StageScope<'p> {
-        let mut args = Vec::new();
-        // Proxy arguments are usable without an ARG line.
-        for name in PREDEFINED_ARGS {
-            if let Some(v) = plan.build_args.get(*name) {
-                args.push((name.to_string(), v.clone()));
-            }
-        }
+        let args = base.args.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect();
         StageScope {
             plan,
             stage,
             expander: plan.expander(),
             env: base.env.clone(),
             args,
+            declared: base.args.clone(),
             shell: base.shell.clone().unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]),
             workdir: base.workdir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string()),
         }
@@ -182,9 +185,25 @@ impl<'p> StageScope<'p> {
         self.env.clone()
     }
 
-    /// The build arguments in scope (for cache keys), proxies included.
+    /// The build arguments in scope (for cache keys).
     pub fn build_args_in_scope(&self) -> BTreeMap<String, String> {
         self.args.iter().cloned().collect()
+    }
+
+    /// Every ARG declared in this stage or its base stages, with its value: what a stage built on this
+    /// one inherits.
+    pub fn declared_args(&self) -> Vec<(String, Option<String>)> {
+        self.declared.clone()
+    }
+
+    /// The declared ARGs with the values a RUN sees, for RUN's history line (BuildKit's
+    /// `runCommandString`: the environment's value, else the declared one).
+    fn history_args(&self) -> Vec<(String, String)> {
+        let vars = Scope { env: &self.env, args: &self.args };
+        self.declared
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.lookup(k).map(str::to_string).or_else(|| v.clone()).unwrap_or_default()))
+            .collect()
     }
 
     /// The SHELL in force.
@@ -220,12 +239,20 @@ impl<'p> StageScope<'p> {
         Ok(match &i.command {
             Command::From(_) => return Err(self.err(i, "FROM cannot appear inside a stage")),
             Command::Run(run) => {
+                match run.security.as_deref() {
+                    None | Some("sandbox") => {}
+                    // kiln grants no entitlements: every step runs with Docker's default capabilities.
+                    Some("insecure") => return Err(self.err(i, "entitlement security.insecure is not allowed")),
+                    Some(other) => return Err(self.err(i, format!("security {other:?} is not valid"))),
+                }
                 let mut mounts = Vec::new();
                 for m in &run.mounts {
-                    let mut parsed = mount::parse(m).map_err(|e| self.err(i, format!("--mount {m}: {e}")))?;
-                    parsed.from = self.opt_word(i, &parsed.from)?;
-                    parsed.source = self.opt_word(i, &parsed.source)?;
-                    parsed.target = self.word(i, &parsed.target)?;
+                    // `from=` was checked when planning: it holds no variables.
+                    mount::from_unexpanded(m).map_err(|e| self.err(i, format!("--mount {m}: {e}")))?;
+                    let vars = Scope { env: &self.env, args: &self.args };
+                    let mut expand = |v: &str| self.expander.word(v, &vars).map_err(|e| e.message);
+                    let parsed =
+                        mount::parse_expanded(m, &mut expand).map_err(|e| self.err(i, format!("--mount {m}: {e}")))?;
                     mounts.push(parsed);
                 }
                 ResolvedStep::Run {
@@ -236,6 +263,7 @@ impl<'p> StageScope<'p> {
                     security: run.security.clone(),
                     heredocs: run.heredocs.clone(),
                     env: self.run_env(),
+                    args: self.history_args(),
                 }
             }
             Command::Copy(c) => ResolvedStep::Copy(self.copy(i, c)?),
@@ -260,7 +288,10 @@ impl<'p> StageScope<'p> {
             Command::Expose(ports) => {
                 let vars = Scope { env: &self.env, args: &self.args };
                 let mut out = Vec::new();
-                for p in ports {
+                // BuildKit sorts the words as written, before expanding them.
+                let mut ports = ports.clone();
+                ports.sort();
+                for p in &ports {
                     out.extend(self.expander.words(p, &vars).map_err(|e| self.err(i, e))?);
                 }
                 ResolvedStep::Expose(out)
@@ -283,7 +314,7 @@ impl<'p> StageScope<'p> {
             }
             Command::Stopsignal(s) => ResolvedStep::Stopsignal(self.word(i, s)?),
             Command::Healthcheck(h) => ResolvedStep::Healthcheck(health::resolve(h).map_err(|e| self.err(i, e))?),
-            Command::Onbuild(inner) => ResolvedStep::Onbuild(inner.original.clone()),
+            Command::Onbuild(inner) => ResolvedStep::Onbuild(trigger_text(inner)),
             Command::Maintainer(m) => ResolvedStep::Maintainer(m.clone()),
             Command::Arg(decls) => {
                 let mut out = Vec::new();
@@ -298,6 +329,10 @@ impl<'p> StageScope<'p> {
                     if let Some(v) = &value {
                         set(&mut self.args, &d.name, v.clone());
                     }
+                    match self.declared.iter_mut().find(|(k, _)| *k == d.name) {
+                        Some(entry) => entry.1 = value.clone(),
+                        None => self.declared.push((d.name.clone(), value.clone())),
+                    }
                     out.push((d.name.clone(), value));
                 }
                 ResolvedStep::Arg(out)
@@ -308,23 +343,15 @@ impl<'p> StageScope<'p> {
     fn copy(&self, i: &Instruction, c: &CopyArgs) -> Result<ResolvedCopy, PlanError> {
         let vars = Scope { env: &self.env, args: &self.args };
         let names: Vec<Option<String>> = self.plan.stages.iter().map(|s| s.name.clone()).collect();
+        // `--from` holds no variables (checked when planning), as in BuildKit.
         let from = match &c.from {
-            Some(f) => {
-                let value = self.word(i, f)?;
-                Some(resolve_from(&value, self.stage, &names).map_err(|e| self.err(i, format!("--from={f}: {e}")))?)
-            }
+            Some(f) => Some(resolve_from(f, self.stage, &names).map_err(|e| self.err(i, e))?),
             None => None,
         };
-        let chmod =
-            match &c.chmod {
-                Some(m) => {
-                    let m = self.word(i, m)?;
-                    Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
-                        self.err(i, format!("invalid --chmod={m}: expected an octal mode such as 0755"))
-                    })?)
-                }
-                None => None,
-            };
+        let chmod = match &c.chmod {
+            Some(m) => Some(Chmod::parse(&self.word(i, m)?).map_err(|e| self.err(i, e))?),
+            None => None,
+        };
         let mut heredocs = Vec::new();
         for doc in &c.heredocs {
             let content = if doc.expand {
@@ -340,6 +367,16 @@ impl<'p> StageScope<'p> {
             .iter()
             .map(|s| if heredoc_names.contains(&s.as_str()) { Ok(s.clone()) } else { self.word(i, s) })
             .collect::<Result<Vec<_>, _>>()?;
+        if c.checksum.is_some() {
+            // BuildKit's rules for ADD --checksum, checked before anything is fetched.
+            if sources.len() != 1 {
+                return Err(self.err(i, "checksum can't be specified for multiple sources"));
+            }
+            let remote = ["http://", "https://", "git@", "git://"];
+            if !remote.iter().any(|p| sources[0].starts_with(p)) {
+                return Err(self.err(i, "checksum requires HTTP(S) or Git sources"));
+            }
+        }
         Ok(ResolvedCopy {
             sources,
             dest: self.word(i, &c.dest)?,
@@ -355,6 +392,26 @@ impl<'p> StageScope<'p> {
             heredocs,
         })
     }
+}
+
+/// An ONBUILD trigger as the image config records it: the instruction's text, then each heredoc body and
+/// its terminator (BuildKit's `parseOnBuild`), so a child build parses the same instruction again.
+fn trigger_text(inner: &Instruction) -> String {
+    let heredocs = match &inner.command {
+        Command::Run(r) => r.heredocs.as_slice(),
+        Command::Copy(c) | Command::Add(c) => c.heredocs.as_slice(),
+        _ => &[],
+    };
+    let mut text = inner.original.lines().next().unwrap_or_default().to_string();
+    if heredocs.is_empty() {
+        return inner.original.clone();
+    }
+    for doc in heredocs {
+        text.push('\n');
+        text.push_str(&doc.content);
+        text.push_str(&doc.name);
+    }
+    text
 }
 
 /// An absolute, cleaned path (`/a/./b/../c` → `/a/c`).

@@ -120,13 +120,13 @@ fn context_links_to_host_files_and_directories_resolve_inside_the_context() {
         ws.file("ok.txt", "ok");
         symlink(host.secret(), ws.path().join("link")).unwrap();
         symlink(host.dir(), ws.path().join("linkdir")).unwrap();
-        fails_with(&kiln, &ws, "ctx:1", "link: no such file or directory in the build context");
+        fails_with(&kiln, &ws, "ctx:1", "link: not found in the build context");
         ws.dockerfile("FROM scratch\nCOPY linkdir/secret /x\n");
-        fails_with(&kiln, &ws, "ctx:2", "linkdir/secret: no such file or directory in the build context");
+        fails_with(&kiln, &ws, "ctx:2", "linkdir/secret: not found in the build context");
         ws.dockerfile("FROM scratch\nADD link /x\n");
-        fails_with(&kiln, &ws, "ctx:3", "no such file or directory in the build context");
+        fails_with(&kiln, &ws, "ctx:3", "not found in the build context");
         ws.dockerfile("FROM scratch\nCOPY lin* /glob/\n");
-        fails_with(&kiln, &ws, "ctx:4", "no such file or directory in the build context");
+        fails_with(&kiln, &ws, "ctx:4", "not found in the build context");
         // Copied as a whole, the links are links in the image and nothing of the host comes along.
         ws.dockerfile("FROM scratch\nCOPY . /ctx/\n");
         assert_eq!(build(&kiln, &ws, "ctx:5", &[]).code, 0, "{mode}");
@@ -171,11 +171,11 @@ fn stage_links_stay_inside(mode: &str) {
          FROM localhost/busybox:test\n"
     );
     let ws = workspace(&format!("{stage}COPY --from=a /hostdir/secret /s\n"));
-    fails_with(&kiln, &ws, "stage:1", "/hostdir/secret: no such file or directory in stage a");
+    fails_with(&kiln, &ws, "stage:1", "/hostdir/secret: not found in stage a");
     ws.dockerfile(&format!("{stage}COPY --from=a /hostfile /s\n"));
-    fails_with(&kiln, &ws, "stage:2", "/hostfile: no such file or directory in stage a");
+    fails_with(&kiln, &ws, "stage:2", "/hostfile: not found in stage a");
     ws.dockerfile(&format!("{stage}COPY --from=a /hostdir /d/\n"));
-    fails_with(&kiln, &ws, "stage:3", "/hostdir: no such file or directory in stage a");
+    fails_with(&kiln, &ws, "stage:3", "/hostdir: not found in stage a");
     // `/etclink/passwd` is the stage's own /etc/passwd.
     ws.dockerfile(&format!("{stage}COPY --from=a /etclink/passwd /p\n"));
     kiln.build(&ws, "stage:4", &[]);
@@ -289,7 +289,7 @@ fn an_image_holding_links_to_the_host_stays_inside() {
         assert!(passwd.contains("app:x:1000:1000"), "{mode}: the image's own /etc/passwd, not the host's");
         ws.dockerfile(&format!("FROM {image}\nCOPY --from={image} /hostdir/secret /s\n"));
         let run = build(&kiln, &ws, "img:2", &pull);
-        assert!(run.code != 0 && run.stderr.contains("no such file or directory in image"), "{mode}: {}", run.stderr);
+        assert!(run.code != 0 && run.stderr.contains("not found in image"), "{mode}: {}", run.stderr);
         ws.dockerfile(&format!(
             "FROM {image}\nRUN --mount=type=bind,from={image},source=/hostdir,target=/m,rw touch /m/planted\n"
         ));

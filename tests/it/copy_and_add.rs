@@ -161,7 +161,7 @@ fn add_unpacks_local_archives_and_downloads_urls() {
         server.url("/files/tool.bin")
     ));
     let run = kiln.fails(&["build", &bad.path().to_string_lossy()]);
-    assert!(run.stderr.contains("checksum mismatch"), "{}", run.stderr);
+    assert!(run.stderr.contains("digest mismatch"), "{}", run.stderr);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod harness;
 mod attestations;
 mod bake;
 mod build_pod;
+mod buildkit_cases;
 mod cache;
 mod config_instructions;
 mod confinement;

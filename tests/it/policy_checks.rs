@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::harness::fixtures::{self, image_workspace};
-use crate::harness::{Kiln, Registry, Workspace, busybox_workspace, tool, validators};
+use crate::harness::{Kiln, Registry, Workspace, busybox_workspace, http, tool, validators};
 
 /// The rule ids `kiln check` reports (JSON output), with its exit code.
 fn rules(kiln: &Kiln, args: &[&str]) -> (i32, Vec<String>, Value) {
@@ -217,4 +217,38 @@ fn build_policy_gate_runs_before_the_push() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("error[user-root]"), "{}", run.stderr);
     tool("skopeo", &["inspect", "--tls-verify=false", &registry.docker_ref("team/warned:1")]);
+}
+
+#[test]
+fn a_builds_nexus_is_the_policys_nexus_when_the_policy_names_none() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "localhost/busybox:nexus", &[]);
+    let server = http::Server::start(vec![http::route("/tool.txt", "text/plain", "tool")]);
+    let ws = Workspace::new();
+    ws.dockerfile(&format!(
+        "FROM localhost/busybox:nexus\nADD --checksum=sha256:{} {} /tool.txt\nUSER 1000\n",
+        sha256_hex(b"tool"),
+        server.url("/tool.txt")
+    ));
+    ws.file("policy.toml", "[base]\nallow = [\"localhost\"]\n");
+    let policy = ws.path().join("policy.toml").to_string_lossy().into_owned();
+    let ctx = ws.path().to_string_lossy().into_owned();
+    let gate = |extra: &[&str]| {
+        let mut args = vec!["build", "-t", "nexus-gate", "--policy", &policy, "--policy-mode", "warn"];
+        args.extend_from_slice(extra);
+        args.push(&ctx);
+        let run = kiln.run(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stderr
+    };
+    // Without a Nexus anywhere the download rules have nothing to judge by.
+    assert!(!gate(&[]).contains("download-not-nexus"));
+    // The build's own Nexus is the one downloads must come from: the ADD from elsewhere is a finding.
+    let routed = gate(&["--nexus", "https://nexus.corp.example/"]);
+    assert!(routed.contains("error[download-not-nexus]") && routed.contains("127.0.0.1"), "{routed}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

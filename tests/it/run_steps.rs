@@ -171,7 +171,11 @@ fn a_failing_command_names_its_exit_code_and_output() {
     let run = kiln.fails(&["build", "-t", "fail:1", &ws.path().to_string_lossy()]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("Dockerfile:3"), "{}", run.stderr);
-    assert!(run.stderr.contains("RUN failed (exit code 2): echo about to fail"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("process \"/bin/sh -c echo about to fail; echo on stderr >&2; exit 2\" did not complete successfully: exit code: 2"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("on stderr"), "the last lines of output: {}", run.stderr);
     let images = kiln.ok(&["images"]);
     assert!(!images.contains("fail"), "no image from a failed build: {images}");

@@ -10,6 +10,7 @@ use crate::attest::fetched::FetchRecord;
 use crate::build::stage::StageEnv;
 use crate::build::state::ImageState;
 use crate::build::step::copy::{self, CopySpec, SourceRoot};
+use crate::build::step::through_links::{self, Node};
 use crate::build::step::{StepError, fetch, open_root};
 use crate::build::users::Accounts;
 use crate::build::{base, rootfs};
@@ -80,6 +81,13 @@ pub async fn entries(
             let named = dir.join(&got.file_name);
             fs_err::rename(&tmp, &named).map_err(StepError::Temp)?;
             let root = open_root(&dir)?;
+            // A download is unpacked only when asked (`--unpack=true`), as BuildKit does.
+            if c.unpack == Some(true) && is_tar_archive(&root, &got.file_name) {
+                let into = scratch.path().join(format!("url{i}-unpacked"));
+                let found = unpack(&common, &root, &got.file_name, &into, &dest, source)?;
+                merge(&mut merged, found, |_| {});
+                continue;
+            }
             let found = copy::entries(
                 &common.spec(std::slice::from_ref(&got.file_name), &dest),
                 &SourceRoot::Rootfs(&root, source),
@@ -102,20 +110,24 @@ pub async fn entries(
             None => SourceRoot::Context(env.context),
         };
         if is_add && c.unpack != Some(false) && from_root.is_none() {
-            // The archive is a context source like any other: found inside the context, links followed there.
-            let rel = copy::clean_rel(source);
+            // Every archive a source names (a wildcard may match several) is unpacked into the destination
+            // directory; other files it matches are copied there. Archives are context sources like any
+            // other: found inside the context, links followed there.
+            let rels = copy::context_matches(env.context, source)?;
             let context = env.context.root();
-            if context.stat(&rel).is_ok_and(|m| m.is_file()) && is_tar_archive(context, &rel) {
-                let dir = scratch.path().join(format!("archive{i}"));
-                fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
-                let archive = context
-                    .open_file(&rel)
-                    .map_err(|e| copy::CopyError::Read { path: env.context.display(&rel), source: e })?;
-                layer::extract_archive(std::io::BufReader::new(archive), &dir)?;
+            let is_archive = |rel: &str| context.stat(rel).is_ok_and(|m| m.is_file()) && is_tar_archive(context, rel);
+            if rels.iter().any(|r| is_archive(r)) {
                 let into = format!("{}/", dest.trim_end_matches('/'));
-                let root = open_root(&dir)?;
-                let found = copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(&root, source))?;
-                merge(&mut merged, found, |_| {});
+                let plain_dest = if rels.len() > 1 { &into } else { &dest };
+                for (j, rel) in rels.iter().enumerate() {
+                    let found = if is_archive(rel) {
+                        let dir = scratch.path().join(format!("archive{i}-{j}"));
+                        unpack(&common, context, rel, &dir, &dest, source)?
+                    } else {
+                        copy::entries(&common.spec(std::slice::from_ref(rel), plain_dest), &root)?
+                    };
+                    merge(&mut merged, found, |_| {});
+                }
                 continue;
             }
         }
@@ -123,6 +135,9 @@ pub async fn entries(
         merge(&mut merged, found, |_| {});
     }
     let mut out: Vec<Entry> = merged.into_values().collect();
+    if let Some(root) = image_root.as_deref() {
+        out = through_links::resolve(out, &|rel: &str| image_node(root, rel));
+    }
     // Heredoc and download files live in the scratch dir, which goes away with this function: read them now.
     for entry in &mut out {
         if let EntryKind::File(FileSource::Rooted(file)) = &entry.kind
@@ -152,7 +167,7 @@ impl Common<'_> {
             dest,
             workdir: &self.workdir,
             owner: self.owner,
-            chmod: self.c.chmod,
+            chmod: self.c.chmod.as_ref(),
             exclude: &self.c.exclude,
             parents: self.c.parents,
             image_root: self.image_root,
@@ -186,6 +201,40 @@ pub(crate) async fn from_root(
         None => rootfs::empty(store)?,
     };
     Ok(Some((open_root(&path)?, label)))
+}
+
+/// The entries of the archive `rel` in `tree` (the context, or a download's directory), unpacked in `dir`
+/// (a scratch directory), into `dest` as a directory.
+fn unpack(
+    common: &Common<'_>,
+    tree: &Root,
+    rel: &str,
+    dir: &Path,
+    dest: &str,
+    label: &str,
+) -> Result<Vec<Entry>, StepError> {
+    fs_err::create_dir_all(dir).map_err(StepError::Temp)?;
+    let archive = tree
+        .open_file(rel)
+        .map_err(|e| copy::CopyError::Read { path: tree.path().join(confine::clean(rel)), source: e })?;
+    layer::extract_archive(std::io::BufReader::new(archive), dir)?;
+    let into = format!("{}/", dest.trim_end_matches('/'));
+    let root = open_root(dir)?;
+    Ok(copy::entries(&common.spec(&[".".to_string()], &into), &SourceRoot::Rootfs(&root, label))?)
+}
+
+/// What the image's rootfs has at `rel` (parents followed inside it; [`through_links`] asks for real
+/// directories' children).
+pub(crate) fn image_node(root: &Root, rel: &str) -> Node {
+    match root.lstat(rel) {
+        Err(_) => Node::Missing,
+        Ok(m) if m.is_dir() => Node::Dir,
+        Ok(m) if m.is_symlink() => match root.read_link(rel) {
+            Ok(target) => Node::Link(target.to_string_lossy().into_owned()),
+            Err(_) => Node::Other,
+        },
+        Ok(_) => Node::Other,
+    }
 }
 
 fn merge(into: &mut BTreeMap<String, Entry>, found: Vec<Entry>, mut adjust: impl FnMut(&mut Entry)) {

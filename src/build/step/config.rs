@@ -47,7 +47,8 @@ pub fn expose(config: &mut ImageConfig, ports: &[String]) -> Result<(), ConfigEr
     Ok(())
 }
 
-fn expand_port(word: &str) -> Result<Vec<String>, ConfigError> {
+/// One EXPOSE word as the `port/proto` keys it stands for (ranges expanded, protocol lower-cased).
+pub fn expand_port(word: &str) -> Result<Vec<String>, ConfigError> {
     let bad = || ConfigError::BadPort(word.to_string());
     let (ports, proto) = match word.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),

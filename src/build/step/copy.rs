@@ -25,8 +25,8 @@ use crate::layer::{Entry, EntryKind, FileSource};
 /// Why a COPY could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    /// A source matched nothing.
-    #[error("{source_path}: no such file or directory{where_}")]
+    /// A source matched nothing (BuildKit says "not found").
+    #[error("{source_path}: not found{where_}")]
     NotFound {
         /// The source as written.
         source_path: String,
@@ -88,8 +88,8 @@ pub struct CopySpec<'a> {
     pub workdir: &'a str,
     /// Owner for everything copied (`--chown`), else root.
     pub owner: Option<(u32, u32)>,
-    /// Mode for everything copied (`--chmod`).
-    pub chmod: Option<u32>,
+    /// Mode for everything copied (`--chmod`, octal or symbolic).
+    pub chmod: Option<&'a crate::plan::Chmod>,
     /// `--exclude` patterns.
     pub exclude: &'a [String],
     /// `--parents`: keep the source's path below the context root.
@@ -119,6 +119,9 @@ struct Item<'a> {
 
 /// Computes the layer entries of one COPY.
 pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>, CopyError> {
+    if spec.parents {
+        return super::parents::entries(spec, root);
+    }
     let exclude = if spec.exclude.is_empty() {
         None
     } else {
@@ -129,7 +132,8 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
     for source in spec.sources {
         wildcard |= glob::has_wildcard(source);
         let found = match_source(root, source)?;
-        if found.is_empty() {
+        // A wildcard that matches nothing copies nothing (BuildKit's AllowEmptyWildcard); a path must exist.
+        if found.is_empty() && !glob::has_wildcard(source) {
             return Err(not_found(root, source));
         }
         matched.extend(found);
@@ -142,11 +146,10 @@ pub fn entries(spec: &CopySpec<'_>, root: &SourceRoot<'_>) -> Result<Vec<Entry>,
     let dest_is_dir = ends_as_dir(spec.dest) || many || wildcard && matched.len() > 1 || exists_as_dir(spec, &dest);
     let mut out = Entries::new(spec, root);
     for m in matched {
-        let target_base = if spec.parents { join(&dest, parent_of(&m.rel)) } else { dest.clone() };
         if m.meta.is_dir() {
-            out.dir_contents(m, &target_base, exclude.as_ref())?;
+            out.dir_contents(m, &dest, exclude.as_ref())?;
         } else {
-            let target = if dest_is_dir || spec.parents { join(&target_base, base_name(&m.rel)) } else { dest.clone() };
+            let target = if dest_is_dir { join(&dest, base_name(&m.rel)) } else { dest.clone() };
             out.parents(&target);
             let item = Item { real: &m.real, meta: &m.meta, link: None, xattrs: m.handle.xattrs() };
             out.add(item, target.trim_start_matches('/'));
@@ -176,7 +179,16 @@ impl<'a> Entries<'a> {
         }
     }
 
-    /// Adds the parents of `target` that the image lacks.
+    /// The mode an entry gets: `--chmod` (octal, or symbolic applied to the source's mode), else its own.
+    fn mode(&self, meta: &Meta) -> u32 {
+        match self.spec.chmod {
+            Some(chmod) => chmod.apply(meta.permissions(), meta.is_dir()),
+            None => meta.permissions(),
+        }
+    }
+
+    /// Adds the parents of `target` that the image lacks, as BuildKit's copy creates them: 0755 (or a
+    /// numeric `--chmod`), owned by `--chown` or root, with the step's time.
     fn parents(&mut self, target: &str) {
         let mut path = String::new();
         let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
@@ -192,7 +204,7 @@ impl<'a> Entries<'a> {
             let entry = Entry {
                 path: path.clone(),
                 kind: EntryKind::Dir,
-                mode: 0o755,
+                mode: self.spec.chmod.and_then(|c| c.octal()).unwrap_or(0o755),
                 uid,
                 gid,
                 mtime: self.spec.created_at,
@@ -205,11 +217,10 @@ impl<'a> Entries<'a> {
     /// The contents of a matched directory (the directory itself too, unless the image has it), walked
     /// through descriptors from the directory the source resolved to.
     fn dir_contents(&mut self, m: Matched, target: &str, exclude: Option<&Ignore>) -> Result<(), CopyError> {
+        // A destination the image lacks is created as a parent is, not copied from the source directory
+        // (BuildKit's copy makes it before it copies the contents into it).
         self.parents(&format!("{target}/x"));
         let top = target.trim_start_matches('/').to_string();
-        if !top.is_empty() && !exists_in_image(self.spec, &top) {
-            self.add(Item { real: &m.real, meta: &m.meta, link: None, xattrs: m.handle.xattrs() }, &top);
-        }
         let root = self.root;
         let dir = m.handle.into_dir().map_err(|source| CopyError::Read { path: root.display(&m.real), source })?;
         let prefix = if m.real.is_empty() { String::new() } else { format!("{}/", m.real) };
@@ -219,8 +230,24 @@ impl<'a> Entries<'a> {
                 return Ok(());
             }
             let link = if meta.is_symlink() { Some(dir.read_link(name)?) } else { None };
-            let dest = if top.is_empty() { inner.to_string() } else { format!("{top}/{inner}") };
-            self.add(Item { real: rel, meta, link, xattrs: dir.xattrs(name) }, &dest);
+            let dest_of = |inner: &str| if top.is_empty() { inner.to_string() } else { format!("{top}/{inner}") };
+            // What a `!` pattern re-includes below an excluded directory brings the directories above it
+            // along, with their own metadata, as BuildKit's copy creates a match's parents.
+            let mut missing = Vec::new();
+            let mut below = inner;
+            while let Some((parent, _)) = below.rsplit_once('/') {
+                if self.by_path.contains_key(&dest_of(parent)) {
+                    break;
+                }
+                missing.push(parent);
+                below = parent;
+            }
+            for parent in missing.into_iter().rev() {
+                let real = format!("{prefix}{parent}");
+                let meta = root.root().lstat(&real)?;
+                self.add(Item { real: &real, meta: &meta, link: None, xattrs: Vec::new() }, &dest_of(parent));
+            }
+            self.add(Item { real: rel, meta, link, xattrs: dir.xattrs(name) }, &dest_of(inner));
             Ok(())
         };
         match root {
@@ -266,11 +293,12 @@ impl<'a> Entries<'a> {
             (Kind::CharDevice, _) => EntryKind::CharDevice(meta.device().0, meta.device().1),
             (Kind::BlockDevice, _) => EntryKind::BlockDevice(meta.device().0, meta.device().1),
             (Kind::Fifo, _) => EntryKind::Fifo,
-            // Sockets cannot be stored in a layer; BuildKit skips them too.
+            // BuildKit's context transfer sends a socket as an empty regular file (testCopySocket); a layer
+            // cannot hold one from a rootfs, and BuildKit's copy skips those.
+            (Kind::Socket, _) if !self.root.keeps_owner() => EntryKind::File(FileSource::Bytes(Vec::new())),
             (Kind::Socket, _) | (Kind::Symlink, None) => return,
         };
-        let mode =
-            if matches!(kind, EntryKind::Symlink(_)) { 0o777 } else { self.spec.chmod.unwrap_or(meta.permissions()) };
+        let mode = if matches!(kind, EntryKind::Symlink(_)) { 0o777 } else { self.mode(meta) };
         let entry = Entry { path: dest.to_string(), kind, mode, uid, gid, mtime: meta.mtime(), xattrs: item.xattrs };
         self.by_path.insert(dest.to_string(), entry);
     }
@@ -306,6 +334,7 @@ fn match_source(root: &SourceRoot<'_>, source: &str) -> Result<Vec<Matched>, Cop
         }
         candidates = next;
     }
+    let listed = clean.rsplit('/').next().is_some_and(glob::has_wildcard);
     let mut out = Vec::new();
     for rel in candidates {
         let excluded = |p: &str| matches!(root, SourceRoot::Context(ctx) if !p.is_empty() && ctx.is_excluded(p));
@@ -315,6 +344,9 @@ fn match_source(root: &SourceRoot<'_>, source: &str) -> Result<Vec<Matched>, Cop
         let read = |source| CopyError::Read { path: root.display(&rel), source };
         let handle = match tree.resolve(&rel) {
             Ok(handle) => handle,
+            // A name a wildcard listed that leads nowhere inside the root (a link out of it, or dangling)
+            // is an error, as BuildKit's copy fails following it; a path that is not there is no match.
+            Err(e) if is_missing(&e) && listed => return Err(not_found(root, source)),
             Err(e) if is_missing(&e) => continue,
             Err(e) => return Err(read(e)),
         };
@@ -334,12 +366,23 @@ fn is_missing(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
-fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
+/// The error for a source that names nothing in `root`.
+pub(crate) fn not_found(root: &SourceRoot<'_>, source: &str) -> CopyError {
     let where_ = match root {
         SourceRoot::Context(_) => " in the build context".to_string(),
         SourceRoot::Rootfs(_, label) => format!(" in {label}"),
     };
     CopyError::NotFound { source_path: source.to_string(), where_ }
+}
+
+/// The context paths a source word names (every match of a wildcard), `.dockerignore` applied.
+pub fn context_matches(ctx: &Context, source: &str) -> Result<Vec<String>, CopyError> {
+    source_matches(&SourceRoot::Context(ctx), source)
+}
+
+/// The paths a source word names in `root` (every match of a wildcard).
+pub fn source_matches(root: &SourceRoot<'_>, source: &str) -> Result<Vec<String>, CopyError> {
+    Ok(match_source(root, source)?.into_iter().map(|m| m.rel).collect())
 }
 
 /// `path.Clean("/" + p)` without the leading slash: `..` can never climb above the root.
@@ -396,10 +439,6 @@ fn exists_as_dir(spec: &CopySpec<'_>, dest: &str) -> bool {
 
 fn join(dir: &str, rel: &str) -> String {
     if rel.is_empty() { dir.to_string() } else { format!("{}/{}", dir.trim_end_matches('/'), rel) }
-}
-
-fn parent_of(rel: &str) -> &str {
-    rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
 
 fn base_name(rel: &str) -> &str {
@@ -509,5 +548,23 @@ mod tests {
         std::fs::write(f.ctx.join(".dockerignore"), "sub\n").unwrap();
         symlink("sub", f.ctx.join("linkdir")).unwrap();
         assert!(matches!(copy(&f, &["linkdir/baz"], "/x"), Err(CopyError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_reincluded_path_brings_its_excluded_parents_with_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = fixture();
+        std::fs::create_dir_all(f.ctx.join("lib/keep")).unwrap();
+        std::fs::write(f.ctx.join("lib/keep/x.txt"), "x").unwrap();
+        std::fs::write(f.ctx.join("lib/keep/y.txt"), "y").unwrap();
+        std::fs::write(f.ctx.join("lib/drop"), "d").unwrap();
+        std::fs::set_permissions(f.ctx.join("lib"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::set_permissions(f.ctx.join("lib/keep"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(f.ctx.join(".dockerignore"), "lib\n!lib/keep/x.txt\n").unwrap();
+        let out = copy(&f, &["."], "/ctx/").unwrap();
+        assert_eq!(find(&out, "ctx/lib").mode, 0o750);
+        assert_eq!(find(&out, "ctx/lib/keep").mode, 0o700);
+        assert_eq!(content(find(&out, "ctx/lib/keep/x.txt")), "x");
+        assert!(!out.iter().any(|e| e.path == "ctx/lib/keep/y.txt" || e.path == "ctx/lib/drop"));
     }
 }

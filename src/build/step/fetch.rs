@@ -29,7 +29,7 @@ pub enum FetchError {
         status: u16,
     },
     /// `--checksum` did not match.
-    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
     Checksum {
         /// The URL.
         url: String,
@@ -38,9 +38,9 @@ pub enum FetchError {
         /// The digest of what arrived.
         actual: String,
     },
-    /// `--checksum` is not a sha256 digest.
-    #[error("unsupported --checksum {0:?}: expected sha256:<64 hex digits>")]
-    BadChecksum(String),
+    /// `--checksum` is not a digest (go-digest's messages: invalid format, unsupported algorithm, length).
+    #[error("--checksum {0:?}: {1}")]
+    BadChecksum(String, &'static str),
     /// The server could not be reached in time, or sent nothing for too long.
     #[error("cannot download {url}: {what} for {seconds} s (timed out)")]
     Timeout {
@@ -135,7 +135,7 @@ pub fn is_git(source: &str) -> bool {
 
 /// Downloads `url` into `into`, verifying `checksum` (`sha256:<hex>`) when given.
 pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Path) -> Result<Downloaded, FetchError> {
-    let expected = checksum.map(parse_checksum).transpose()?;
+    let expected = checksum.map(Checksum::parse).transpose()?;
     let transfer = |e: reqwest::Error| transfer_error(url, http.timeouts, e);
     let response = http.client.get(url).send().await.map_err(transfer)?;
     if !response.status().is_success() {
@@ -151,27 +151,34 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
     let write = |source| FetchError::Write { url: url.to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(into).map_err(write)?);
     let status = response.status().as_u16();
-    let mut hasher = Sha256::new();
+    // sha256 always (provenance records it); the checksum's own algorithm too when it is another.
+    let algorithm = expected.as_ref().map_or("sha256", |c| c.algorithm);
+    let mut sha256 = Sha256::new();
+    let mut checked = (algorithm != "sha256").then(|| Hasher::new(algorithm));
     let mut bytes = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(transfer)?;
         bytes += chunk.len() as u64;
-        hasher.update(&chunk);
+        sha256.update(&chunk);
+        if let Some(h) = &mut checked {
+            h.update(&chunk);
+        }
         file.write_all(&chunk).map_err(write)?;
     }
     file.flush().map_err(write)?;
-    let actual = hex::encode(hasher.finalize());
+    let sha256 = hex::encode(sha256.finalize());
+    let actual = checked.map_or_else(|| sha256.clone(), Hasher::finish);
     if let Some(expected) = expected
-        && expected != actual
+        && expected.hex != actual
     {
         return Err(FetchError::Checksum {
             url: url.to_string(),
-            expected: format!("sha256:{expected}"),
-            actual: format!("sha256:{actual}"),
+            expected: format!("{algorithm}:{}", expected.hex),
+            actual: format!("{algorithm}:{actual}"),
         });
     }
-    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256: actual })
+    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256 })
 }
 
 fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchError {
@@ -183,18 +190,105 @@ fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchErro
     }
 }
 
-fn parse_checksum(text: &str) -> Result<String, FetchError> {
-    let hex = text.strip_prefix("sha256:").ok_or_else(|| FetchError::BadChecksum(text.to_string()))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(FetchError::BadChecksum(text.to_string()));
+/// The time a remote source gives `SOURCE_DATE_EPOCH` (BuildKit's `resolveSourceDateEpochFromState`):
+/// its `Last-Modified`, else — when it is a tar archive, compressed or not — its newest regular file's
+/// modification time, else none.
+pub async fn source_time(http: &Http, url: &str, checksum: Option<&str>) -> Result<Option<i64>, FetchError> {
+    let scratch =
+        tempfile::NamedTempFile::new().map_err(|source| FetchError::Write { url: url.to_string(), source })?;
+    let got = download(http, url, checksum, scratch.path()).await?;
+    if got.mtime.is_some() {
+        return Ok(got.mtime);
     }
-    Ok(hex.to_ascii_lowercase())
+    let newest = std::fs::File::open(scratch.path())
+        .ok()
+        .and_then(|f| crate::layer::decompress(std::io::BufReader::new(f)).ok())
+        .and_then(|reader| newest_file_time(reader).ok().flatten());
+    Ok(newest)
 }
 
-/// The last non-empty path segment of a URL, without query or fragment (`index.html` when there is none).
+/// The newest regular file's mtime in a tar stream; `Err` when it is not one.
+fn newest_file_time(reader: impl std::io::Read) -> std::io::Result<Option<i64>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut newest = None;
+    for entry in archive.entries()? {
+        let entry = entry?;
+        if entry.header().entry_type().is_file() {
+            let mtime = entry.header().mtime()? as i64;
+            newest = Some(newest.map_or(mtime, |n: i64| n.max(mtime)));
+        }
+    }
+    Ok(newest)
+}
+
+/// A `--checksum` digest: the algorithms BuildKit accepts (go-digest's sha256, sha384, sha512).
+#[derive(Debug, PartialEq, Eq)]
+struct Checksum {
+    algorithm: &'static str,
+    hex: String,
+}
+
+impl Checksum {
+    /// Parses `algorithm:hex` with go-digest's rules and messages.
+    fn parse(text: &str) -> Result<Checksum, FetchError> {
+        let bad = |why| FetchError::BadChecksum(text.to_string(), why);
+        let Some((algorithm, hex)) = text.split_once(':').filter(|(a, h)| !a.is_empty() && !h.is_empty()) else {
+            return Err(bad("invalid checksum digest format"));
+        };
+        let (algorithm, len) = match algorithm {
+            "sha256" => ("sha256", 64),
+            "sha384" => ("sha384", 96),
+            "sha512" => ("sha512", 128),
+            _ => return Err(bad("unsupported digest algorithm")),
+        };
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err(bad("invalid checksum digest format"));
+        }
+        if hex.len() != len {
+            return Err(bad("invalid checksum digest length"));
+        }
+        Ok(Checksum { algorithm, hex: hex.to_string() })
+    }
+}
+
+/// One of the digests [`Checksum`] allows, fed as the download streams.
+enum Hasher {
+    Sha256(Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn new(algorithm: &str) -> Hasher {
+        match algorithm {
+            "sha384" => Hasher::Sha384(sha2::Sha384::new()),
+            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
+            _ => Hasher::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha384(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha384(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// The file name BuildKit gives a download: the URL path's last element (Go's `path.Base`), or
+/// `__unnamed__` when the path has none (`http://host/`).
 pub fn file_name_of(url: &str) -> String {
     let path = url::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default();
-    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("index.html").to_string()
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("__unnamed__").to_string()
 }
 
 #[cfg(test)]
@@ -204,15 +298,43 @@ mod tests {
     #[test]
     fn file_names_come_from_the_url_path() {
         assert_eq!(file_name_of("https://example.org/a/b/tool.tar.gz?x=1#f"), "tool.tar.gz");
-        assert_eq!(file_name_of("https://example.org/"), "index.html");
+        assert_eq!(file_name_of("https://example.org/"), "__unnamed__");
+        assert_eq!(file_name_of("https://example.org/dir/"), "dir");
+    }
+
+    /// BuildKit's testAddChecksum: go-digest's messages.
+    #[test]
+    fn checksums_are_digests() {
+        let why = |text: &str| match Checksum::parse(text) {
+            Err(FetchError::BadChecksum(_, why)) => why,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(why("md5:7e55db001d319a94b0b713529a756623"), "unsupported digest algorithm");
+        assert_eq!(why(&format!("unknown:{}", "a".repeat(64))), "unsupported digest algorithm");
+        assert_eq!(why(&"a".repeat(64)), "invalid checksum digest format");
+        assert_eq!(why("sha256:abc"), "invalid checksum digest length");
+        let good = format!("sha512:{}", "a".repeat(128));
+        assert_eq!(Checksum::parse(&good).unwrap(), Checksum { algorithm: "sha512", hex: "a".repeat(128) });
     }
 
     #[test]
-    fn checksums_must_be_sha256() {
-        assert!(parse_checksum("sha256:abc").is_err());
-        assert!(parse_checksum("md5:00").is_err());
-        let good = format!("sha256:{}", "A".repeat(64));
-        assert_eq!(parse_checksum(&good).unwrap(), "a".repeat(64));
+    fn the_newest_file_of_an_archive() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, mtime) in [("a", 1_700_000_401u64), ("b", 1_700_000_402), ("c/", 1_800_000_000)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(if name.ends_with('/') {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            header.set_mtime(mtime);
+            header.set_size(0);
+            builder.append_data(&mut header, name, std::io::empty()).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        assert_eq!(newest_file_time(bytes.as_slice()).unwrap(), Some(1_700_000_402), "directories do not count");
+        let text = b"a plain file, not an archive".repeat(40);
+        assert!(!matches!(newest_file_time(text.as_slice()), Ok(Some(_))), "a non-archive gives no time");
     }
 
     /// A server that answers with headers and then goes silent.

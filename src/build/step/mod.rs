@@ -9,9 +9,11 @@ pub mod config;
 pub mod copy;
 pub mod fetch;
 pub mod glob;
+mod parents;
 pub mod run;
 mod run_mounts;
 mod snapshot;
+mod through_links;
 pub mod workdir;
 
 use crate::build::events::Event;
@@ -55,12 +57,12 @@ pub enum StepError {
     /// Something kiln does not do (yet), said plainly.
     #[error("{0}")]
     Unsupported(String),
-    /// The command exited non-zero.
-    #[error("RUN failed (exit code {code}): {command}{}", tail_text(tail))]
+    /// The command exited non-zero (BuildKit's wording, so scripts that look for it find it).
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}{}", tail_text(tail))]
     RunFailed {
         /// Its exit code (128 + signal when killed).
         code: u8,
-        /// The command as written.
+        /// The command as run (`/bin/sh -c ...`).
         command: String,
         /// Its last lines of output.
         tail: Vec<String>,
@@ -146,8 +148,8 @@ pub async fn execute(
             let layer = workdir::execute(env, state, dir, &Position::of(parent, &repr))?;
             Ok(remember(env, key, layer, &below).await)
         }
-        ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _ } => {
-            let sources = run_mounts::bind_digest(env, mounts)?;
+        ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _, args: _ } => {
+            let sources = run_mounts::bind_digest(env, mounts).await?;
             // What the supply chain gives the step (CA content, Nexus settings) decides its result too.
             let repr = match env.ctx.supply.key_part() {
                 Some(part) => format!("{repr} supply={part}"),
@@ -334,8 +336,8 @@ pub(crate) fn open_root(path: &std::path::Path) -> Result<std::sync::Arc<crate::
         .map_err(|source| StepError::Open { path: path.to_path_buf(), source })
 }
 
-/// Writes `entries` as the layer the step at `position` puts on `state`; `None` when there is nothing to
-/// write. The gzip members of chunks the previous layer made at this position holds are copied from it, and
+/// Writes `entries` as the layer the step at `position` puts on `state`. A step that changed nothing still
+/// gets a layer (an empty tar), as in BuildKit, where every RUN, COPY, ADD and WORKDIR commits one. The gzip members of chunks the previous layer made at this position holds are copied from it, and
 /// the new layer is remembered there for the next run.
 pub fn write_layer(
     env: &StageEnv<'_>,
@@ -357,7 +359,7 @@ pub(crate) fn write_normalized_layer(
 ) -> Result<Option<LayerRef>, StepError> {
     let lineage = &env.ctx.lineage;
     let reuse = lineage.previous(position).and_then(|p| members_of(env.ctx, &p.layer.digest));
-    let Some(layer) = write_layer_with(env.ctx, entries, reuse, tee)? else { return Ok(None) };
+    let Some(layer) = write_layer_with(env.ctx, entries, reuse, tee, true)? else { return Ok(None) };
     let mut diff_ids = state.diff_ids();
     diff_ids.push(layer.diff_id.clone());
     let cached = cache::CachedLayer {
@@ -381,23 +383,20 @@ fn members_of(ctx: &crate::build::BuildCtx<'_>, digest: &oci_spec::image::Digest
 }
 
 /// Writes `entries` (`layer::normalize`d) as a layer blob in the store, copying the gzip members `reuse`
-/// has and handing file bytes to `tee`; `None` when there is nothing to write. For callers outside a stage
-/// too (squash).
+/// has and handing file bytes to `tee`. For callers outside a stage too (squash): with `keep_empty` false,
+/// no entries give no layer.
 pub fn write_layer_with(
     ctx: &crate::build::BuildCtx<'_>,
     entries: &[Entry],
     reuse: Option<Arc<dyn MemberSource>>,
     tee: Option<&layer::TeeWriter>,
+    keep_empty: bool,
 ) -> Result<Option<LayerRef>, StepError> {
-    if entries.is_empty() {
+    if entries.is_empty() && !keep_empty {
         return Ok(None);
     }
-    let opts = layer::WriteOptions {
-        compression: ctx.options.compression,
-        source_date_epoch: ctx.options.source_date_epoch,
-        level: None,
-        reuse,
-    };
+    let opts =
+        layer::WriteOptions { compression: ctx.options.compression, source_date_epoch: ctx.epoch, level: None, reuse };
     let mut writer = ctx.store.ingest()?;
     let digests = layer::write_normalized(entries, &mut writer, &opts, tee)?;
     let (digest, size) = writer.commit(Some(&digests.digest))?;

@@ -8,17 +8,17 @@ use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::build::events::Event;
-use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, config, run_mounts, write_layer};
 use crate::build::users::Accounts;
+use crate::build::{history, rootfs};
 use crate::cache::lineage::Position;
 use crate::confine::Root;
 use crate::dockerfile::instruction::{CommandLine, Heredoc};
 use crate::image;
 use crate::layer::{self, Entry, EntryKind};
-use crate::plan::RunMount;
+use crate::plan::{RunMount, predefined};
 use crate::sandbox::{self, Isolation, Network, RootfsKind, RootfsSpec, RunSpec, Sandbox};
 use crate::supply;
 
@@ -53,18 +53,31 @@ pub async fn execute(
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
+    let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
+    // The cache-directory locks are held until the step is done.
+    let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
+        run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
+    if sandbox.isolation == Isolation::Chroot && !mounts.is_empty() {
+        let targets: Vec<&str> = mounts.iter().map(sandbox::SandboxMount::target).collect();
+        return Err(StepError::Unsupported(format!(
+            "RUN --mount on {}: chroot isolation cannot mount; build with rootless or root isolation",
+            targets.join(", ")
+        )));
+    }
     let work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
-    let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
     let mut process_env = run.env.to_vec();
-    // The cache-directory locks are held until the step is done.
-    let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
-        run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
-    process_env.extend(vars);
+    let hostname = sandbox_hostname(env);
+    // Secrets (env=) win over ENV; then the proxies and HOSTNAME, which never enter the cache key.
+    let late = vars.into_iter().chain(predefined::proxy_env(&env.plan.build_args));
+    for (key, value) in late.chain(std::iter::once(("HOSTNAME".to_string(), hostname.clone()))) {
+        process_env.retain(|(k, _)| *k != key);
+        process_env.push((key, value));
+    }
     let (args, script) = command_args(run, scratch.path())?;
-    let network = network(env, run.network)?;
+    let network = network(env, run.network, sandbox.isolation)?;
     let home = process_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone());
     let home = home.or_else(|| accounts.home(ids.uid)).unwrap_or_else(|| "/".to_string());
     let supply = step_supply(env, run, &work, sandbox.isolation, &process_env, &home, network, scratch.path())?;
@@ -78,17 +91,27 @@ pub async fn execute(
         uid: ids.uid,
         gid: ids.gid,
         groups: ids.groups,
-        hostname: "kiln".to_string(),
         network,
         netns: None,
         mounts,
         facilities: sandbox.facilities,
-        etc_files: etc_files(scratch.path())?,
+        etc_files: etc_files(scratch.path(), &hostname)?,
+        hostname,
         umask: 0o022,
         created_report: scratch.path().join("created"),
         secret_stage: secret_stage(scratch.path())?,
     };
-    spec.mounts.extend(script);
+    match script {
+        // Chroot mode cannot bind the script: it is provided as /etc files are (a copy, removed after the
+        // step), and run through its interpreter, as the kernel would, so it needs no exec bit.
+        Some(mount) if spec.isolation == Isolation::Chroot && mount.bind_source().is_some() => {
+            let (source, target) = (mount.bind_source().unwrap_or_default(), mount.target().to_string());
+            let text = std::fs::read_to_string(&source).map_err(StepError::Temp)?;
+            spec.args = shebang_argv(&text, &target);
+            spec.etc_files.push((source, target));
+        }
+        other => spec.mounts.extend(other),
+    }
     let skipped = give_supply(&mut spec, &supply);
     if !skipped.is_empty() {
         env.ctx.reporter.report(Event::Warning(format!(
@@ -101,14 +124,11 @@ pub async fn execute(
     let outcome = with_refusals(env, outcome, supply.egress.as_ref(), run.label)?;
     drop(supply);
     let entries = work.diff(&outcome.created)?;
+    // Even an empty diff is a layer (BuildKit commits one for every RUN).
     let layer = write_layer(env, state, position, entries)?;
     let mut diff_ids = state.diff_ids();
     diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
-    // With no layer the chain is unchanged: a claimed snapshot goes back as it was.
-    let claimed = matches!(work.before, Before::Stamps(_));
-    if layer.is_some() || claimed {
-        work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
-    }
+    work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
     Ok(layer)
 }
 
@@ -233,6 +253,19 @@ fn command_args(run: &RunStep<'_>, scratch: &Path) -> Result<(Vec<String>, Optio
     Ok((config::argv(&CommandLine::Shell(script), run.shell), None))
 }
 
+/// The argv the kernel builds for a `#!` script at `path`: the interpreter, its one optional argument (the
+/// rest of the line), then the script's path.
+fn shebang_argv(script: &str, path: &str) -> Vec<String> {
+    let line = script.lines().next().unwrap_or_default().trim_start_matches("#!").trim();
+    let mut argv: Vec<String> = match line.split_once([' ', '\t']) {
+        Some((interpreter, arg)) => vec![interpreter.to_string(), arg.trim().to_string()],
+        None => vec![line.to_string()],
+    };
+    argv.retain(|a| !a.is_empty());
+    argv.push(path.to_string());
+    argv
+}
+
 fn is_just_heredoc(text: &str, name: &str) -> bool {
     let word = text.trim().trim_start_matches("<<").trim_start_matches('-');
     word.trim_matches(|c| c == '"' || c == '\'') == name
@@ -249,13 +282,36 @@ fn environment(mut pairs: Vec<(String, String)>, home: Option<String>) -> Vec<St
     pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-fn network(env: &StageEnv<'_>, flag: Option<&str>) -> Result<Network, StepError> {
-    match flag {
-        None | Some("default") => Ok(env.ctx.options.network),
-        Some("host") => Ok(Network::Host),
-        Some("none") => Ok(Network::None),
-        Some(other) => Err(StepError::Unsupported(format!("RUN --network={other}: expected default, host or none"))),
+/// The step's network; chroot isolation has no network namespace, so it refuses `none` rather than run
+/// the step with the host's network.
+fn network(env: &StageEnv<'_>, flag: Option<&str>, isolation: Isolation) -> Result<Network, StepError> {
+    let network = match flag {
+        None | Some("default") => env.ctx.options.network,
+        Some("host") => Network::Host,
+        Some("none") => Network::None,
+        Some(other) => {
+            return Err(StepError::Unsupported(format!("RUN --network={other}: expected default, host or none")));
+        }
+    };
+    if network == Network::None && isolation == Isolation::Chroot {
+        return Err(StepError::Unsupported(
+            "network none: chroot isolation has no network namespace to cut the step off the network; \
+             build with rootless or root isolation"
+                .to_string(),
+        ));
     }
+    Ok(network)
+}
+
+/// The host name of RUN steps: BuildKit's `buildkitsandbox`, or the `BUILDKIT_SANDBOX_HOSTNAME` build
+/// argument.
+fn sandbox_hostname(env: &StageEnv<'_>) -> String {
+    env.plan
+        .build_args
+        .get("BUILDKIT_SANDBOX_HOSTNAME")
+        .filter(|h| !h.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "buildkitsandbox".to_string())
 }
 
 /// An empty directory the sandbox mounts its secrets tmpfs on (in its own mount namespace only).
@@ -266,12 +322,12 @@ fn secret_stage(scratch: &Path) -> Result<PathBuf, StepError> {
 }
 
 /// The step's /etc/resolv.conf, /etc/hosts and /etc/hostname, written in the scratch dir.
-fn etc_files(scratch: &Path) -> Result<Vec<(PathBuf, String)>, StepError> {
+fn etc_files(scratch: &Path, hostname: &str) -> Result<Vec<(PathBuf, String)>, StepError> {
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.1\n".into());
     let files = [
         ("resolv.conf", resolv),
-        ("hosts", "127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
-        ("hostname", "kiln\n".to_string()),
+        ("hosts", format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
+        ("hostname", format!("{hostname}\n")),
     ];
     let mut out = Vec::new();
     for (name, text) in files {
@@ -314,13 +370,9 @@ fn run_command(env: &StageEnv<'_>, spec: &RunSpec, run: &RunStep<'_>) -> Result<
     Ok(outcome)
 }
 
+/// The command as it ran, for the failure message (`/bin/sh -c invalidcmd`, as BuildKit names it).
 fn describe(run: &RunStep<'_>) -> String {
-    match run.cmd {
-        CommandLine::Shell(text) => text.clone(),
-        CommandLine::Exec(args) => {
-            format!("[{}]", args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "))
-        }
-    }
+    history::run_argv(run.cmd, run.shell, run.heredocs).join(" ")
 }
 
 /// Where the step's filesystem lives: an overlay over the parent's snapshots, a private copy of the
@@ -529,4 +581,15 @@ fn same_as_before(entry: &Entry, before: &Before, lowers: &[Root]) -> bool {
         Before::Stamps(stamps) => stamps.dir_mode_owner(&entry.path),
     };
     was == Some((entry.mode & 0o7777, entry.uid, entry.gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shebang_argv;
+
+    #[test]
+    fn a_shebang_gives_the_interpreter_its_one_argument_and_the_script() {
+        assert_eq!(shebang_argv("#!/bin/sh\necho", "/dev/pipes/EOF"), ["/bin/sh", "/dev/pipes/EOF"]);
+        assert_eq!(shebang_argv("#! /usr/bin/env  python3 -u\n", "/p"), ["/usr/bin/env", "python3 -u", "/p"]);
+    }
 }

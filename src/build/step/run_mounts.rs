@@ -150,8 +150,9 @@ fn secret(
     let id = m.id.clone().or_else(|| (!m.target.is_empty()).then(|| base_name(&m.target))).unwrap_or_default();
     let Some(source) = env.ctx.options.secrets.get(&id) else {
         if m.required {
+            // BuildKit's words first, then how to give it.
             return Err(StepError::Unsupported(format!(
-                "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+                "secret {id}: not found (required; give it with --secret id={id},src=FILE)"
             )));
         }
         return Ok(());
@@ -175,42 +176,26 @@ fn base_name(path: &str) -> String {
 
 /// What the step's bind mounts show, for its cache key: the digest of each context source, the key of each
 /// `from=` stage (an image by its name); `None` without binds.
-pub fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<String>, StepError> {
+pub async fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<String>, StepError> {
     let mut parts = Vec::new();
     for m in mounts.iter().filter(|m| m.kind == RunMountKind::Bind) {
         let source = m.source.as_deref().unwrap_or("/");
         match &m.from {
             None => {
                 // What the step will see, read inside the context like any source (owners kept: they show).
-                let root = SourceRoot::Rootfs(env.context.root(), "the build context");
-                let sources = [source.to_string()];
-                let spec = CopySpec {
-                    sources: &sources,
-                    dest: "/",
-                    workdir: "/",
-                    owner: None,
-                    chmod: None,
-                    exclude: &[],
-                    parents: false,
-                    image_root: None,
-                    created_at: 0,
-                };
-                let entries = match copy::entries(&spec, &root) {
-                    Err(copy::CopyError::NotFound { .. }) => Vec::new(),
-                    other => other?,
-                };
-                let digest = crate::cache::sources::digest(&entries, &env.ctx.stats)?;
+                let digest =
+                    selected_digest(env, &SourceRoot::Rootfs(env.context.root(), "the build context"), source)?;
                 parts.push(format!("{source}={digest}"));
             }
             Some(from) => {
                 let names: Vec<Option<String>> = env.plan.stages.iter().map(|s| s.name.clone()).collect();
+                // A stage by the content the mount selects, as BuildKit keys it: a change elsewhere in that
+                // stage keeps the step cached (testMountRWCache).
                 let identity = match plan::resolve_from(from, names.len(), &names) {
-                    Ok(plan::CopyFrom::Stage(i)) => env
-                        .done
-                        .get(&i)
-                        .and_then(|s| s.cache_key.as_ref())
-                        .map(|k| k.hex().to_string())
-                        .unwrap_or_default(),
+                    Ok(stage @ plan::CopyFrom::Stage(_)) => match from_root(env, Some(&stage)).await? {
+                        Some((root, label)) => selected_digest(env, &SourceRoot::Rootfs(&root, &label), source)?,
+                        None => String::new(),
+                    },
                     _ => from.clone(),
                 };
                 parts.push(format!("{from}:{source}={identity}"));
@@ -218,4 +203,25 @@ pub fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Option<Str
         }
     }
     Ok((!parts.is_empty()).then(|| parts.join("\n")))
+}
+
+/// The digest of what `source` selects in `root` (nothing when it is missing: the mount then fails itself).
+fn selected_digest(env: &StageEnv<'_>, root: &SourceRoot<'_>, source: &str) -> Result<String, StepError> {
+    let sources = [source.to_string()];
+    let spec = CopySpec {
+        sources: &sources,
+        dest: "/",
+        workdir: "/",
+        owner: None,
+        chmod: None,
+        exclude: &[],
+        parents: false,
+        image_root: None,
+        created_at: 0,
+    };
+    let entries = match copy::entries(&spec, root) {
+        Err(copy::CopyError::NotFound { .. }) => Vec::new(),
+        other => other?,
+    };
+    Ok(crate::cache::sources::digest(&entries, &env.ctx.stats)?)
 }

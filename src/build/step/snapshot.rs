@@ -30,7 +30,8 @@ pub fn write_with_snapshot(
     files: &FileDigests,
 ) -> Result<Option<LayerRef>, StepError> {
     if entries.is_empty() {
-        return Ok(None);
+        // An empty layer (BuildKit commits one); its snapshot is derived when read, by links.
+        return super::write_layer(env, state, position, entries);
     }
     let store = env.ctx.store;
     let parent = rootfs::lease(store, &state.layers, env.ctx.reporter)?;
@@ -39,7 +40,7 @@ pub fn write_with_snapshot(
     let staged = store.stage_snapshot()?;
     let tree = staged.tree();
     let opts = layer::ApplyOptions::for_current_user();
-    let clamp = env.ctx.options.source_date_epoch;
+    let clamp = env.ctx.epoch;
     let (writer, reader) = layer::tee();
     let (written, filled) = std::thread::scope(|s| {
         let filling = s.spawn(|| {

@@ -277,8 +277,8 @@ fn nix_is_root() -> bool {
     tool("id", &["-u"]).trim() == "0"
 }
 
-/// A minimal busybox rootfs: the static binary, one symlink per applet, passwd/group with root, nobody
-/// and `app` (1000:1000), and a world-writable /tmp.
+/// A minimal busybox rootfs: the static binary, one symlink per applet, passwd/group with root, daemon,
+/// nobody and `app` (1000:1000) — root in `wheel` as in Docker's busybox image — and a world-writable /tmp.
 pub fn busybox_rootfs(dir: &Path) {
     let busybox = Path::new("/bin/busybox");
     assert!(busybox.exists(), "busybox-static is required (make test-deps)");
@@ -292,10 +292,14 @@ pub fn busybox_rootfs(dir: &Path) {
     }
     std::fs::write(
         dir.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+        "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
     )
     .expect("passwd");
-    std::fs::write(dir.join("etc/group"), "root:x:0:\nnobody:x:65534:\napp:x:1000:\nstaff:x:50:app\n").expect("group");
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\ndaemon:x:1:\nwheel:x:10:root\nnobody:x:65534:\napp:x:1000:\nstaff:x:50:app\n",
+    )
+    .expect("group");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
 }
