@@ -162,17 +162,7 @@ fn copy_context(c: &mut Criterion) {
     }
     let ctx = Context::open(&ctx_dir, &ctx_dir.join("Dockerfile")).unwrap();
     let sources = [".".to_string()];
-    let spec = CopySpec {
-        sources: &sources,
-        dest: "/app/",
-        workdir: "/",
-        owner: None,
-        chmod: None,
-        exclude: &[],
-        parents: false,
-        image_root: None,
-        created_at: 0,
-    };
+    let spec = CopySpec::plain(&sources, "/app/");
     let stats = StatCache::load(work.path().join("stats.json"));
     let opts = WriteOptions { compression: Compression::Gzip, source_date_epoch: None, level: None, reuse: None };
     let mut group = c.benchmark_group("copy");

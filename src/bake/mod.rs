@@ -144,6 +144,12 @@ pub struct BakeSet {
 }
 
 impl BakeSet {
+    /// Every image the set's builds tag, normalised: a build uses these from the store, never pulled.
+    pub fn images(&self) -> Vec<String> {
+        let names = self.builds.iter().flat_map(|b| &b.tags);
+        names.filter_map(|t| crate::image::Reference::parse(t).ok()).map(|r| r.to_string()).collect()
+    }
+
     /// The repositories (`registry/path`, no tag) the set's builds write to, sorted, each once: the images
     /// a build of the set may use as its base under a policy, since each is checked where it is built.
     pub fn repositories(&self) -> Vec<String> {

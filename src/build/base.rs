@@ -35,8 +35,10 @@ pub async fn image(ctx: &BuildCtx<'_>, name: &str) -> Result<(ImageState, Refere
     let reference = Reference::parse_with_search(name, &ctx.options.search_registries)
         .map_err(|e| BuildError::BadReference { name: name.to_string(), message: e.to_string() })?;
     let local = find_local(ctx.store, name, &reference)?;
+    let made_here = ctx.options.local_bases.contains(&reference.to_string());
     let descriptor = match (ctx.options.pull, local) {
-        (PullPolicy::Missing, Some(d)) | (PullPolicy::Never, Some(d)) => d,
+        (PullPolicy::Missing | PullPolicy::Never, Some(d)) => d,
+        (PullPolicy::Always, Some(d)) if made_here => d,
         (PullPolicy::Never, None) => return Err(BuildError::NotInStore(reference.to_string())),
         _ => {
             ctx.info(format!("pulling {reference}"));

@@ -141,31 +141,8 @@ fn health_text(check: &HealthcheckSpec) -> String {
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.
 pub fn go_quoted_list(words: &[String]) -> String {
-    let quoted: Vec<String> = words.iter().map(|w| go_quote(w)).collect();
+    let quoted: Vec<String> = words.iter().map(|w| crate::dockerfile::go_quote(w)).collect();
     format!("[{}]", quoted.join(" "))
-}
-
-/// Go's `strconv.Quote`.
-fn go_quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Go's `time.Duration.String()`: `0s`, `1.5s`, `1m30s`, `1h0m0s`, `250ms`, `10µs`.
@@ -268,6 +245,6 @@ mod tests {
         assert_eq!(go_duration(1_500_000_000), "1.5s");
         assert_eq!(go_duration(250_000_000), "250ms");
         assert_eq!(go_duration(1_500), "1.5µs");
-        assert_eq!(go_quote("a\tb\u{1}é"), "\"a\\tb\\x01é\"");
+        assert_eq!(crate::dockerfile::go_quote("a\tb\u{1}é"), "\"a\\tb\\x01é\"");
     }
 }

@@ -52,6 +52,9 @@ pub struct BuildOptions {
     pub cache_to: Option<String>,
     /// `--pull`.
     pub pull: PullPolicy,
+    /// Images the caller made itself (a bake set's own outputs, normalised): taken from the store when it
+    /// has them, whatever `pull` says — `--pull=always` refreshes the bases from elsewhere, not these.
+    pub local_bases: Vec<String>,
     /// `--format`.
     pub format: ImageFormat,
     /// `--compression-format`.

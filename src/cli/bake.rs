@@ -341,7 +341,9 @@ fn run_one(root: Option<&Path>, args: &BakeArgs, set: &BakeSet, name: &str) -> a
             path
         }
     };
-    let options = spec.options(&shared, dockerfile);
+    let mut options = spec.options(&shared, dockerfile);
+    // The set's own images come from this store: `--pull=always` refreshes only the bases made elsewhere.
+    options.local_bases = set.images();
     // Under a policy, the set's own images are allowed bases (the policy's "built by the same bake"): each
     // one passes the same gate where it is built.
     let mut build = args.build.clone();

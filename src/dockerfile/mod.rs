@@ -18,7 +18,7 @@ pub mod instruction;
 pub mod shell;
 
 pub use error::{ParseError, Warning};
-pub use node::{Node, RawHeredoc, dump};
+pub use node::{Node, RawHeredoc, dump, go_quote};
 pub use parser::{NodeTree, parse_nodes};
 
 use instruction::Instruction;

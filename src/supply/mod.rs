@@ -261,9 +261,24 @@ impl Supply {
         self.egress.as_ref().map(|e| e.summary())
     }
 
-    /// Every request the proxy-only network saw during the build (empty for other network modes).
+    /// Every request the proxy-only network saw during the build (empty for other network modes); kiln's
+    /// own downloads are left out (the build records those itself).
     pub fn requests(&self) -> Vec<egress::log::Record> {
-        self.egress.as_ref().map(|e| e.records()).unwrap_or_default()
+        let records = self.egress.as_ref().map(|e| e.records()).unwrap_or_default();
+        records.into_iter().filter(|r| !r.by_kiln).collect()
+    }
+
+    /// On the proxy-only network, checks an ADD URL of `step` against the allow-list (its message when
+    /// refused); elsewhere everything is allowed.
+    pub fn admit_download(&self, step: &str, url: &url::Url) -> Result<(), String> {
+        self.egress.as_ref().map_or(Ok(()), |e| e.admit(step, url))
+    }
+
+    /// On the proxy-only network, logs an ADD download of `step` in the fetch log.
+    pub fn record_download(&self, step: &str, url: &url::Url, status: u16, bytes: u64, duration_ms: u64) {
+        if let Some(egress) = &self.egress {
+            egress.record(step, url, status, bytes, duration_ms);
+        }
     }
 }
 

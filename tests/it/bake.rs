@@ -342,3 +342,29 @@ fn under_a_policy_the_sets_own_images_are_allowed_bases() {
     let stray = std::fs::read_to_string(logs.path().join("stray.log")).unwrap();
     assert!(stray.contains("base-not-allowed") && stray.contains("localhost/elsewhere/base:1"), "{stray}");
 }
+
+#[test]
+fn pull_always_refreshes_outside_bases_but_takes_the_sets_own_from_the_store() {
+    let Some(registry) = Registry::start() else { return };
+    let busybox = push_busybox(&registry);
+    let ws = Workspace::new();
+    // The set's base is tagged in the registry but never pushed: pulling it would fail.
+    let base = registry.name("team/unpushed-base:1");
+    ws.file(
+        "kiln-bake.toml",
+        format!(
+            "[target.base]\ncontext = \"base\"\ntags = [\"{base}\"]\n\
+             [target.app]\ncontext = \"app\"\nfrom = \"target:base\"\ntags = [\"localhost/team/app:1\"]\n"
+        ),
+    );
+    ws.file("base/Dockerfile", format!("FROM {busybox}\nRUN echo base > /base\n"));
+    ws.file("app/Dockerfile", format!("FROM {base}\nRUN cat /base > /app\n"));
+    let input = ws.path().to_string_lossy().into_owned();
+    let kiln = Kiln::new();
+    let (run, report) = bake(&kiln, &["--pull=always", "--tls-verify=false", "--retries", "0", &input]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let all = statuses(&report);
+    assert!(all.contains(&("app".into(), "built".into())), "{all:?}");
+    let (_keep, _store, rootfs) = unpack(&kiln, "localhost/team/app:1");
+    assert_eq!(std::fs::read_to_string(rootfs.join("app")).unwrap(), "base\n");
+}

@@ -331,14 +331,22 @@ fn a_start_after_a_crash_removes_the_killed_runs_files_but_not_a_live_ones() {
     assert!(poll(|| entries().iter().any(|e| e.join("work").exists() || files_under(e) > 3)), "the live build runs");
     let live_entries = entries();
 
-    // A build killed while it writes a 64 MiB layer blob.
+    // A build killed while it writes a 64 MiB layer blob (incompressible, so the blob is that big too), the
+    // moment more than 1 MiB of it is on disk: a fixed delay would let a fast build finish first.
     let ws = Workspace::new();
-    ws.file("big.bin", vec![3u8; 64 << 20]);
+    ws.file("big.bin", noise(64 << 20));
     ws.dockerfile("FROM localhost/busybox:test\nCOPY big.bin /\n");
     let mut killed = kiln.spawn(&["build", "-t", "big:1", &ws.path().to_string_lossy()]);
     let killed_files = || entries().iter().filter(|e| !live_entries.contains(e)).map(|e| files_under(e)).sum::<usize>();
-    assert!(poll(|| killed_files() > 1), "the build writes temp files");
-    std::thread::sleep(Duration::from_millis(300));
+    let writing = || {
+        entries().iter().filter(|e| !live_entries.contains(e)).any(|e| {
+            walkdir::WalkDir::new(e)
+                .into_iter()
+                .filter_map(Result::ok)
+                .any(|f| f.metadata().is_ok_and(|m| m.len() > 1 << 20))
+        })
+    };
+    assert!(poll(writing), "the build writes its layer into its session dir");
     kill9(&mut killed);
     assert!(killed_files() > 1, "a kill -9 leaves its temp files");
 
@@ -350,6 +358,20 @@ fn a_start_after_a_crash_removes_the_killed_runs_files_but_not_a_live_ones() {
     kill9(&mut live);
     kiln.ok(&["fsck", "--repair"]);
     assert!(kiln.ok(&["fsck"]).contains("no problems"));
+}
+
+/// `len` bytes no compressor can shrink (xorshift64).
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// Starts a build whose RUN step sleeps, waits until the step runs, and sends `signal` to kiln.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::http::{Server, route};
+use crate::harness::http::{Server, redirect, route};
 use crate::harness::supply::{
     Pki, apt_cacher_ng, apt_cacher_requests, debian_python, free_port, pypi_requests, pypiserver, tls_server, wheel,
 };
@@ -272,6 +272,45 @@ fn proxy_only_rootless() {
     if let Some(kiln) = rootless::kiln() {
         proxy_only_with_wget(&kiln);
     }
+}
+
+/// kiln's own downloads for a step (ADD URLs) obey the same allow-list and go into the same fetch log.
+#[test]
+fn add_urls_on_the_proxy_only_network_obey_the_allow_list_and_are_logged() {
+    let kiln = Kiln::new();
+    busybox_base(&kiln);
+    let elsewhere = Server::start(vec![route("/other.txt", "text/plain", "other")]);
+    let nexus = Server::start(vec![
+        route("/tool.txt", "text/plain", "tool"),
+        redirect("/bounce.txt", &elsewhere.url("/other.txt")),
+    ]);
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("fetch.jsonl");
+    let ws = Workspace::new();
+    let add = |url: String| {
+        ws.dockerfile(&format!("FROM localhost/busybox:test\nADD {url} /x\n"));
+        let ctx = ws.path().to_string_lossy().into_owned();
+        let log = log.to_string_lossy().into_owned();
+        let args = ["build", "--network", "proxy-only", "--allow-host", &nexus.addr, "--fetch-log", &log, &ctx];
+        kiln.run(&args)
+    };
+    let ok = add(nexus.url("/tool.txt"));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    for url in [elsewhere.url("/other.txt"), nexus.url("/bounce.txt")] {
+        let refused = add(url.clone());
+        assert_ne!(refused.code, 0, "{url} must be refused");
+        let message = format!("Dockerfile:2: ADD {url} /x: --network proxy-only refused {}", elsewhere.addr);
+        assert!(refused.stderr.contains(&message) && refused.stderr.contains("--allow-host"), "{}", refused.stderr);
+    }
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seen: Vec<(&str, bool, u64)> = lines
+        .iter()
+        .map(|l| (l["url"].as_str().unwrap(), l["allowed"].as_bool().unwrap(), l["status"].as_u64().unwrap()))
+        .collect();
+    let (tool, other) = (nexus.url("/tool.txt"), elsewhere.url("/other.txt"));
+    assert_eq!(seen, [(tool.as_str(), true, 200), (other.as_str(), false, 403), (other.as_str(), false, 403)]);
+    assert!(lines.iter().all(|l| l["by_kiln"] == true && l["step"].as_str().unwrap().contains("Dockerfile:2 ADD")));
 }
 
 #[test]

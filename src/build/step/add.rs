@@ -24,6 +24,7 @@ pub async fn entries(
     state: &ImageState,
     c: &ResolvedCopy,
     is_add: bool,
+    label: &str,
 ) -> Result<Vec<Entry>, StepError> {
     let store = env.ctx.store;
     let image_root = match rootfs::materialize(store, &state.layers, env.ctx.reporter)? {
@@ -75,7 +76,7 @@ pub async fn entries(
             let dir = scratch.path().join(format!("url{i}"));
             fs_err::create_dir_all(&dir).map_err(StepError::Temp)?;
             let tmp = dir.join(".download");
-            let got = fetch::download(&env.ctx.http, source, c.checksum.as_deref(), &tmp).await?;
+            let got = download(env, label, source, c.checksum.as_deref(), &tmp).await?;
             let record = FetchRecord::from_add(source, &env.ctx.file_label, got.status, got.bytes, &got.sha256);
             env.ctx.evidence.fetched(record);
             let named = dir.join(&got.file_name);
@@ -272,4 +273,29 @@ fn is_tar_archive(context: &Root, rel: &str) -> bool {
         }
     }
     filled == 512 && (&header[257..262] == b"ustar")
+}
+
+/// Downloads an ADD URL; on the proxy-only network the URL, and the one a redirect ended at, must be in the
+/// allow-list, and the download goes into the fetch log as the step's own requests do.
+async fn download(
+    env: &StageEnv<'_>,
+    label: &str,
+    source: &str,
+    checksum: Option<&str>,
+    into: &std::path::Path,
+) -> Result<fetch::Downloaded, StepError> {
+    let supply = &env.ctx.supply;
+    let url = url::Url::parse(source).ok();
+    if let Some(url) = &url {
+        supply.admit_download(label, url).map_err(StepError::Refused)?;
+    }
+    let started = std::time::Instant::now();
+    let got = fetch::download(&env.ctx.http, source, checksum, into).await?;
+    if let Some(last) = url::Url::parse(&got.final_url).ok().filter(|last| Some(last) != url.as_ref()) {
+        supply.admit_download(label, &last).map_err(StepError::Refused)?;
+    }
+    if let Some(url) = &url {
+        supply.record_download(label, url, got.status, got.bytes, started.elapsed().as_millis() as u64);
+    }
+    Ok(got)
 }

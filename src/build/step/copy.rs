@@ -100,6 +100,24 @@ pub struct CopySpec<'a> {
     pub created_at: i64,
 }
 
+impl<'a> CopySpec<'a> {
+    /// `sources` to `dest` with nothing else asked: root's, modes kept, no image to look into (what a
+    /// content digest of a selection needs).
+    pub fn plain(sources: &'a [String], dest: &'a str) -> CopySpec<'a> {
+        CopySpec {
+            sources,
+            dest,
+            workdir: "/",
+            owner: None,
+            chmod: None,
+            exclude: &[],
+            parents: false,
+            image_root: None,
+            created_at: 0,
+        }
+    }
+}
+
 /// A matched source: its path as named, the real place inside the root of what it names (a named symlink
 /// is followed, inside the root), and a handle to that.
 struct Matched {
@@ -471,18 +489,7 @@ mod tests {
     fn copy(f: &Fixture, sources: &[&str], dest: &str) -> Result<Vec<Entry>, CopyError> {
         let ctx = Context::open(&f.ctx, &f.ctx.join("Dockerfile")).unwrap();
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-        let spec = CopySpec {
-            sources: &sources,
-            dest,
-            workdir: "/",
-            owner: None,
-            chmod: None,
-            exclude: &[],
-            parents: false,
-            image_root: None,
-            created_at: 0,
-        };
-        entries(&spec, &SourceRoot::Context(&ctx))
+        entries(&CopySpec::plain(&sources, dest), &SourceRoot::Context(&ctx))
     }
 
     fn content(e: &Entry) -> String {

@@ -121,6 +121,8 @@ pub struct Downloaded {
     pub bytes: u64,
     /// The content's sha256 (hex).
     pub sha256: String,
+    /// The URL the content came from, after redirects.
+    pub final_url: String,
 }
 
 /// True when an ADD source is a remote URL.
@@ -151,6 +153,7 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
     let write = |source| FetchError::Write { url: url.to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(into).map_err(write)?);
     let status = response.status().as_u16();
+    let final_url = response.url().to_string();
     // sha256 always (provenance records it); the checksum's own algorithm too when it is another.
     let algorithm = expected.as_ref().map_or("sha256", |c| c.algorithm);
     let mut sha256 = Sha256::new();
@@ -178,7 +181,7 @@ pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Pat
             actual: format!("{algorithm}:{actual}"),
         });
     }
-    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256 })
+    Ok(Downloaded { file_name: file_name_of(url), mtime, status, bytes, sha256, final_url })
 }
 
 fn transfer_error(url: &str, timeouts: Timeouts, e: reqwest::Error) -> FetchError {

@@ -90,6 +90,9 @@ pub enum StepError {
     /// CA trust, Nexus routing or the network policy could not be given to the step.
     #[error(transparent)]
     Supply(Box<crate::supply::SupplyError>),
+    /// The proxy-only network's allow-list refused a download of kiln's own (an ADD URL).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a step did: the layer it added (if any), whether that came from the cache, its key, and the time
@@ -126,7 +129,7 @@ pub async fn execute(
     match step {
         ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
             ensure_local(env.ctx, &state.layers).await?;
-            let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_))).await?;
+            let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_)), label).await?;
             let (sources, files) = cache::sources::digest_with_files(&entries, &env.ctx.stats)?;
             let key = parent.child(&repr, Some(&sources));
             let position = Position::of(parent, &repr);

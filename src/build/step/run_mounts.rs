@@ -208,18 +208,7 @@ pub async fn bind_digest(env: &StageEnv<'_>, mounts: &[RunMount]) -> Result<Opti
 /// The digest of what `source` selects in `root` (nothing when it is missing: the mount then fails itself).
 fn selected_digest(env: &StageEnv<'_>, root: &SourceRoot<'_>, source: &str) -> Result<String, StepError> {
     let sources = [source.to_string()];
-    let spec = CopySpec {
-        sources: &sources,
-        dest: "/",
-        workdir: "/",
-        owner: None,
-        chmod: None,
-        exclude: &[],
-        parents: false,
-        image_root: None,
-        created_at: 0,
-    };
-    let entries = match copy::entries(&spec, root) {
+    let entries = match copy::entries(&CopySpec::plain(&sources, "/"), root) {
         Err(copy::CopyError::NotFound { .. }) => Vec::new(),
         other => other?,
     };

@@ -49,6 +49,9 @@ pub struct Record {
     /// Why it failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Made by kiln itself for the step (an `ADD <url>` download), not by the step through the proxy.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub by_kiln: bool,
 }
 
 /// The records of one build, and the file they go to.
@@ -158,6 +161,7 @@ mod tests {
             url: format!("https://{host}:443"),
             duration_ms: 5,
             error: None,
+            by_kiln: false,
         }
     }
 

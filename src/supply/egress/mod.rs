@@ -99,6 +99,62 @@ impl Egress {
     pub fn records(&self) -> Vec<log::Record> {
         self.shared.log.records()
     }
+
+    /// Checks one of kiln's own downloads for `step` (an ADD URL) against the allow-list, as the proxy
+    /// checks a step's requests: a refusal is logged and returned as the message to show.
+    pub fn admit(&self, step: &str, url: &url::Url) -> Result<(), String> {
+        let (host, port) = host_port(url);
+        if self.shared.allow.allows(&host, port) {
+            return Ok(());
+        }
+        let record = own_download(step, url, false, 403, 0, 0, Some("not in the allow-list".to_string()));
+        self.shared.log.push(record);
+        Err(format!(
+            "--network proxy-only refused {host}:{port}: not in the allow-list ({}); allow it with --allow-host {host}",
+            self.shared.allow.describe()
+        ))
+    }
+
+    /// Logs one of kiln's own downloads for `step` that the allow-list admitted.
+    pub fn record(&self, step: &str, url: &url::Url, status: u16, bytes: u64, duration_ms: u64) {
+        self.shared.log.push(own_download(step, url, true, status, bytes, duration_ms, None));
+    }
+}
+
+fn host_port(url: &url::Url) -> (String, u16) {
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    (host, url.port_or_known_default().unwrap_or(0))
+}
+
+fn own_download(
+    step: &str,
+    url: &url::Url,
+    allowed: bool,
+    status: u16,
+    bytes: u64,
+    duration_ms: u64,
+    error: Option<String>,
+) -> log::Record {
+    let (host, port) = host_port(url);
+    log::Record {
+        schema: log::SCHEMA,
+        time: log::now_rfc3339(),
+        step: step.to_string(),
+        method: "GET".to_string(),
+        host,
+        port,
+        target: url.to_string(),
+        path: Some(url.path().to_string()),
+        allowed,
+        status,
+        bytes_sent: 0,
+        bytes_received: bytes,
+        bytes,
+        url: url.to_string(),
+        duration_ms,
+        error,
+        by_kiln: true,
+    }
 }
 
 impl Drop for Egress {

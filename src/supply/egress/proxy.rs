@@ -108,6 +108,7 @@ impl Pending {
             bytes_received: received,
             duration_ms: self.started.elapsed().as_millis() as u64,
             error,
+            by_kiln: false,
         }
     }
 }

@@ -49,8 +49,10 @@ impl Server {
                     let mut stream = stream;
                     match routes.iter().find(|r| r.path == path) {
                         Some(r) => {
+                            let redirects = r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("location"));
                             let mut head = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                                "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                                if redirects { "302 Found" } else { "200 OK" },
                                 r.content_type,
                                 r.body.len()
                             );
@@ -105,6 +107,16 @@ pub fn stalling(stall: std::time::Duration) -> Server {
 /// A route with a body and content type.
 pub fn route(path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Route {
     Route { path: path.to_string(), content_type: content_type.to_string(), headers: Vec::new(), body: body.into() }
+}
+
+/// A route that redirects to `location` (302).
+pub fn redirect(path: &str, location: &str) -> Route {
+    Route {
+        path: path.to_string(),
+        content_type: "text/plain".to_string(),
+        headers: vec![("Location".to_string(), location.to_string())],
+        body: Vec::new(),
+    }
 }
 
 /// A proxy on 127.0.0.1 in front of `upstream` (`127.0.0.1:PORT`) that answers the first `failures`
