@@ -2,8 +2,12 @@
 # End-to-end timings of kiln beside buildah (when installed), run by `make bench`.
 # Each case is timed REPEAT times (median reported); ratios are kiln / buildah from this same run.
 #   c1: COPY of a generated context (FILES files, about half random bytes, half zeros): cold, no-change, one file changed
+#   c1r: the same COPY followed by a RUN step (what real Dockerfiles do), beside two references measured in the
+#        same runs on the same disk: `cp -al` of the tree (for one file changed) and a plain loop creating the
+#        same files (for cold)
 #   c2: ten trivial RUN steps: cold, no-change rebuild
 #   c3: one RUN in chroot mode on an image of 100k files (the metadata-walk diff)
+# ONLY=REGEX runs only the cases whose name matches (e.g. ONLY=c1r REPEAT=5).
 set -eu
 
 KILN=${KILN:-target/release/kiln}
@@ -17,6 +21,7 @@ if command -v buildah >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 
 now() { date +%s.%N; }
+want() { [ -z "${ONLY:-}" ] || echo "$1" | grep -qE "$ONLY"; }
 # time_cmd LABEL CMD...: runs CMD, prints seconds.
 time_cmd() { t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -40,23 +45,34 @@ printf 'FROM scratch\nCOPY rootfs/ /\n' > "$WORK/base/Dockerfile"
 # c2: ten trivial RUN steps.
 mkdir -p "$WORK/c2"
 { echo "FROM localhost/bench-base"; i=1; while [ $i -le 10 ]; do echo "RUN echo step $i > /step$i"; i=$((i+1)); done; } > "$WORK/c2/Dockerfile"
-# run_case NAME CONTEXT MODE: MODE cold = empty stores each time, warm = keep them, touch = change one
-# selected file before each timed build (a new content every time, so every run is a real one-file change).
+# run_case NAME CONTEXT MODE [REF_LABEL REF_CMD]: MODE cold = empty stores each time, warm = keep them, touch =
+# change one selected file before each timed build (a new content every time, so every run is a real one-file
+# change). REF_CMD, when given, is timed in the same repetitions (interleaved), and kiln's ratio to it printed.
 run_case() {
-	k=""; b=""
+	want "$1" || return 0
+	k=""; b=""; r=""
 	for n in $(seq "$REPEAT"); do
 		if [ "$3" = cold ]; then rm -rf "$WORK/kstore"; cp -a "$WORK/kiln-base" "$WORK/kstore"; fi
-		[ "$3" = touch ] && echo "kiln $n" >> "$WORK/c1/data/d000/f000000"
+		[ "$3" = touch ] && echo "kiln $n" >> "$2/data/d000/f000000"
 		k="$k $(time_cmd "$KILN" --root "$WORK/kstore" build -q -t bench "$2")"
 		if [ -n "$BUILDAH" ]; then
 			[ "$3" = cold ] && $BUILDAH rmi -a -f >/dev/null 2>&1 && $BUILDAH bud --runtime runc --layers -q -t localhost/bench-base "$WORK/base" >/dev/null 2>&1
-			[ "$3" = touch ] && echo "buildah $n" >> "$WORK/c1/data/d000/f000000"
+			[ "$3" = touch ] && echo "buildah $n" >> "$2/data/d000/f000000"
 			b="$b $(time_cmd $BUILDAH bud --runtime runc --layers -q -t bench "$2")"
+		fi
+		if [ $# -ge 5 ]; then
+			rm -rf "$WORK/ref"
+			r="$r $(time_cmd sh -c "$5")"
+			rm -rf "$WORK/ref"
 		fi
 	done
 	km=$(echo $k | tr ' ' '\n' | median)
 	bm=""; [ -n "$b" ] && bm=$(echo $b | tr ' ' '\n' | median)
 	report "$1" "$km" "$bm"
+	if [ $# -ge 5 ]; then
+		rm_=$(echo $r | tr ' ' '\n' | median)
+		printf '%-28s kiln %8.3fs   %-10s %7.3fs   ratio %.3f\n' "" "$km" "$4" "$rm_" "$(awk -v a="$km" -v b="$rm_" 'BEGIN {print a / b}')"
+	fi
 }
 run_case "c2 ten RUN steps, cold" "$WORK/c2" cold
 run_case "c2 ten RUN steps, rebuild" "$WORK/c2" warm
@@ -78,12 +94,34 @@ run_case "c1 COPY $FILES files, cold" "$WORK/c1" cold
 run_case "c1 COPY, no change" "$WORK/c1" warm
 run_case "c1 COPY, one file changed" "$WORK/c1" touch
 
+# c1r: the same COPY, then a RUN step (the RUN needs the COPY's result as a rootfs). The references write into
+# $WORK beside the stores: `cp -al` links the tree, the plain loop creates each file (open, write, close).
+cat > "$WORK/plainloop.py" <<'PY'
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+for dirpath, dirs, files in os.walk(src):
+    out = os.path.join(dst, os.path.relpath(dirpath, src))
+    os.makedirs(out, exist_ok=True)
+    for name in files:
+        with open(os.path.join(dirpath, name), "rb") as f:
+            data = f.read()
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+PY
+mkdir -p "$WORK/c1r"
+cp -al "$WORK/c1/data" "$WORK/c1r/data"
+printf 'FROM localhost/bench-base\nCOPY data /data\nRUN echo ran > /ran\n' > "$WORK/c1r/Dockerfile"
+run_case "c1r COPY+RUN, cold" "$WORK/c1r" cold "plain-loop" "python3 '$WORK/plainloop.py' '$WORK/c1r/data' '$WORK/ref'"
+run_case "c1r COPY+RUN, no change" "$WORK/c1r" warm
+run_case "c1r COPY+RUN, one changed" "$WORK/c1r" touch "cp-al" "cp -al '$WORK/c1r/data' '$WORK/ref'"
+
 # Reference for c1: tar | pigz + sha256 of the same tree.
-if command -v pigz >/dev/null 2>&1; then
+if want "c1 tar|pigz" && command -v pigz >/dev/null 2>&1; then
 	t=$(time_cmd sh -c "tar -C '$WORK/c1' -cf - data | pigz | sha256sum")
 	printf '%-28s %8.3fs\n' "c1 tar|pigz|sha256 reference" "$t"
 fi
 
+if want "c3 RUN on 100k files, chroot"; then
 # c3: one RUN step in chroot mode (a build pod without mount rights) on an image of 100k files: kiln's
 # private copy + metadata-walk diff against buildah --isolation chroot on the vfs driver (what it uses there).
 mkdir -p "$WORK/c3/tree"
@@ -116,9 +154,12 @@ done
 km=$(echo $k | tr ' ' '\n' | median)
 bm=""; [ -n "$b" ] && bm=$(echo $b | tr ' ' '\n' | median)
 report "c3 RUN on 100k files, chroot" "$km" "$bm"
+fi
 
 # Peak memory while building a 1 GiB layer (goal: 64 MiB), when GNU time is installed.
-if [ -x /usr/bin/time ]; then
+if ! want "1 GiB layer"; then
+	:
+elif [ -x /usr/bin/time ]; then
 	mkdir -p "$WORK/mem/big"
 	head -c 536870912 /dev/urandom > "$WORK/mem/big/random.bin"
 	head -c 536870912 /dev/zero > "$WORK/mem/big/zeros.bin"

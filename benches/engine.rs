@@ -67,7 +67,7 @@ fn write_layers(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(total as u64));
     group.sample_size(10);
     for compression in [Compression::Gzip, Compression::Zstd] {
-        let opts = WriteOptions { compression, source_date_epoch: None, level: None };
+        let opts = WriteOptions { compression, ..Default::default() };
         group.bench_function(format!("{compression:?} 64 MiB"), |b| {
             b.iter(|| layer::write_layer(source.clone(), std::io::sink(), &opts).unwrap())
         });
@@ -164,7 +164,7 @@ fn copy_context(c: &mut Criterion) {
     let sources = [".".to_string()];
     let spec = CopySpec::plain(&sources, "/app/");
     let stats = StatCache::load(work.path().join("stats.json"));
-    let opts = WriteOptions { compression: Compression::Gzip, source_date_epoch: None, level: None };
+    let opts = WriteOptions { compression: Compression::Gzip, source_date_epoch: None, level: None, reuse: None };
     let mut group = c.benchmark_group("copy");
     group.sample_size(10);
     group.throughput(Throughput::Elements(2000));
@@ -200,7 +200,7 @@ fn apply(c: &mut Criterion) {
         });
     }
     let mut tar = Vec::new();
-    let opts = WriteOptions { compression: Compression::None, source_date_epoch: None, level: None };
+    let opts = WriteOptions { compression: Compression::None, source_date_epoch: None, level: None, reuse: None };
     layer::write_layer(entries, &mut tar, &opts).unwrap();
     let mut group = c.benchmark_group("layer apply");
     group.sample_size(10);

@@ -13,12 +13,16 @@ use crate::supply::trust::{persist, update};
 pub async fn add(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), BuildError> {
     let fail = |e: step::StepError| BuildError::CaLayer(Box::new(e));
     step::ensure_local(ctx, &state.layers).await.map_err(fail)?;
-    let lowers = rootfs::lowers(ctx.store, &state.layers, ctx.reporter)?;
+    // Leased while they are read: no chroot step claims them meanwhile.
+    let leases = rootfs::lowers(ctx.store, &state.layers, ctx.reporter)?;
+    let lowers = leases.iter().map(|l| l.tree().to_path_buf()).collect();
     let cas = ctx.supply.ca_certs();
     // The build's epoch (a build argument or kiln's own option) clamps the layer's times as every step's.
     let mtime = ctx.epoch.unwrap_or(persist::MTIME);
     let entries = persist::layer_entries(&ImageView::new(lowers), cas, mtime);
-    let Some(layer) = step::write_layer_with(ctx, entries, false).map_err(fail)? else { return Ok(()) };
+    let entries = crate::layer::normalize(entries);
+    let Some(layer) = step::write_layer_with(ctx, &entries, None, None, false).map_err(fail)? else { return Ok(()) };
+    drop(leases);
     let labels = state.config.config.labels.get_or_insert_with(Default::default);
     labels.insert(persist::LABEL_LAYER.to_string(), layer.diff_id.to_string());
     labels.insert(persist::LABEL_CERTS.to_string(), persist::certs_label(cas));

@@ -67,6 +67,8 @@ pub struct BuildCtx<'a> {
     pub created_rfc3339: String,
     /// The step cache's records.
     pub cache: crate::cache::Cache,
+    /// What earlier runs of the same steps left (layers to reuse gzip members of, snapshots to link from).
+    pub lineage: crate::cache::lineage::Lineage,
     /// Remembered file digests for source hashing.
     pub stats: crate::cache::sources::StatCache,
     /// Full snapshots this build created and no one else has used yet: a chroot-mode RUN may claim them.
@@ -187,6 +189,7 @@ pub async fn build(
         created_rfc3339: rfc3339(created_at),
         sandbox: std::sync::OnceLock::new(),
         cache: crate::cache::Cache::open(store),
+        lineage: crate::cache::lineage::Lineage::open(store),
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),
         counts: Default::default(),
         owned_snapshots: Default::default(),

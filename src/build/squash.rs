@@ -29,7 +29,7 @@ pub fn squash(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), BuildErr
     let final_root =
         rootfs::materialize(ctx.store, &state.layers, ctx.reporter)?.unwrap_or_else(|| empty.path().to_path_buf());
     let entries = layer::diff_trees(&base_root, &final_root).map_err(|e| place(e.into()))?;
-    let squashed = write_layer_with(ctx, entries, false).map_err(place)?;
+    let squashed = write_layer_with(ctx, &crate::layer::normalize(entries), None, None, false).map_err(place)?;
     state.layers.truncate(state.base_layers);
     state.config.rootfs.diff_ids.truncate(state.base_layers);
     for entry in state.config.history.iter_mut().skip(state.base_history) {

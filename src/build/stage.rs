@@ -96,6 +96,7 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     };
     let instructions: Vec<&Instruction> = triggers.iter().chain(stage.instructions.iter()).collect();
     let total = instructions.len() + 1;
+    let read_later = rootfs_read_after(env.plan, index, &instructions);
     for (n, instruction) in instructions.into_iter().enumerate() {
         env.ctx.reporter.report(Event::StepStarted {
             stage: label.clone(),
@@ -112,7 +113,8 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
         let resolved = scope.resolve(instruction).map_err(|e| place(e.into()))?;
         let shell = env.shell(&state);
         let label = format!("{}:{} {}", env.ctx.file_label, instruction.span.start_line, short(&instruction.original));
-        let outcome = step::execute(env, &mut state, &resolved, &key, use_cache, &label).await.map_err(place)?;
+        let outcome =
+            step::execute(env, &mut state, &resolved, &key, use_cache, &label, read_later[n]).await.map_err(place)?;
         // With SOURCE_DATE_EPOCH every entry has that time, cached or not (BuildKit).
         let created = match env.ctx.epoch {
             Some(_) => env.ctx.created_rfc3339.clone(),
@@ -137,6 +139,16 @@ pub async fn run(env: &StageEnv<'_>, index: usize) -> Result<ImageState, BuildEr
     state.config.config.env = Some(scope.image_env().into_iter().map(|(k, v)| format!("{k}={v}")).collect());
     state.stage_args = scope.declared_args();
     Ok(state)
+}
+
+/// For each instruction, whether something after it reads the rootfs it leaves: a later RUN, COPY, ADD or
+/// WORKDIR of the stage, or another stage built on this one (FROM, `COPY --from`, `RUN --mount=from=`).
+fn rootfs_read_after(plan: &Plan, index: usize, instructions: &[&Instruction]) -> Vec<bool> {
+    let used_elsewhere = plan.stages.iter().any(|s| s.index != index && s.deps.contains(&index));
+    let reads = |i: &&Instruction| {
+        matches!(i.command, Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_))
+    };
+    (0..instructions.len()).map(|n| used_elsewhere || instructions[n + 1..].iter().any(reads)).collect()
 }
 
 /// The base image's ONBUILD triggers, parsed; the new image does not inherit them (the reference's rule).

@@ -7,6 +7,7 @@
 //! line itself enters by name only, so a changed value misses only the steps that see it. For COPY/ADD the
 //! sources enter as [`sources::digest`] of exactly the selected entries. Secrets enter by id, never by value.
 
+pub mod lineage;
 pub mod sources;
 
 use std::path::PathBuf;
@@ -57,6 +58,20 @@ pub struct Record {
     pub layer: Option<CachedLayer>,
     /// When the step first ran (its history time).
     pub created: String,
+    /// The chain id of the rootfs after the step: `prune --keep-storage` keeps its snapshots with the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Digest>,
+}
+
+/// What `prune --keep-storage` keeps: the layers and chains (snapshots) of the records that fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Eviction {
+    /// Layers the kept records name.
+    pub layers: Vec<Digest>,
+    /// Chains whose snapshots are kept with them.
+    pub chains: Vec<Digest>,
+    /// Records removed.
+    pub removed: usize,
 }
 
 /// A cached layer (the fields of `build::state::LayerRef`).
@@ -133,9 +148,11 @@ impl Cache {
         }
     }
 
-    /// Keeps the most recently used records whose layers fit in `budget` bytes (a layer shared by several
-    /// records counts once) and removes the others; returns the layers of the kept ones and how many went.
-    pub fn evict_to(&self, budget: u64) -> (Vec<Digest>, usize) {
+    /// Keeps the most recently used records whose layers and snapshots fit in `budget` bytes and removes the
+    /// others. A layer shared by several records counts once, and so does a file several snapshots share
+    /// (hard links); a record that fits only without its snapshots keeps its layer, and its snapshots go
+    /// (they are made again from the layers when needed).
+    pub fn evict_to(&self, budget: u64) -> Eviction {
         let mut records: Vec<(PathBuf, std::time::SystemTime, Record)> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -147,19 +164,38 @@ impl Cache {
             })
             .collect();
         records.sort_by_key(|r| std::cmp::Reverse(r.1));
-        let mut kept: Vec<Digest> = Vec::new();
-        let (mut used, mut removed) = (0u64, 0usize);
+        let mut out = Eviction::default();
+        let mut tally = crate::store::InodeTally::new();
+        let mut used = 0u64;
         for (path, _, record) in records {
-            let extra = record.layer.as_ref().filter(|l| !kept.contains(&l.digest)).map_or(0, |l| l.size);
-            if used + extra <= budget {
-                used += extra;
-                kept.extend(record.layer.map(|l| l.digest));
-            } else {
+            let layer = record.layer.as_ref().filter(|l| !out.layers.contains(&l.digest)).map_or(0, |l| l.size);
+            let snapshots = record.chain.as_ref().filter(|c| !out.chains.contains(c)).map(|chain| {
+                let dir = self.store.snapshot_dir();
+                let mut inodes = std::collections::HashSet::new();
+                let mut bytes = 0;
+                for name in [chain.digest().to_string(), format!("{}.diff", chain.digest())] {
+                    let (more, found) = tally.cost(&dir.join(name));
+                    bytes += more;
+                    inodes.extend(found);
+                }
+                (chain.clone(), bytes, inodes)
+            });
+            if used + layer > budget {
                 let _ = std::fs::remove_file(path);
-                removed += 1;
+                out.removed += 1;
+                continue;
+            }
+            used += layer;
+            out.layers.extend(record.layer.map(|l| l.digest));
+            if let Some((chain, bytes, inodes)) = snapshots
+                && used + bytes <= budget
+            {
+                used += bytes;
+                tally.take(inodes);
+                out.chains.push(chain);
             }
         }
-        (kept, removed)
+        out
     }
 
     /// Stores `record` under `key` (atomically; a failure only costs a later miss).
@@ -259,9 +295,9 @@ mod tests {
         let layer =
             |digest: Digest| CachedLayer { digest: digest.clone(), diff_id: digest, size, media_type: "x".into() };
         let key = |n: &str| CacheKey::base(n, "linux/amd64");
-        cache.put(&key("a"), &Record { layer: Some(layer(kept)), created: "t".into() });
+        cache.put(&key("a"), &Record { layer: Some(layer(kept)), created: "t".into(), chain: None });
         let gone = crate::store::digest_of(b"gone");
-        cache.put(&key("b"), &Record { layer: Some(layer(gone)), created: "t".into() });
+        cache.put(&key("b"), &Record { layer: Some(layer(gone)), created: "t".into(), chain: None });
         std::fs::write(cache.dir.join(".dead.999999999"), b"{").unwrap();
         let (checked, problems) = cache.check(false);
         assert_eq!((checked, problems.len()), (2, 2), "{problems:?}");
@@ -269,6 +305,34 @@ mod tests {
         assert!(repaired.iter().all(|(_, fixed)| *fixed));
         assert_eq!(cache.check(false), (1, Vec::new()));
         assert!(cache.get(&store, &key("a")).is_some());
+    }
+
+    /// `--keep-storage` counts a file two kept snapshots share once: a budget that holds both snapshots only
+    /// when shared files count once keeps both.
+    #[test]
+    fn keep_storage_counts_shared_snapshot_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = Cache::open(&store);
+        let (older, newer) = (crate::store::digest_of(b"older"), crate::store::digest_of(b"newer"));
+        let first = store.create_snapshot(&older, |d| Ok(std::fs::write(d.join("big"), vec![7u8; 1 << 20])?)).unwrap();
+        store.create_snapshot(&newer, |d| Ok(std::fs::hard_link(first.join("big"), d.join("big"))?)).unwrap();
+        let mut tally = crate::store::InodeTally::new();
+        let both = tally.add(&store.snapshot_dir().join(older.digest()))
+            + tally.add(&store.snapshot_dir().join(newer.digest()));
+        let record = |chain: &Digest| Record { layer: None, created: "t".into(), chain: Some(chain.clone()) };
+        for (n, chain) in [(1, &older), (2, &newer)] {
+            let key = CacheKey::base(chain.digest(), "linux/amd64");
+            cache.put(&key, &record(chain));
+            let at = filetime::FileTime::from_unix_time(1_000_000 + n, 0);
+            filetime::set_file_mtime(cache.path(&key), at).unwrap();
+        }
+        let kept = cache.evict_to(both);
+        assert_eq!(kept.chains, vec![newer.clone(), older.clone()], "newest first, both fit");
+        assert!(both < 2 * (1 << 20), "the shared megabyte counted once: {both}");
+        let kept = cache.evict_to(both - 1);
+        assert_eq!(kept.chains, vec![newer], "one byte less: the older snapshot goes");
+        assert_eq!(kept.removed, 0, "records without layers stay");
     }
 
     #[test]

@@ -110,23 +110,40 @@ fn hash(file: &mut std::fs::File) -> std::io::Result<String> {
 
 /// The digest of `entries` (order-independent: they are sorted by path first).
 pub fn digest(entries: &[Entry], stats: &StatCache) -> Result<String, SourceError> {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let lines: Vec<Result<String, SourceError>> = sorted.par_iter().map(|e| line(e, stats)).collect();
-    let mut h = Sha256::new();
-    for l in lines {
-        h.update(l?.as_bytes());
-        h.update(b"\n");
-    }
-    Ok(hex::encode(h.finalize()))
+    Ok(digest_with_files(entries, stats)?.0)
 }
 
-fn line(e: &Entry, stats: &StatCache) -> Result<String, SourceError> {
-    let what = match &e.kind {
-        EntryKind::File(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => {
-            format!("file {}", stats.file_digest(source)?)
+/// The content digest of each regular file of a step's sources, by entry path.
+pub type FileDigests = HashMap<String, [u8; 32]>;
+
+/// [`digest`], and the content digest of each regular file (by entry path): what a snapshot records of its
+/// files so a later one can share them.
+pub fn digest_with_files(entries: &[Entry], stats: &StatCache) -> Result<(String, FileDigests), SourceError> {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let lines: Vec<Result<(String, Option<String>), SourceError>> = sorted.par_iter().map(|e| line(e, stats)).collect();
+    let mut h = Sha256::new();
+    let mut files = HashMap::new();
+    for (l, e) in lines.into_iter().zip(&sorted) {
+        let (text, content) = l?;
+        h.update(text.as_bytes());
+        h.update(b"\n");
+        if let Some(sum) = content.and_then(|c| <[u8; 32]>::try_from(hex::decode(c).ok()?).ok()) {
+            files.insert(e.path.clone(), sum);
         }
-        EntryKind::File(FileSource::Bytes(b)) => format!("file {}", hex::encode(Sha256::digest(b))),
+    }
+    Ok((hex::encode(h.finalize()), files))
+}
+
+/// The entry's line in the digest, and its content digest when it is a regular file.
+fn line(e: &Entry, stats: &StatCache) -> Result<(String, Option<String>), SourceError> {
+    let content = match &e.kind {
+        EntryKind::File(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => Some(stats.file_digest(source)?),
+        EntryKind::File(FileSource::Bytes(b)) => Some(hex::encode(Sha256::digest(b))),
+        _ => None,
+    };
+    let what = match &e.kind {
+        EntryKind::File(_) => format!("file {}", content.as_deref().unwrap_or_default()),
         EntryKind::Dir => "dir".to_string(),
         EntryKind::Symlink(t) => format!("symlink {t:?}"),
         EntryKind::Hardlink(t) => format!("hardlink {t:?}"),
@@ -137,5 +154,5 @@ fn line(e: &Entry, stats: &StatCache) -> Result<String, SourceError> {
         EntryKind::OpaqueDir => "opaque".to_string(),
     };
     let xattrs: Vec<String> = e.xattrs.iter().map(|(k, v)| format!("{k}={}", hex::encode(v))).collect();
-    Ok(format!("{:?} {what} {:o} {}:{} [{}]", e.path, e.mode, e.uid, e.gid, xattrs.join(",")))
+    Ok((format!("{:?} {what} {:o} {}:{} [{}]", e.path, e.mode, e.uid, e.gid, xattrs.join(",")), content))
 }

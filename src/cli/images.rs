@@ -180,10 +180,15 @@ pub fn prune(root: Option<&Path>, args: &PruneArgs) -> Result<(), Failure> {
     }
     let cache = crate::cache::Cache::open(&store);
     let (cache_roots, records) = match &args.keep_storage {
-        Some(size) => cache.evict_to(parse_size(size)?),
+        Some(size) => {
+            let kept = cache.evict_to(parse_size(size)?);
+            keep.extend(kept.chains);
+            (kept.layers, kept.removed)
+        }
         None => (Vec::new(), cache.clear()),
     };
     let report = store.prune(&cache_roots, &keep)?;
+    crate::cache::lineage::Lineage::open(&store).sweep();
     crate::inventory::sweep_cache(&store);
     writeln!(
         output::stdout(),

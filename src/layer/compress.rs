@@ -75,12 +75,18 @@ pub enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    /// Starts compressing into `out`; `level` overrides the default level.
-    pub fn new(out: W, compression: Compression, level: Option<u32>) -> io::Result<Self> {
+    /// Starts compressing into `out`; `level` overrides the default level; gzip takes the members of chunks
+    /// `reuse` holds from there.
+    pub fn new(
+        out: W,
+        compression: Compression,
+        level: Option<u32>,
+        reuse: Option<std::sync::Arc<dyn super::chunks::MemberSource>>,
+    ) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Encoder::Plain(out),
             // Members carry mtime 0 and no file name: the same bytes on every run.
-            Compression::Gzip => Encoder::Gzip(super::pgzip::ParallelGzip::new(out, level.unwrap_or(6))),
+            Compression::Gzip => Encoder::Gzip(super::pgzip::ParallelGzip::with_reuse(out, level.unwrap_or(6), reuse)),
             Compression::Zstd => {
                 let mut e = zstd::Encoder::new(out, level.map_or(3, |l| l as i32))?;
                 // Several threads when the machine has them; the output does not depend on the count.
@@ -93,12 +99,12 @@ impl<W: Write> Encoder<W> {
         })
     }
 
-    /// Flushes the compressor's trailer and returns the output writer.
-    pub fn finish(self) -> io::Result<W> {
+    /// Flushes the compressor's trailer and returns the output writer, with the index of the gzip members.
+    pub fn finish(self) -> io::Result<(W, Option<super::chunks::ChunkIndex>)> {
         match self {
-            Encoder::Plain(w) => Ok(w),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
+            Encoder::Plain(w) => Ok((w, None)),
+            Encoder::Gzip(e) => e.finish().map(|(w, index)| (w, Some(index))),
+            Encoder::Zstd(e) => e.finish().map(|w| (w, None)),
         }
     }
 }

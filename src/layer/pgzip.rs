@@ -1,54 +1,133 @@
-//! Block-parallel gzip, as pigz does it: the input is cut into fixed-size blocks, each compressed on its own
-//! core into a complete gzip member, and the members are written in order. A multi-member file is one valid
-//! gzip stream (RFC 1952 §2.2) that every layer consumer reads. Block boundaries do not depend on the number
-//! of threads, so the bytes — and the layer digest — are the same on every machine.
+//! Chunk-parallel gzip, as pigz does it, with reuse: the input is cut into content-defined chunks
+//! (`chunks.rs`), each compressed on its own core into a complete gzip member, and the members are written in
+//! order. A multi-member file is one valid gzip stream (RFC 1952 §2.2) that every layer consumer reads.
+//! Boundaries depend only on the bytes, never on thread counts or write sizes, so the output — and the layer
+//! digest — is the same on every machine. A member whose chunk an earlier blob already holds is copied from
+//! there ([`MemberSource`]): a COPY with one file changed compresses only the chunks around that file.
+//!
+//! Batches are compressed in the background while the next one fills, so reading the tar's sources and
+//! compressing overlap. Memory stays at about three batches of chunks.
 //!
 //! Hand-written because no maintained crate gives deterministic, bounded-memory parallel gzip over a
-//! `Write`; it is a thin loop over flate2.
+//! `Write`, let alone member reuse; it is a thin loop over flate2.
 
 use std::io::{self, Write};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-/// Uncompressed bytes per gzip member.
-const BLOCK: usize = 1 << 20;
+use super::chunks::{ChunkId, ChunkIndex, ChunkRecord, Chunker, MemberSource, chunk_id};
+
+/// One compressed (or reused) chunk.
+struct Member {
+    id: ChunkId,
+    len: u64,
+    bytes: Vec<u8>,
+}
 
 /// A `Write` that gzips in parallel into `out`.
 pub struct ParallelGzip<W: Write> {
     out: W,
-    level: flate2::Compression,
-    /// Blocks waiting to be compressed; the last one may be partial.
+    level: u32,
+    reuse: Option<Arc<dyn MemberSource>>,
+    chunker: Chunker,
+    /// The chunk being filled.
+    current: Vec<u8>,
+    /// Complete chunks waiting to be compressed.
     pending: Vec<Vec<u8>>,
-    /// How many full blocks are compressed at once (memory stays at about twice this many blocks).
+    /// How many chunks are compressed at once.
     batch: usize,
+    /// The batch being compressed.
+    in_flight: Option<JoinHandle<Vec<io::Result<Member>>>>,
+    /// Bytes written to `out` so far.
+    written: u64,
+    /// Chunks cut so far.
+    cut: usize,
+    index: ChunkIndex,
+}
+
+/// What identifies the member encoding: members are reused only between blobs written the same way.
+pub fn compressor_id(level: u32) -> String {
+    format!("kiln {} gzip level {level} over zlib-rs", env!("CARGO_PKG_VERSION"))
 }
 
 impl<W: Write> ParallelGzip<W> {
     /// A compressor at `level` (0-9) writing into `out`.
+    #[cfg(test)]
     pub fn new(out: W, level: u32) -> Self {
-        let threads = rayon::current_num_threads().max(1);
-        ParallelGzip { out, level: flate2::Compression::new(level.min(9)), pending: Vec::new(), batch: threads * 2 }
+        ParallelGzip::with_reuse(out, level, None)
     }
 
-    fn compress_pending(&mut self) -> io::Result<()> {
-        let level = self.level;
-        let members: Vec<io::Result<Vec<u8>>> = self.pending.par_iter().map(|block| member(block, level)).collect();
-        for m in members {
-            self.out.write_all(&m?)?;
+    /// A compressor that takes the members of chunks `reuse` already has from there.
+    pub fn with_reuse(out: W, level: u32, reuse: Option<Arc<dyn MemberSource>>) -> Self {
+        let level = level.min(9);
+        let threads = rayon::current_num_threads().max(1);
+        ParallelGzip {
+            out,
+            level,
+            reuse,
+            chunker: Chunker::new(),
+            current: Vec::new(),
+            pending: Vec::new(),
+            batch: threads * 2,
+            in_flight: None,
+            written: 0,
+            cut: 0,
+            index: ChunkIndex { compressor: compressor_id(level), records: Vec::new() },
         }
-        self.pending.clear();
+    }
+
+    /// Writes out the batch being compressed, if any.
+    fn collect(&mut self) -> io::Result<()> {
+        let Some(handle) = self.in_flight.take() else { return Ok(()) };
+        let members = handle.join().map_err(|_| io::Error::other("a compression thread panicked"))?;
+        for m in members {
+            let m = m?;
+            self.out.write_all(&m.bytes)?;
+            let record = ChunkRecord { id: m.id, len: m.len, offset: self.written, member_len: m.bytes.len() as u64 };
+            self.index.records.push(record);
+            self.written += m.bytes.len() as u64;
+        }
         Ok(())
     }
 
-    /// Compresses what is left and returns the output writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        // An empty input still needs one (empty) member to be valid gzip.
-        if self.pending.is_empty() {
-            self.pending.push(Vec::new());
-        }
-        self.compress_pending()?;
-        Ok(self.out)
+    /// Starts compressing the pending chunks in the background (after writing out the previous batch).
+    fn dispatch(&mut self) -> io::Result<()> {
+        self.collect()?;
+        let chunks = std::mem::take(&mut self.pending);
+        let (level, reuse, compressor) = (self.level, self.reuse.clone(), self.index.compressor.clone());
+        // A plain thread (not a rayon job) waits for the parallel work, so no pool thread ever blocks on it.
+        let handle = std::thread::Builder::new()
+            .name("kiln-gzip".into())
+            .spawn(move || chunks.par_iter().map(|c| encode(c, level, reuse.as_deref(), &compressor)).collect())?;
+        self.in_flight = Some(handle);
+        Ok(())
     }
+
+    /// Compresses what is left and returns the output writer and the index of the members written.
+    pub fn finish(mut self) -> io::Result<(W, ChunkIndex)> {
+        // An empty input still needs one (empty) member to be valid gzip.
+        if !self.current.is_empty() || self.cut == 0 {
+            let last = std::mem::take(&mut self.current);
+            self.pending.push(last);
+        }
+        if !self.pending.is_empty() {
+            self.dispatch()?;
+        }
+        self.collect()?;
+        Ok((self.out, self.index))
+    }
+}
+
+/// The member for one chunk: reused when the source has it, else compressed here.
+fn encode(chunk: &[u8], level: u32, reuse: Option<&dyn MemberSource>, compressor: &str) -> io::Result<Member> {
+    let id = chunk_id(chunk);
+    let bytes = match reuse.and_then(|r| r.member(compressor, &id, chunk)) {
+        Some(bytes) => bytes,
+        None => member(chunk, flate2::Compression::new(level))?,
+    };
+    Ok(Member { id, len: chunk.len() as u64, bytes })
 }
 
 fn member(block: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
@@ -61,17 +140,20 @@ impl<W: Write> Write for ParallelGzip<W> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let written = buf.len();
         while !buf.is_empty() {
-            match self.pending.last_mut() {
-                Some(block) if block.len() < BLOCK => {
-                    let n = (BLOCK - block.len()).min(buf.len());
-                    block.extend_from_slice(&buf[..n]);
-                    buf = &buf[n..];
-                }
-                _ => {
+            match self.chunker.feed(buf) {
+                Some(end) => {
+                    self.current.extend_from_slice(&buf[..end]);
+                    buf = &buf[end..];
+                    let done = std::mem::take(&mut self.current);
+                    self.pending.push(done);
+                    self.cut += 1;
                     if self.pending.len() == self.batch {
-                        self.compress_pending()?;
+                        self.dispatch()?;
                     }
-                    self.pending.push(Vec::with_capacity(BLOCK));
+                }
+                None => {
+                    self.current.extend_from_slice(buf);
+                    buf = &[];
                 }
             }
         }
@@ -79,7 +161,7 @@ impl<W: Write> Write for ParallelGzip<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Members end only at block boundaries (for determinism); flushing the output is all that can be done.
+        // Members end only at chunk boundaries (for determinism); flushing the output is all that can be done.
         self.out.flush()
     }
 }
@@ -89,28 +171,44 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+    use crate::layer::chunks::{BlobMembers, MAX_CHUNK};
 
-    fn roundtrip(data: &[u8]) -> Vec<u8> {
-        let mut gz = ParallelGzip::new(Vec::new(), 6);
-        for chunk in data.chunks(77_777) {
-            gz.write_all(chunk).unwrap();
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn compress(data: &[u8], reuse: Option<Arc<dyn MemberSource>>) -> (Vec<u8>, ChunkIndex) {
+        let mut gz = ParallelGzip::with_reuse(Vec::new(), 6, reuse);
+        for piece in data.chunks(77_777) {
+            gz.write_all(piece).unwrap();
         }
-        let compressed = gz.finish().unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn gunzip(compressed: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&compressed[..]).read_to_end(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(compressed).read_to_end(&mut out).unwrap();
         out
     }
 
     #[test]
     fn multi_member_output_decompresses_to_the_input() {
-        let data: Vec<u8> = (0..(5 * BLOCK + 123)).map(|i| (i * 7 % 251) as u8).collect();
-        assert_eq!(roundtrip(&data), data);
-        assert_eq!(roundtrip(&[]), Vec::<u8>::new());
+        let data: Vec<u8> = noise(3 * MAX_CHUNK + 123, 3);
+        assert_eq!(gunzip(&compress(&data, None).0), data);
+        assert_eq!(gunzip(&compress(&[], None).0), Vec::<u8>::new());
     }
 
     #[test]
     fn output_does_not_depend_on_write_sizes() {
-        let data: Vec<u8> = (0..(3 * BLOCK + 5)).map(|i| (i % 13) as u8).collect();
+        let data: Vec<u8> = noise(9 << 20, 4);
         let mut a = ParallelGzip::new(Vec::new(), 6);
         a.write_all(&data).unwrap();
         let mut b = ParallelGzip::new(Vec::new(), 6);
@@ -118,5 +216,59 @@ mod tests {
             b.write_all(chunk).unwrap();
         }
         assert_eq!(a.finish().unwrap(), b.finish().unwrap());
+    }
+
+    /// Members come from the earlier blob where the chunks are the same, and the result is byte for byte
+    /// what compressing from scratch gives.
+    #[test]
+    fn reused_members_give_the_same_bytes_as_compressing_again() {
+        let before = noise(16 << 20, 5);
+        let (blob, index) = compress(&before, None);
+        let mut after = before.clone();
+        after.splice(8 << 20..8 << 20, b"a changed line\n".iter().copied());
+        let file = tempfile::tempfile().unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &blob, 0).unwrap();
+        let source = Arc::new(BlobMembers::new(file, index.clone()));
+        let counting = Arc::new(Counting { inner: source, hits: Default::default() });
+        let (reused, new_index) = compress(&after, Some(counting.clone()));
+        let (fresh, fresh_index) = compress(&after, None);
+        assert_eq!(reused, fresh);
+        assert_eq!(new_index, fresh_index);
+        assert_eq!(gunzip(&reused), after);
+        let hits = counting.hits.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(hits + 3 >= new_index.records.len(), "{hits} of {} members reused", new_index.records.len());
+    }
+
+    #[test]
+    fn a_member_whose_trailer_does_not_match_is_not_reused() {
+        let data = noise(6 << 20, 6);
+        let (blob, mut index) = compress(&data, None);
+        // Point every record at the first member: only the first chunk's own member may be taken.
+        let first = index.records[0];
+        for r in &mut index.records {
+            (r.offset, r.member_len) = (first.offset, first.member_len);
+            r.len = first.len;
+        }
+        let file = tempfile::tempfile().unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &blob, 0).unwrap();
+        let source: Arc<dyn MemberSource> = Arc::new(BlobMembers::new(file, index));
+        let (reused, _) = compress(&data, Some(source));
+        assert_eq!(gunzip(&reused), data);
+        assert_eq!(reused, blob);
+    }
+
+    struct Counting {
+        inner: Arc<BlobMembers>,
+        hits: std::sync::atomic::AtomicUsize,
+    }
+
+    impl MemberSource for Counting {
+        fn member(&self, compressor: &str, id: &ChunkId, chunk: &[u8]) -> Option<Vec<u8>> {
+            let found = self.inner.member(compressor, id, chunk);
+            if found.is_some() {
+                self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            found
+        }
     }
 }

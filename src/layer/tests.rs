@@ -81,7 +81,7 @@ fn writing_is_deterministic_and_clamped() {
     assert_eq!(one, two);
     assert_eq!(d1, d2);
     let mut out = Vec::new();
-    let opts = WriteOptions { compression: Compression::None, source_date_epoch: Some(100), level: None };
+    let opts = WriteOptions { compression: Compression::None, source_date_epoch: Some(100), ..Default::default() };
     write_layer(vec![file("a", "1")], &mut out, &opts).unwrap();
     let mut archive = tar::Archive::new(out.as_slice());
     let e = archive.entries().unwrap().next().unwrap().unwrap();

@@ -6,15 +6,18 @@
 //! contents are streamed from disk, so memory stays flat whatever the layer's size.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use oci_spec::image::Digest;
 
+use super::chunks::{ChunkIndex, MemberSource};
 use super::compress::{Compression, Encoder, Hashing};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
+use super::tee::TeeWriter;
 
 /// How to write a layer.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WriteOptions {
     /// Compression of the blob.
     pub compression: Compression,
@@ -22,6 +25,19 @@ pub struct WriteOptions {
     pub source_date_epoch: Option<i64>,
     /// Compression level override.
     pub level: Option<u32>,
+    /// Where gzip members of chunks an earlier layer holds can be copied from (the result is the same bytes).
+    pub reuse: Option<Arc<dyn MemberSource>>,
+}
+
+impl std::fmt::Debug for WriteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOptions")
+            .field("compression", &self.compression)
+            .field("source_date_epoch", &self.source_date_epoch)
+            .field("level", &self.level)
+            .field("reuse", &self.reuse.is_some())
+            .finish()
+    }
 }
 
 /// The digests of a written layer.
@@ -33,26 +49,44 @@ pub struct LayerDigests {
     pub digest: Digest,
     /// Size of the blob as written.
     pub size: u64,
+    /// The gzip members of the blob, for a later layer to reuse (gzip only).
+    pub chunks: Option<ChunkIndex>,
 }
 
 /// Writes `entries` as a layer into `out`.
-pub fn write_layer<W: Write>(mut entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
+pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
+    write_normalized(&normalize(entries), out, opts, None)
+}
+
+/// The entries in the order and number a layer holds them: sorted by path, repeats dropped.
+pub fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries.dedup_by(|later, earlier| later.path == earlier.path && later.kind == earlier.kind);
+    entries
+}
+
+/// Writes entries already [`normalize`]d as a layer into `out`, handing each regular file's bytes to `tee`
+/// as they are read (a snapshot filled at the same time gets exactly the layer's bytes).
+pub fn write_normalized<W: Write>(
+    entries: &[Entry],
+    out: W,
+    opts: &WriteOptions,
+    tee: Option<&TeeWriter>,
+) -> Result<LayerDigests, LayerError> {
     let out_err = |e: io::Error| LayerError::Io { op: "write", path: "layer output".into(), source: e };
     let compressed = Hashing::new(out);
-    let encoder = Encoder::new(compressed, opts.compression, opts.level).map_err(out_err)?;
+    let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
     let mut tar = tar::Builder::new(Hashing::new(encoder));
     tar.mode(tar::HeaderMode::Deterministic);
-    for entry in &entries {
-        append(&mut tar, entry, opts.source_date_epoch)?;
+    for entry in entries {
+        append(&mut tar, entry, opts.source_date_epoch, tee)?;
     }
     let uncompressed = tar.into_inner().map_err(out_err)?;
     let (diff_id, _, encoder) = uncompressed.finish();
-    let compressed = encoder.finish().map_err(out_err)?;
+    let (compressed, chunks) = encoder.finish().map_err(out_err)?;
     let (digest, size, mut out) = compressed.finish();
     out.flush().map_err(out_err)?;
-    Ok(LayerDigests { diff_id, digest, size })
+    Ok(LayerDigests { diff_id, digest, size, chunks })
 }
 
 /// The name an entry has in the tar (whiteouts and opaque markers get their special names).
@@ -68,7 +102,12 @@ fn tar_name(entry: &Entry) -> String {
     }
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>) -> Result<(), LayerError> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    entry: &Entry,
+    clamp: Option<i64>,
+    tee: Option<&TeeWriter>,
+) -> Result<(), LayerError> {
     let name = tar_name(entry);
     let tar_err =
         |e: io::Error| LayerError::Io { op: "write tar entry for", path: entry.path.clone().into(), source: e };
@@ -133,6 +172,10 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
         Some(FileSource::Bytes(bytes)) => {
             header.set_size(bytes.len() as u64);
             header.set_cksum();
+            if let Some(tee) = tee {
+                tee.start(bytes.len() as u64);
+                tee.data(bytes);
+            }
             tar.append(&header, bytes.as_slice()).map_err(tar_err)
         }
         Some(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => {
@@ -142,8 +185,28 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
             header.set_cksum();
             // A file that changes size while being read would corrupt the stream: take exactly `len` bytes.
             let mut limited = io::Read::take(io::BufReader::with_capacity(1 << 20, file), len);
-            tar.append(&header, &mut limited).map_err(tar_err)
+            match tee {
+                Some(tee) => {
+                    tee.start(len);
+                    tar.append(&header, &mut Teeing { inner: &mut limited, tee }).map_err(tar_err)
+                }
+                None => tar.append(&header, &mut limited).map_err(tar_err),
+            }
         }
+    }
+}
+
+/// A reader that hands what it reads to a tee.
+struct Teeing<'a, R> {
+    inner: R,
+    tee: &'a TeeWriter,
+}
+
+impl<R: io::Read> io::Read for Teeing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tee.data(&buf[..n]);
+        Ok(n)
     }
 }
 

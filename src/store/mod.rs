@@ -29,6 +29,7 @@ mod prune;
 mod referrers;
 mod session;
 mod snapshots;
+mod usage;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -47,6 +48,8 @@ pub use index::REF_NAME;
 pub use prune::PruneReport;
 pub use referrers::SUBJECT_ANNOTATION;
 pub use session::{Leftover, Recovered};
+pub use snapshots::{Lease, Staged};
+pub use usage::InodeTally;
 
 use error::io;
 

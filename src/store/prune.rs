@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use oci_spec::image::Digest;
 
 use super::error::{StoreError, io};
-use super::{Store, index};
+use super::{Store, index, usage};
 
 /// What prune removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,7 +17,8 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     /// Snapshots deleted.
     pub snapshots_removed: usize,
-    /// Bytes freed by deleted blobs and leftover temp files (snapshots not counted).
+    /// Bytes freed by deleted blobs, snapshots (an inode other snapshots still link is not freed) and
+    /// leftover temp files.
     pub bytes_freed: u64,
 }
 
@@ -56,9 +57,19 @@ pub(super) fn run(store: &Store, extra_roots: &[Digest], keep: &HashSet<Digest>)
     }
     let keep_hex: HashSet<&str> = keep.iter().map(|d| d.digest()).collect();
     let snap_dir = store.snapshot_dir();
-    for entry in std::fs::read_dir(&snap_dir).map_err(io("list", &snap_dir))?.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name)) && store.discard(&entry.path())? {
+    let doomed: Vec<std::path::PathBuf> = std::fs::read_dir(&snap_dir)
+        .map_err(io("list", &snap_dir))?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !keep_hex.contains(name.strip_suffix(".diff").unwrap_or(&name))
+        })
+        .map(|e| e.path())
+        .collect();
+    // Counted before anything goes: a file shared with a kept snapshot frees nothing.
+    report.bytes_freed += usage::freed_by(&doomed.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+    for path in doomed {
+        if store.discard(&path)? {
             report.snapshots_removed += 1;
         }
     }

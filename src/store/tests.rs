@@ -305,6 +305,40 @@ fn fsck_finds_and_repairs_what_it_can() {
 }
 
 #[test]
+fn a_leased_snapshot_cannot_be_claimed_and_a_claimed_one_cannot_be_leased() {
+    let (_dir, store) = store();
+    let chain = digest_of(b"leased");
+    store.create_snapshot(&chain, |d| Ok(std::fs::write(d.join("f"), b"x")?)).unwrap();
+    let work = store.temp_dir().unwrap();
+    let lease = store.lease_snapshot(&chain).unwrap();
+    assert!(lease.join("f").is_file());
+    assert!(store.claim_snapshot(&chain, &work.path().join("claimed")).is_none(), "someone reads it");
+    let second = store.lease_snapshot(&chain).expect("readers share");
+    drop((lease, second));
+    let tree = store.claim_snapshot(&chain, &work.path().join("claimed")).unwrap();
+    assert!(store.lease_snapshot(&chain).is_none(), "claimed: out of the store");
+    assert!(tree.join("f").is_file());
+}
+
+#[test]
+fn a_staged_snapshot_is_invisible_until_published_and_gone_when_dropped() {
+    let (_dir, store) = store();
+    let chain = digest_of(b"staged");
+    let staged = store.stage_snapshot().unwrap();
+    std::fs::write(staged.tree().join("f"), b"x").unwrap();
+    staged.set_note("origin", b"made from").unwrap();
+    assert!(store.snapshot(&chain).is_none());
+    let tree = staged.publish(&store, &chain).unwrap();
+    assert!(tree.join("f").is_file());
+    assert_eq!(store.snapshot_note(&chain, "origin").as_deref(), Some(&b"made from"[..]));
+    assert_eq!(store.full_snapshots(), vec![chain]);
+    let dropped = store.stage_snapshot().unwrap();
+    let path = dropped.tree();
+    drop(dropped);
+    assert!(!path.exists());
+}
+
+#[test]
 fn repair_leaves_a_live_sessions_files_and_a_second_repair_finds_nothing() {
     let (dir, store) = store();
     // Another process's live session, at work.

@@ -17,5 +17,6 @@ mod inventory;
 mod policy_checks;
 mod registry_flow;
 mod run_steps;
+mod snapshots;
 mod store_safety;
 mod supply;

@@ -12,14 +12,18 @@ pub mod glob;
 mod parents;
 pub mod run;
 mod run_mounts;
+mod snapshot;
 mod through_links;
 pub mod workdir;
 
 use crate::build::events::Event;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
+use crate::cache::lineage::{Position, Previous};
 use crate::cache::{self, CacheKey};
-use crate::layer::{self, Entry};
+use std::sync::Arc;
+
+use crate::layer::{self, Entry, MemberSource};
 use crate::plan::ResolvedStep;
 use crate::transfer::cache_repo;
 
@@ -106,7 +110,8 @@ pub struct StepOutcome {
 }
 
 /// Runs one resolved step on top of the step whose key is `parent`, reusing a cached result when
-/// `use_cache` and the cache has one.
+/// `use_cache` and the cache has one. `rootfs_read_later`: a later step (or stage) reads the rootfs this
+/// step leaves, so a COPY makes its snapshot while it writes its layer.
 ///
 /// As in BuildKit, only filesystem steps extend the key chain: a config-only step (LABEL, CMD, EXPOSE ...)
 /// changes no later step's key, while what a later step does depend on — USER and WORKDIR for RUN, WORKDIR
@@ -118,15 +123,22 @@ pub async fn execute(
     parent: &CacheKey,
     use_cache: bool,
     label: &str,
+    rootfs_read_later: bool,
 ) -> Result<StepOutcome, StepError> {
     let repr = key_repr(step, state);
     match step {
         ResolvedStep::Copy(c) | ResolvedStep::Add(c) => {
             ensure_local(env.ctx, &state.layers).await?;
             let entries = add::entries(env, state, c, matches!(step, ResolvedStep::Add(_)), label).await?;
-            let sources = cache::sources::digest(&entries, &env.ctx.stats)?;
+            let (sources, files) = cache::sources::digest_with_files(&entries, &env.ctx.stats)?;
             let key = parent.child(&repr, Some(&sources));
-            cached_or_run(env, key, use_cache, async || write_layer(env, entries)).await
+            let position = Position::of(parent, &repr);
+            let below = state.diff_ids();
+            cached_or_run(env, key, use_cache, &below, async || match rootfs_read_later {
+                true => snapshot::write_with_snapshot(env, state, &position, entries, &files),
+                false => write_layer(env, state, &position, entries),
+            })
+            .await
         }
         ResolvedStep::Workdir(dir) => {
             let key = parent.child(&repr, None);
@@ -135,8 +147,9 @@ pub async fn execute(
                 return Ok(hit);
             }
             ensure_local(env.ctx, &state.layers).await?;
-            let layer = workdir::execute(env, state, dir)?;
-            Ok(remember(env, key, layer).await)
+            let below = state.diff_ids();
+            let layer = workdir::execute(env, state, dir, &Position::of(parent, &repr))?;
+            Ok(remember(env, key, layer, &below).await)
         }
         ResolvedStep::Run { cmd, shell, mounts, network, heredocs, env: vars, security: _, args: _ } => {
             let sources = run_mounts::bind_digest(env, mounts).await?;
@@ -148,9 +161,11 @@ pub async fn execute(
             let key = parent.child(&repr, sources.as_deref());
             let step = run::RunStep { cmd, shell, heredocs, env: vars, mounts, network: network.as_deref(), label };
             let state: &ImageState = state;
-            cached_or_run(env, key, use_cache, async || {
+            let position = Position::of(parent, &repr);
+            let below = state.diff_ids();
+            cached_or_run(env, key, use_cache, &below, async || {
                 ensure_local(env.ctx, &state.layers).await?;
-                run::execute(env, state, &step).await
+                run::execute(env, state, &step, &position).await
             })
             .await
         }
@@ -176,6 +191,7 @@ async fn cached_or_run(
     env: &StageEnv<'_>,
     key: CacheKey,
     use_cache: bool,
+    below: &[oci_spec::image::Digest],
     run: impl AsyncFnOnce() -> Result<Option<LayerRef>, StepError>,
 ) -> Result<StepOutcome, StepError> {
     if let Some(hit) = lookup(env, &key, use_cache).await {
@@ -190,7 +206,7 @@ async fn cached_or_run(
         return Ok(hit);
     }
     let layer = run().await?;
-    Ok(remember(env, key, layer).await)
+    Ok(remember(env, key, layer, below).await)
 }
 
 /// The store lock for computing `key` (one of 256 stripes by the key's first byte, so the lock files stay
@@ -260,14 +276,23 @@ async fn share(env: &StageEnv<'_>, key: &CacheKey, record: &cache::Record) {
     }
 }
 
-async fn remember(env: &StageEnv<'_>, key: CacheKey, layer: Option<LayerRef>) -> StepOutcome {
+/// Records the step's result under `key`; `below` is the chain the step ran on.
+async fn remember(
+    env: &StageEnv<'_>,
+    key: CacheKey,
+    layer: Option<LayerRef>,
+    below: &[oci_spec::image::Digest],
+) -> StepOutcome {
     let cached_layer = layer.as_ref().map(|l| cache::CachedLayer {
         digest: l.digest.clone(),
         diff_id: l.diff_id.clone(),
         size: l.size,
         media_type: l.media_type.clone(),
     });
-    let record = cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone() };
+    let mut chain = below.to_vec();
+    chain.extend(layer.as_ref().map(|l| l.diff_id.clone()));
+    let chain = (!chain.is_empty()).then(|| crate::image::chain_id(&chain));
+    let record = cache::Record { layer: cached_layer, created: env.ctx.created_rfc3339.clone(), chain };
     env.ctx.cache.put(&key, &record);
     share(env, &key, &record).await;
     StepOutcome { layer, cached: false, key, created: Some(record.created) }
@@ -314,25 +339,73 @@ pub(crate) fn open_root(path: &std::path::Path) -> Result<std::sync::Arc<crate::
         .map_err(|source| StepError::Open { path: path.to_path_buf(), source })
 }
 
-/// Writes `entries` as the step's layer blob in the store. A step that changed nothing still gets a layer
-/// (an empty tar), as in BuildKit, where every RUN, COPY, ADD and WORKDIR commits one.
-pub fn write_layer(env: &StageEnv<'_>, entries: Vec<Entry>) -> Result<Option<LayerRef>, StepError> {
-    write_layer_with(env.ctx, entries, true)
+/// Writes `entries` as the layer the step at `position` puts on `state`. A step that changed nothing still
+/// gets a layer (an empty tar), as in BuildKit, where every RUN, COPY, ADD and WORKDIR commits one. The gzip members of chunks the previous layer made at this position holds are copied from it, and
+/// the new layer is remembered there for the next run.
+pub fn write_layer(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    position: &Position,
+    entries: Vec<Entry>,
+) -> Result<Option<LayerRef>, StepError> {
+    write_normalized_layer(env, state, position, &layer::normalize(entries), None)
 }
 
-/// [`write_layer`] for callers outside a stage (squash); with `keep_empty` false, no entries give no layer.
+/// [`write_layer`] for entries already `layer::normalize`d, handing each file's bytes to `tee` as they are
+/// read (the snapshot filled at the same time, `snapshot.rs`).
+pub(crate) fn write_normalized_layer(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    position: &Position,
+    entries: &[Entry],
+    tee: Option<&layer::TeeWriter>,
+) -> Result<Option<LayerRef>, StepError> {
+    let lineage = &env.ctx.lineage;
+    let reuse = lineage.previous(position).and_then(|p| members_of(env.ctx, &p.layer.digest));
+    let Some(layer) = write_layer_with(env.ctx, entries, reuse, tee, true)? else { return Ok(None) };
+    let mut diff_ids = state.diff_ids();
+    diff_ids.push(layer.diff_id.clone());
+    let cached = cache::CachedLayer {
+        digest: layer.digest.clone(),
+        diff_id: layer.diff_id.clone(),
+        size: layer.size,
+        media_type: layer.media_type.clone(),
+    };
+    lineage.remember(position, &Previous { layer: cached, chain: crate::image::chain_id(&diff_ids) });
+    Ok(Some(layer))
+}
+
+/// The gzip members of the blob `digest`, when the store has it and its member index.
+fn members_of(ctx: &crate::build::BuildCtx<'_>, digest: &oci_spec::image::Digest) -> Option<Arc<dyn MemberSource>> {
+    if ctx.options.compression != layer::Compression::Gzip {
+        return None;
+    }
+    let index = ctx.lineage.chunk_index(digest)?;
+    let file = ctx.store.open_blob(digest).ok()?;
+    Some(Arc::new(layer::BlobMembers::new(file, index)))
+}
+
+/// Writes `entries` (`layer::normalize`d) as a layer blob in the store, copying the gzip members `reuse`
+/// has and handing file bytes to `tee`. For callers outside a stage too (squash): with `keep_empty` false,
+/// no entries give no layer.
 pub fn write_layer_with(
     ctx: &crate::build::BuildCtx<'_>,
-    entries: Vec<Entry>,
+    entries: &[Entry],
+    reuse: Option<Arc<dyn MemberSource>>,
+    tee: Option<&layer::TeeWriter>,
     keep_empty: bool,
 ) -> Result<Option<LayerRef>, StepError> {
     if entries.is_empty() && !keep_empty {
         return Ok(None);
     }
-    let opts = layer::WriteOptions { compression: ctx.options.compression, source_date_epoch: ctx.epoch, level: None };
+    let opts =
+        layer::WriteOptions { compression: ctx.options.compression, source_date_epoch: ctx.epoch, level: None, reuse };
     let mut writer = ctx.store.ingest()?;
-    let digests = layer::write_layer(entries, &mut writer, &opts)?;
+    let digests = layer::write_normalized(entries, &mut writer, &opts, tee)?;
     let (digest, size) = writer.commit(Some(&digests.digest))?;
+    if let Some(index) = &digests.chunks {
+        ctx.lineage.put_chunk_index(&digest, index);
+    }
     Ok(Some(LayerRef {
         digest,
         diff_id: digests.diff_id,

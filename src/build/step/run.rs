@@ -13,6 +13,7 @@ use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, config, run_mounts, write_layer};
 use crate::build::users::Accounts;
 use crate::build::{history, rootfs};
+use crate::cache::lineage::Position;
 use crate::confine::Root;
 use crate::dockerfile::instruction::{CommandLine, Heredoc};
 use crate::image;
@@ -43,7 +44,12 @@ pub struct RunStep<'a> {
 }
 
 /// Runs the step; returns its layer, or `None` when the command changed nothing.
-pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) -> Result<Option<LayerRef>, StepError> {
+pub async fn execute(
+    env: &StageEnv<'_>,
+    state: &ImageState,
+    run: &RunStep<'_>,
+    position: &Position,
+) -> Result<Option<LayerRef>, StepError> {
     let store = env.ctx.store;
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
@@ -119,7 +125,7 @@ pub async fn execute(env: &StageEnv<'_>, state: &ImageState, run: &RunStep<'_>) 
     drop(supply);
     let entries = work.diff(&outcome.created)?;
     // Even an empty diff is a layer (BuildKit commits one for every RUN).
-    let layer = write_layer(env, entries)?;
+    let layer = write_layer(env, state, position, entries)?;
     let mut diff_ids = state.diff_ids();
     diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
     work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
@@ -378,6 +384,8 @@ struct Workspace {
     view: Vec<PathBuf>,
     /// What the diff compares with.
     before: Before,
+    /// The snapshots the step reads, held until it is done (none is claimed and changed meanwhile).
+    _leases: Vec<crate::store::Lease>,
 }
 
 /// The parent's tree, for the diff and the mount-stub filter.
@@ -399,7 +407,8 @@ impl Workspace {
         if sandbox.rootfs == RootfsKind::Copy || sandbox.isolation == Isolation::Chroot {
             return Workspace::private(env, state, scratch);
         }
-        let lowers = rootfs::lowers(store, &state.layers, env.ctx.reporter)?;
+        let leases = rootfs::lowers(store, &state.layers, env.ctx.reporter)?;
+        let lowers: Vec<PathBuf> = leases.iter().map(|l| l.tree().to_path_buf()).collect();
         let [upper, work, merged] = ["upper", "work", "merged"].map(|n| scratch.join(n));
         for dir in [&upper, &work, &merged] {
             std::fs::create_dir(dir).map_err(StepError::Temp)?;
@@ -414,30 +423,50 @@ impl Workspace {
             merged,
             fuse: sandbox.rootfs == RootfsKind::FuseOverlay,
         };
-        Ok(Workspace { rootfs, view: lowers.clone(), before: Before::Lowers(lowers) })
+        Ok(Workspace { rootfs, view: lowers.clone(), before: Before::Lowers(lowers), _leases: leases })
     }
 
     /// A rootfs the step may change in place: this build's own snapshot of the parent chain (claimed), else
     /// a copy of the shared one.
+    ///
+    /// Snapshots share inodes (a derived one links the unchanged files of those it came from), so a claimed
+    /// tree is first given inodes of its own wherever it shares one (`layer::unshare`): the step writes
+    /// through nothing another snapshot holds. The claim itself fails while anyone holds a lease.
     fn private(env: &StageEnv<'_>, state: &ImageState, scratch: &Path) -> Result<Workspace, StepError> {
         let store = env.ctx.store;
         let chain = image::chain_id(&state.diff_ids());
         let existed = store.snapshot(&chain).is_some();
-        let lower = match rootfs::materialize(store, &state.layers, env.ctx.reporter)? {
-            Some(path) => path,
-            None => rootfs::empty(store)?,
+        let lease = || -> Result<crate::store::Lease, StepError> {
+            if state.layers.is_empty() {
+                rootfs::empty(store)?;
+            }
+            let lease = rootfs::lease(store, &state.layers, env.ctx.reporter)?.or_else(|| store.lease_snapshot(&chain));
+            lease.ok_or_else(|| {
+                StepError::Unsupported(format!("the snapshot of {chain} is being changed by another build"))
+            })
         };
+        let lower = lease()?;
         let owned = !existed || env.ctx.owned_snapshots.lock().unwrap_or_else(|e| e.into_inner()).remove(&chain);
-        if owned && let Some(private) = store.claim_snapshot(&chain, &scratch.join("claimed")) {
-            let before = Before::Stamps(layer::stamp_tree(&private)?);
-            return Ok(Workspace { rootfs: RootfsSpec::Dir(private.clone()), view: vec![private], before });
-        }
+        let lower = if owned {
+            // Our own lease would stop the claim.
+            drop(lower);
+            if let Some(private) = store.claim_snapshot(&chain, &scratch.join("claimed")) {
+                layer::unshare(&private)?;
+                let before = Before::Stamps(layer::stamp_tree(&private)?);
+                let rootfs = RootfsSpec::Dir(private.clone());
+                return Ok(Workspace { rootfs, view: vec![private], before, _leases: Vec::new() });
+            }
+            lease()?
+        } else {
+            lower
+        };
         let private = scratch.join("rootfs");
         layer::copy_tree(&lower, &private)?;
         Ok(Workspace {
             rootfs: RootfsSpec::Dir(private.clone()),
             view: vec![private],
-            before: Before::Lowers(vec![lower]),
+            before: Before::Lowers(vec![lower.tree().to_path_buf()]),
+            _leases: vec![lower],
         })
     }
 

@@ -9,10 +9,16 @@ use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, add, config, open_root, through_links, write_layer};
 use crate::build::users::Accounts;
+use crate::cache::lineage::Position;
 use crate::layer::{Entry, EntryKind};
 
 /// Runs `WORKDIR dir` (already absolute): config always, a layer unless `dir` is `/`.
-pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<Option<LayerRef>, StepError> {
+pub fn execute(
+    env: &StageEnv<'_>,
+    state: &mut ImageState,
+    dir: &str,
+    position: &Position,
+) -> Result<Option<LayerRef>, StepError> {
     config::workdir(&mut state.config, dir);
     if dir == "/" {
         return Ok(None);
@@ -53,5 +59,5 @@ pub fn execute(env: &StageEnv<'_>, state: &mut ImageState, dir: &str) -> Result<
     if let Some(root) = root.as_deref() {
         entries = through_links::resolve(entries, &|rel: &str| add::image_node(root, rel));
     }
-    write_layer(env, entries)
+    write_layer(env, state, position, entries)
 }

@@ -108,7 +108,7 @@ pub fn rewrite(
         Compression::None
     };
     let mut blob = Vec::new();
-    let opts = layer::WriteOptions { compression, source_date_epoch: None, level: None };
+    let opts = layer::WriteOptions { compression, source_date_epoch: None, level: None, reuse: None };
     let digests = layer::write_layer(entries, &mut blob, &opts).map_err(|e| layer_err(std::io::Error::other(e)))?;
     let diff_id = digests.diff_id.to_string();
     config["rootfs"]["diff_ids"][index] = Value::String(diff_id.clone());

@@ -1,0 +1,275 @@
+//! Content-defined chunks of a layer's uncompressed tar stream, and the index that lets a later layer reuse
+//! the gzip members of chunks an earlier layer already compressed.
+//!
+//! A chunk ends where a gear rolling hash of the last 64 bytes has its top bits clear (FastCDC's hash,
+//! bounded between [`MIN_CHUNK`] and [`MAX_CHUNK`]), so a boundary depends only on the bytes just before it:
+//! when one file of a COPY changes, the chunks before and after it are the same byte strings as in the
+//! previous layer. Each chunk is one gzip member (see `pgzip.rs`); a member whose chunk is listed in the
+//! previous blob's index is copied from that blob instead of being compressed again. Compression is a pure
+//! function of (chunk, level, compressor), so reused and fresh members are the same bytes, and the layer
+//! digest does not depend on what the store held.
+//!
+//! Input: bytes (chunking); index bytes and a blob file (reuse). Output: boundaries, member bytes, index
+//! bytes. Must not know: the store, snapshots, steps.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use sha2::{Digest as _, Sha256};
+
+/// No chunk ends before this many bytes (except the last).
+pub const MIN_CHUNK: usize = 256 << 10;
+/// A chunk ends here at the latest.
+pub const MAX_CHUNK: usize = 4 << 20;
+/// A boundary is where the hash's top `CUT_BITS` bits are zero: on average 1 MiB past the minimum.
+const CUT_BITS: u32 = 20;
+/// The gear hash forgets a byte after 64 shifts, so hashing may start this far before the minimum.
+const WINDOW: usize = 64;
+
+/// Bumped when chunking or member encoding changes: an index of another version is never used.
+const INDEX_MAGIC: &[u8; 8] = b"KILNGZI1";
+
+/// The gear table: 256 fixed pseudo-random words (splitmix64 from a fixed seed). Changing it changes every
+/// layer digest kiln produces.
+const GEAR: [u64; 256] = gear_table();
+
+const fn gear_table() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut state: u64 = 0x6b69_6c6e_6364_6331; // "kilncdc1"
+    let mut i = 0;
+    while i < 256 {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        table[i] = z ^ (z >> 31);
+        i += 1;
+    }
+    table
+}
+
+/// Finds chunk boundaries in a stream fed piece by piece (the hash carries over between pieces).
+#[derive(Debug, Default, Clone)]
+pub struct Chunker {
+    hash: u64,
+    len: usize,
+}
+
+impl Chunker {
+    /// A chunker at the start of a chunk.
+    pub fn new() -> Chunker {
+        Chunker::default()
+    }
+
+    /// Feeds `data`, which continues the current chunk; when the chunk ends within it, returns how many of
+    /// its bytes belong to the chunk, and the chunker starts the next one.
+    pub fn feed(&mut self, data: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        // Bytes more than a window before the minimum cannot influence a boundary: skip them unhashed.
+        if self.len < MIN_CHUNK - WINDOW {
+            let skip = (MIN_CHUNK - WINDOW - self.len).min(data.len());
+            self.len += skip;
+            at = skip;
+        }
+        for (i, byte) in data.iter().enumerate().skip(at) {
+            self.hash = (self.hash << 1).wrapping_add(GEAR[*byte as usize]);
+            self.len += 1;
+            if (self.len >= MIN_CHUNK && self.hash >> (64 - CUT_BITS) == 0) || self.len == MAX_CHUNK {
+                *self = Chunker::default();
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+}
+
+/// The length of the chunk that starts at `data[0]`, if it ends within `data`.
+#[cfg(test)]
+fn chunk_end(data: &[u8]) -> Option<usize> {
+    Chunker::new().feed(data)
+}
+
+/// A chunk's identity: the sha256 of its uncompressed bytes.
+pub type ChunkId = [u8; 32];
+
+/// The identity of `chunk`.
+pub fn chunk_id(chunk: &[u8]) -> ChunkId {
+    Sha256::digest(chunk).into()
+}
+
+/// One gzip member of a written blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRecord {
+    /// The chunk it holds.
+    pub id: ChunkId,
+    /// Uncompressed length.
+    pub len: u64,
+    /// Offset of the member in the blob.
+    pub offset: u64,
+    /// Length of the member.
+    pub member_len: u64,
+}
+
+/// The members of one gzip blob, in order: what a later layer needs to reuse them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkIndex {
+    /// Identifies the compressor and level; members of another one are never reused.
+    pub compressor: String,
+    /// The members.
+    pub records: Vec<ChunkRecord>,
+}
+
+impl ChunkIndex {
+    /// The index as bytes (for a file beside the blob).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.compressor.len() + self.records.len() * 56);
+        out.extend_from_slice(INDEX_MAGIC);
+        out.extend_from_slice(&(self.compressor.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.compressor.as_bytes());
+        for r in &self.records {
+            out.extend_from_slice(&r.id);
+            for n in [r.len, r.offset, r.member_len] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads an index written by [`ChunkIndex::encode`]; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<ChunkIndex> {
+        let rest = bytes.strip_prefix(INDEX_MAGIC)?;
+        let (len, rest) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let compressor = std::str::from_utf8(rest.get(..len)?).ok()?.to_string();
+        let body = &rest[len..];
+        if body.len() % 56 != 0 {
+            return None;
+        }
+        let records = body
+            .chunks_exact(56)
+            .map(|r| {
+                let word = |at: usize| u64::from_le_bytes(r[at..at + 8].try_into().unwrap_or_default());
+                ChunkRecord {
+                    id: r[..32].try_into().unwrap_or_default(),
+                    len: word(32),
+                    offset: word(40),
+                    member_len: word(48),
+                }
+            })
+            .collect();
+        Some(ChunkIndex { compressor, records })
+    }
+}
+
+/// Where already-compressed members can come from.
+pub trait MemberSource: Send + Sync {
+    /// The gzip member holding exactly `chunk` (whose id is `id`), compressed by `compressor`, if known.
+    fn member(&self, compressor: &str, id: &ChunkId, chunk: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// The members of an earlier blob, read from its file through its index.
+pub struct BlobMembers {
+    file: File,
+    compressor: String,
+    by_id: HashMap<ChunkId, (u64, u64, u64)>,
+}
+
+impl BlobMembers {
+    /// `file` is the blob `index` describes.
+    pub fn new(file: File, index: ChunkIndex) -> BlobMembers {
+        let by_id = index.records.iter().map(|r| (r.id, (r.len, r.offset, r.member_len))).collect();
+        BlobMembers { file, compressor: index.compressor, by_id }
+    }
+}
+
+impl MemberSource for BlobMembers {
+    fn member(&self, compressor: &str, id: &ChunkId, chunk: &[u8]) -> Option<Vec<u8>> {
+        if compressor != self.compressor {
+            return None;
+        }
+        let &(len, offset, member_len) = self.by_id.get(id)?;
+        if len != chunk.len() as u64 || member_len < 18 {
+            return None;
+        }
+        let mut member = vec![0u8; usize::try_from(member_len).ok()?];
+        self.file.read_exact_at(&mut member, offset).ok()?;
+        // The member's own trailer (CRC-32 and length of what it decompresses to) must name this chunk: a
+        // damaged index never puts foreign bytes into a layer.
+        let trailer = &member[member.len() - 8..];
+        let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
+        let isize = u32::from_le_bytes(trailer[4..].try_into().ok()?);
+        let mut check = flate2::Crc::new();
+        check.update(chunk);
+        (member[..2] == [0x1f, 0x8b] && crc == check.sum() && isize == chunk.len() as u32).then_some(member)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn boundaries(data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let len = chunk_end(&data[at..]).unwrap_or(data.len() - at);
+            at += len;
+            out.push(at);
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_stay_within_their_bounds() {
+        let data = noise(20 << 20, 1);
+        let ends = boundaries(&data);
+        let mut start = 0;
+        for (i, end) in ends.iter().enumerate() {
+            let len = end - start;
+            assert!(len <= MAX_CHUNK);
+            assert!(len >= MIN_CHUNK || i + 1 == ends.len(), "chunk {i} is {len} bytes");
+            start = *end;
+        }
+        assert!(ends.len() > 5, "20 MiB of noise should give several chunks, got {}", ends.len());
+        // Zeros never match the cut condition: they are cut at the maximum.
+        assert_eq!(chunk_end(&vec![0u8; MAX_CHUNK + 10]), Some(MAX_CHUNK));
+    }
+
+    #[test]
+    fn an_insertion_moves_only_the_boundaries_near_it() {
+        let data = noise(24 << 20, 2);
+        let mut changed = data.clone();
+        changed.splice(5 << 20..5 << 20, b"one more line\n".iter().copied());
+        let before: std::collections::HashSet<usize> = boundaries(&data).into_iter().filter(|b| *b > 8 << 20).collect();
+        let after: std::collections::HashSet<usize> =
+            boundaries(&changed).into_iter().filter(|b| *b > 8 << 20).map(|b| b - 14).collect();
+        assert!(!before.is_empty());
+        assert_eq!(before, after, "boundaries well after the insertion shift with it");
+    }
+
+    #[test]
+    fn the_index_round_trips_and_rejects_other_bytes() {
+        let index = ChunkIndex {
+            compressor: "gzip-6".into(),
+            records: vec![ChunkRecord { id: [7; 32], len: 5, offset: 0, member_len: 30 }],
+        };
+        assert_eq!(ChunkIndex::decode(&index.encode()), Some(index.clone()));
+        assert_eq!(ChunkIndex::decode(b"not an index"), None);
+        let mut cut = index.encode();
+        cut.pop();
+        assert_eq!(ChunkIndex::decode(&cut), None);
+    }
+}

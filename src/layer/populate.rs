@@ -1,0 +1,70 @@
+//! Filling a snapshot straight from a COPY's entries while the layer is being written: the tree ends up
+//! exactly as applying that layer would leave it (same order, same rules, `place.rs`), but no tar is read
+//! back — each regular file's bytes come from the layer writer through a tee as it reads them, so a source
+//! is read once and the snapshot holds what the layer holds. Creating files (the snapshot's cost) and
+//! compressing (the layer's) run at the same time.
+//!
+//! With a donor (the snapshot the same step made last time), a file whose digest and metadata match is
+//! hard-linked from it and its bytes are skipped.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use super::apply::ApplyOptions;
+use super::entry::{Entry, EntryKind};
+use super::error::LayerError;
+use super::place::{Content, ContentDigest, Donor, Item, ItemKind, Placed, Placer};
+use super::tee::TeeReader;
+use crate::confine::{self, Kind};
+
+/// Places `entries` — [`super::normalize`]d, the order the layer writer writes them in — into the tree at
+/// `root`, reading each regular file's bytes from `content`. `digests` are the files' content digests (by
+/// entry path), `clamp` the layer's SOURCE_DATE_EPOCH.
+pub fn populate(
+    root: &Path,
+    entries: &[Entry],
+    digests: &HashMap<String, ContentDigest>,
+    mut content: TeeReader,
+    opts: &ApplyOptions,
+    donor: Option<Donor>,
+    clamp: Option<i64>,
+) -> Result<Placed, LayerError> {
+    let mut placer = Placer::new(root, opts, donor)?;
+    for entry in entries {
+        // As the layer's tar header has it.
+        let mtime = clamp.map_or(entry.mtime, |limit| entry.mtime.min(limit)).max(0);
+        let mode = entry.mode & 0o7777;
+        let kind = match &entry.kind {
+            EntryKind::Whiteout => {
+                let mut parts = confine::components(&entry.path);
+                let Some(name) = parts.pop() else { continue };
+                placer.whiteout(&parts.join("/"), &name, &entry.path)?;
+                continue;
+            }
+            EntryKind::OpaqueDir => {
+                placer.opaque(&confine::clean(&entry.path), &entry.path)?;
+                continue;
+            }
+            EntryKind::File(_) => ItemKind::File,
+            EntryKind::Dir => ItemKind::Dir,
+            EntryKind::Symlink(target) => ItemKind::Symlink(OsStr::new(target)),
+            EntryKind::Hardlink(target) => ItemKind::Hardlink(target),
+            EntryKind::CharDevice(major, minor) => ItemKind::Node(Kind::CharDevice, (*major, *minor)),
+            EntryKind::BlockDevice(major, minor) => ItemKind::Node(Kind::BlockDevice, (*major, *minor)),
+            EntryKind::Fifo => ItemKind::Node(Kind::Fifo, (0, 0)),
+        };
+        let item = Item { raw: &entry.path, kind, mode, uid: entry.uid, gid: entry.gid, mtime, xattrs: &entry.xattrs };
+        if !matches!(kind, ItemKind::File) {
+            placer.place(&item, None)?;
+            continue;
+        }
+        let fail = |source| LayerError::Entry { path: entry.path.clone(), what: "receive the content".into(), source };
+        let len = content.next_file().map_err(fail)?;
+        let mut bytes = content.file(len);
+        let digest = digests.get(&entry.path).copied();
+        placer.place(&item, Some(Content { reader: &mut bytes, len, digest }))?;
+        bytes.skip_rest().map_err(fail)?;
+    }
+    Ok(placer.finish())
+}
