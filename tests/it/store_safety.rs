@@ -588,13 +588,15 @@ fn a_killed_builds_sandbox_probe_does_not_outlive_it() {
             kiln.ok(&["fsck", "--repair"]);
             continue;
         }
-        let died_with_kiln = poll(|| states().is_empty());
+        // A process stopped before it armed its parent-death signal cannot die while it is stopped (the
+        // test's SIGSTOP can land between fork and prctl); once it runs, its parent check ends it. What
+        // must hold either way: it ends, and it re-creates nothing of the session a clean-up claimed.
+        poll(|| states().is_empty());
         assert_only_leftovers(&kiln);
         signal(&stopped, SIGCONT);
         assert!(poll(|| states().is_empty()), "the probe ends");
         let after = kiln.ok(&["fsck"]);
         assert!(after.contains("no problems"), "after the probe went on: {after}");
-        assert!(died_with_kiln, "the stopped probe died with kiln");
         return;
     }
     panic!("no build was stopped while its probe was still at work");
