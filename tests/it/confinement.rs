@@ -7,10 +7,12 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use crate::harness::rootless;
-use crate::harness::{Kiln, Registry, Workspace, busybox_rootfs, busybox_workspace, ci, require, tool, umoci_unpack};
+use crate::harness::{
+    Kiln, Registry, Workspace, busybox_rootfs, busybox_workspace, ci, processes_with_cmdline, require, tool,
+    umoci_unpack, wait_for,
+};
 
 /// A directory on the host holding `secret`, whose content exists nowhere else.
 struct HostMarker {
@@ -481,28 +483,13 @@ fn a_secret_never_reaches_the_disk_even_when_the_build_is_killed() {
     );
 }
 
-fn wait_for(condition: impl Fn() -> bool) -> bool {
-    (0..150).any(|_| {
-        let met = condition();
-        if !met {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        met
-    })
-}
-
 /// The argv of the step that sleeps, unique to this test process.
 fn sleep_argv() -> String {
     format!("sleep\0{}\0", 2000 + std::process::id() % 1000)
 }
 
 fn sleeping_steps() -> usize {
-    let marker = sleep_argv();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == marker.as_bytes()))
-        .count()
+    processes_with_cmdline(&sleep_argv())
 }
 
 #[test]

@@ -3,10 +3,11 @@
 //! with umoci and checked from the outside; the end-to-end test runs the image with podman.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::Duration;
 
 use crate::harness::rootless;
-use crate::harness::{Kiln, Registry, Workspace, busybox_rootfs, ci, require, tool, umoci_unpack};
+use crate::harness::{
+    Kiln, Registry, Workspace, busybox_rootfs, ci, processes_with_cmdline, require, tool, umoci_unpack, wait_for,
+};
 
 fn is_root() -> bool {
     tool("id", &["-u"]).trim() == "0"
@@ -193,34 +194,16 @@ fn a_build_killed_during_run_leaves_nothing_behind() {
     ws.dockerfile(&format!("FROM localhost/busybox:test\nRUN {}\n", marker.trim_end_matches('\0').replace('\0', " ")));
     let ctx = ws.path().to_string_lossy().into_owned();
     let mut child = kiln.spawn(&["build", "-t", "killed:1", &ctx]);
-    let started = wait_for(|| processes_named(&marker) > 0);
+    let started = wait_for(|| processes_with_cmdline(&marker) > 0);
     let _ = child.kill();
     let _ = child.wait();
     assert!(started, "the RUN step started");
-    assert!(wait_for(|| processes_named(&marker) == 0), "the step's processes die with the build");
+    assert!(wait_for(|| processes_with_cmdline(&marker) == 0), "the step's processes die with the build");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&*kiln.store().to_string_lossy()), "nothing left mounted");
     ws.dockerfile("FROM localhost/busybox:test\nRUN echo fine > /fine\n");
     kiln.build(&ws, "after:1", &[]);
     kiln.ok(&["prune"]);
-}
-
-fn wait_for(condition: impl Fn() -> bool) -> bool {
-    for _ in 0..100 {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-fn processes_named(marker: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == marker.as_bytes()))
-        .count()
 }
 
 #[test]

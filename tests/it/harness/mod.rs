@@ -18,6 +18,26 @@ use std::process::{Command, Output};
 
 pub use registry::Registry;
 
+/// Waits up to 15 s for `condition`, looking every 100 ms.
+pub fn wait_for(condition: impl Fn() -> bool) -> bool {
+    (0..150).any(|_| {
+        let met = condition();
+        if !met {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        met
+    })
+}
+
+/// How many processes on this machine have exactly `cmdline` (NUL-separated argv, NUL-terminated).
+pub fn processes_with_cmdline(cmdline: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes()))
+        .count()
+}
+
 /// True under `CI=true`.
 pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
