@@ -10,6 +10,7 @@ mod compress;
 mod diff;
 mod entry;
 mod error;
+mod hashpipe;
 mod pgzip;
 mod place;
 mod populate;

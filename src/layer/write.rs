@@ -1,5 +1,6 @@
 //! Writing a layer: entries → a deterministic tar → compression → the output, with the uncompressed
-//! digest (diff id) and the compressed digest and size computed in the same streaming pass.
+//! digest (diff id) and the compressed digest and size computed in the same streaming pass, each on a
+//! thread of its own (`hashpipe.rs`).
 //!
 //! Determinism: entries sorted by path, numeric ids only (no user or group names), PAX records for long
 //! names and xattrs, mtimes clamped to SOURCE_DATE_EPOCH when set, gzip without a timestamp. File
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use oci_spec::image::Digest;
 
 use super::chunks::{ChunkIndex, MemberSource};
-use super::compress::{Compression, Encoder, Hashing};
+use super::compress::{Compression, Encoder};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
+use super::hashpipe::{HashBeside, WriteBeside};
 use super::tee::TeeWriter;
 
 /// How to write a layer.
@@ -54,7 +56,11 @@ pub struct LayerDigests {
 }
 
 /// Writes `entries` as a layer into `out`.
-pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
+pub fn write_layer<W: Write + Send>(
+    entries: Vec<Entry>,
+    out: W,
+    opts: &WriteOptions,
+) -> Result<LayerDigests, LayerError> {
     write_normalized(&normalize(entries), out, opts, None)
 }
 
@@ -67,26 +73,30 @@ pub fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
 
 /// Writes entries already [`normalize`]d as a layer into `out`, handing each regular file's bytes to `tee`
 /// as they are read (a snapshot filled at the same time gets exactly the layer's bytes).
-pub fn write_normalized<W: Write>(
+pub fn write_normalized<W: Write + Send>(
     entries: &[Entry],
     out: W,
     opts: &WriteOptions,
     tee: Option<&TeeWriter>,
 ) -> Result<LayerDigests, LayerError> {
     let out_err = |e: io::Error| LayerError::Io { op: "write", path: "layer output".into(), source: e };
-    let compressed = Hashing::new(out);
-    let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
-    let mut tar = tar::Builder::new(Hashing::new(encoder));
-    tar.mode(tar::HeaderMode::Deterministic);
-    for entry in entries {
-        append(&mut tar, entry, opts.source_date_epoch, tee)?;
-    }
-    let uncompressed = tar.into_inner().map_err(out_err)?;
-    let (diff_id, _, encoder) = uncompressed.finish();
-    let (compressed, chunks) = encoder.finish().map_err(out_err)?;
-    let (digest, size, mut out) = compressed.finish();
-    out.flush().map_err(out_err)?;
-    Ok(LayerDigests { diff_id, digest, size, chunks })
+    // On an early return the writers are dropped first, so the hashing threads see their input end and the
+    // scope's join returns.
+    std::thread::scope(|s| {
+        let compressed = WriteBeside::new(s, out).map_err(out_err)?;
+        let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
+        let mut tar = tar::Builder::new(HashBeside::new(s, encoder).map_err(out_err)?);
+        tar.mode(tar::HeaderMode::Deterministic);
+        for entry in entries {
+            append(&mut tar, entry, opts.source_date_epoch, tee)?;
+        }
+        let uncompressed = tar.into_inner().map_err(out_err)?;
+        let (diff_id, _, encoder) = uncompressed.finish().map_err(out_err)?;
+        let (compressed, chunks) = encoder.finish().map_err(out_err)?;
+        let (digest, size, mut out) = compressed.finish().map_err(out_err)?;
+        out.flush().map_err(out_err)?;
+        Ok(LayerDigests { diff_id, digest, size, chunks })
+    })
 }
 
 /// The name an entry has in the tar (whiteouts and opaque markers get their special names).
