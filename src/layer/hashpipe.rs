@@ -15,6 +15,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use oci_spec::image::Digest;
 
 use super::compress::Hashing;
+use super::write::LayerSink;
 
 /// Bytes handed over at a time.
 const BLOCK: usize = 1 << 20;
@@ -90,14 +91,14 @@ pub struct WriteBeside<'scope, W> {
     failure: Failure,
 }
 
-impl<'scope, W: Write + Send + 'scope> WriteBeside<'scope, W> {
+impl<'scope, W: LayerSink + 'scope> WriteBeside<'scope, W> {
     /// Starts the writing thread in `scope`.
     pub fn new<'env>(scope: &'scope Scope<'scope, 'env>, out: W) -> io::Result<Self> {
         let (blocks, received) = sync_channel(DEPTH);
         let failure: Failure = Arc::new(Mutex::new(None));
         let noted = failure.clone();
         let thread = std::thread::Builder::new().name("kiln-blob".into()).spawn_scoped(scope, move || {
-            drain(received, out).inspect_err(|e| {
+            write_out(received, out).inspect_err(|e| {
                 *noted.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.raw_os_error(), e.to_string()));
             })
         })?;
@@ -129,7 +130,7 @@ impl<'scope, W: Write + Send + 'scope> WriteBeside<'scope, W> {
     }
 }
 
-impl<'scope, W: Write + Send + 'scope> Write for WriteBeside<'scope, W> {
+impl<'scope, W: LayerSink + 'scope> Write for WriteBeside<'scope, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let take = buf.len().min(BLOCK - self.block.len());
         self.block.extend_from_slice(&buf[..take]);
@@ -142,6 +143,20 @@ impl<'scope, W: Write + Send + 'scope> Write for WriteBeside<'scope, W> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Writes every block received into `out` until the sender is gone, then flushes it; hashes them unless
+/// `out` keeps its own digest.
+fn write_out<W: LayerSink>(blocks: Receiver<Vec<u8>>, mut out: W) -> Hashed<W> {
+    if out.own_digest().is_none() {
+        return drain(blocks, out);
+    }
+    for block in blocks {
+        out.write_all(&block)?;
+    }
+    out.flush()?;
+    let (digest, size) = out.own_digest().ok_or_else(|| io::Error::other("the output stopped keeping its digest"))?;
+    Ok((digest, size, out))
 }
 
 /// Hashes and writes every block received into `out` until the sender is gone, then flushes it.
@@ -185,10 +200,37 @@ mod tests {
         });
     }
 
+    /// An output that keeps its own digest is not hashed again: its digest is the one reported.
+    #[test]
+    fn an_output_keeping_its_digest_is_taken_at_its_word() {
+        struct Counted(u64);
+        impl LayerSink for Counted {
+            fn own_digest(&self) -> Option<(Digest, u64)> {
+                Some((sha(b"kept").parse().unwrap(), self.0))
+            }
+        }
+        impl Write for Counted {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0 += buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        std::thread::scope(|s| {
+            let mut out = WriteBeside::new(s, Counted(0)).unwrap();
+            out.write_all(&[5; BLOCK + 9]).unwrap();
+            let (digest, size, _) = out.finish().unwrap();
+            assert_eq!((digest.to_string(), size), (sha(b"kept"), BLOCK as u64 + 9));
+        });
+    }
+
     /// An output that fails: the error comes back from the writer, nothing hangs.
     #[test]
     fn a_failing_output_is_reported() {
         struct Full;
+        impl LayerSink for Full {}
         impl Write for Full {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
                 Err(io::Error::from_raw_os_error(libc::ENOSPC))
