@@ -28,13 +28,9 @@ pub const ORIGIN_NOTE: &str = "origin";
 /// The note with the content digests of a snapshot's files (see [`encode_files`]).
 pub const FILES_NOTE: &str = "files";
 
-/// The snapshot holding `layers` applied in order, created on first use; `None` for an empty chain. What a
-/// layer held but this process could not create (device nodes, without privilege) is reported as a warning.
-pub fn materialize(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Option<PathBuf>, StoreError> {
-    Ok(lease(store, layers, reporter)?.map(|l| l.tree().to_path_buf()))
-}
-
-/// [`materialize`], the snapshot leased for as long as the caller holds it (no chroot step claims it then).
+/// The snapshot holding `layers` applied in order, created on first use and leased for as long as the caller
+/// holds it (no other step claims or takes it then); `None` for an empty chain. What a layer held but this
+/// process could not create (device nodes, without privilege) is reported as a warning.
 pub fn lease(store: &Store, layers: &[LayerRef], reporter: &dyn Reporter) -> Result<Option<Lease>, StoreError> {
     if layers.is_empty() {
         return Ok(None);

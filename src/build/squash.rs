@@ -24,12 +24,14 @@ pub fn squash(ctx: &BuildCtx<'_>, state: &mut ImageState) -> Result<(), BuildErr
     };
     let base_layers = state.layers[..state.base_layers].to_vec();
     let empty = tempfile::tempdir().map_err(|e| place(StepError::Temp(e)))?;
-    let base_root =
-        rootfs::materialize(ctx.store, &base_layers, ctx.reporter)?.unwrap_or_else(|| empty.path().to_path_buf());
-    let final_root =
-        rootfs::materialize(ctx.store, &state.layers, ctx.reporter)?.unwrap_or_else(|| empty.path().to_path_buf());
+    // Leased until the squashed layer is written: its entries read the final tree's files.
+    let base_lease = rootfs::lease(ctx.store, &base_layers, ctx.reporter)?;
+    let final_lease = rootfs::lease(ctx.store, &state.layers, ctx.reporter)?;
+    let tree = |lease: &Option<crate::store::Lease>| lease.as_ref().map_or(empty.path(), |l| l.tree()).to_path_buf();
+    let (base_root, final_root) = (tree(&base_lease), tree(&final_lease));
     let entries = layer::diff_trees(&base_root, &final_root).map_err(|e| place(e.into()))?;
     let squashed = write_layer_with(ctx, &crate::layer::normalize(entries), None, None, false).map_err(place)?;
+    drop((base_lease, final_lease));
     state.layers.truncate(state.base_layers);
     state.config.rootfs.diff_ids.truncate(state.base_layers);
     for entry in state.config.history.iter_mut().skip(state.base_history) {

@@ -33,10 +33,17 @@ pub use dir::{Dir, Kind, Meta};
 pub use ensure::Leaf;
 
 /// The top of a tree kiln does not own; everything below it is resolved inside it.
-#[derive(Debug)]
 pub struct Root {
     inner: pathrs::Root,
     path: PathBuf,
+    /// Whatever keeps the tree as it is while the root is used (the store's lease on a snapshot).
+    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root").field("path", &self.path).field("held", &self._hold.is_some()).finish()
+    }
 }
 
 impl Root {
@@ -44,7 +51,14 @@ impl Root {
     pub fn open(path: &Path) -> io::Result<Root> {
         let path = std::path::absolute(path)?;
         let inner = pathrs::Root::open(&path).map_err(os)?;
-        Ok(Root { inner, path })
+        Ok(Root { inner, path, _hold: None })
+    }
+
+    /// The root, keeping `hold` (a lease on the tree) for as long as it — or anything it resolved for later,
+    /// like a COPY source read when the layer is written — is in use.
+    pub fn holding(mut self, hold: impl std::any::Any + Send + Sync) -> Root {
+        self._hold = Some(Box::new(hold));
+        self
     }
 
     /// Where the tree was opened (for messages and for tools that take a path, never for resolving).

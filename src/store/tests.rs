@@ -398,3 +398,20 @@ fn a_look_for_leftovers_waits_while_a_session_is_being_started() {
     assert!(scanner.join().unwrap().is_empty(), "a live session is no leftover");
     drop(held);
 }
+
+/// A root opened on a leased snapshot keeps the lease: nobody claims the tree while the root (or anything
+/// holding it, like a COPY source) is alive.
+#[test]
+fn a_root_holding_a_lease_keeps_its_snapshot() {
+    let (dir, store) = store();
+    let chain = digest_of(b"leased-chain");
+    store.create_snapshot(&chain, |tree| Ok(std::fs::write(tree.join("f"), b"x")?)).unwrap();
+    let lease = store.lease_snapshot(&chain).unwrap();
+    let root = std::sync::Arc::new(crate::confine::Root::open(lease.tree()).unwrap().holding(lease));
+    let held = root.clone();
+    drop(root);
+    assert!(store.claim_snapshot(&chain, &dir.path().join("taken")).is_none(), "a held root keeps its lease");
+    assert_eq!(held.read("f").unwrap(), b"x");
+    drop(held);
+    assert!(store.claim_snapshot(&chain, &dir.path().join("taken")).is_some(), "the lease ends with the root");
+}

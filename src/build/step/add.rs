@@ -11,7 +11,7 @@ use crate::build::stage::StageEnv;
 use crate::build::state::ImageState;
 use crate::build::step::copy::{self, CopySpec, SourceRoot};
 use crate::build::step::through_links::{self, Node};
-use crate::build::step::{StepError, fetch, open_root};
+use crate::build::step::{StepError, fetch, open_leased, open_root};
 use crate::build::users::Accounts;
 use crate::build::{base, rootfs};
 use crate::confine::{self, Root};
@@ -27,8 +27,8 @@ pub async fn entries(
     label: &str,
 ) -> Result<Vec<Entry>, StepError> {
     let store = env.ctx.store;
-    let image_root = match rootfs::materialize(store, &state.layers, env.ctx.reporter)? {
-        Some(path) => Some(open_root(&path)?),
+    let image_root = match rootfs::lease(store, &state.layers, env.ctx.reporter)? {
+        Some(lease) => Some(open_leased(lease)?),
         None => None,
     };
     let accounts = Accounts::read(image_root.as_deref());
@@ -197,11 +197,11 @@ pub(crate) async fn from_root(
             (state.layers, format!("image {reference}"))
         }
     };
-    let path = match rootfs::materialize(store, &layers, env.ctx.reporter)? {
-        Some(path) => path,
-        None => rootfs::empty(store)?,
+    let root = match rootfs::lease(store, &layers, env.ctx.reporter)? {
+        Some(lease) => open_leased(lease)?,
+        None => open_root(&rootfs::empty(store)?)?,
     };
-    Ok(Some((open_root(&path)?, label)))
+    Ok(Some((root, label)))
 }
 
 /// The entries of the archive `rel` in `tree` (the context, or a download's directory), unpacked in `dir`

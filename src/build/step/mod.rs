@@ -339,6 +339,15 @@ pub(crate) fn open_root(path: &std::path::Path) -> Result<std::sync::Arc<crate::
         .map_err(|source| StepError::Open { path: path.to_path_buf(), source })
 }
 
+/// [`open_root`] on a leased snapshot, the lease held by the root: no other build takes or changes the tree
+/// while anything resolved in it (the entries of a `COPY --from`) is still to be read.
+pub(crate) fn open_leased(lease: crate::store::Lease) -> Result<std::sync::Arc<crate::confine::Root>, StepError> {
+    let path = lease.tree().to_path_buf();
+    crate::confine::Root::open(&path)
+        .map(|root| std::sync::Arc::new(root.holding(lease)))
+        .map_err(|source| StepError::Open { path, source })
+}
+
 /// Writes `entries` as the layer the step at `position` puts on `state`. A step that changed nothing still
 /// gets a layer (an empty tar), as in BuildKit, where every RUN, COPY, ADD and WORKDIR commits one. The gzip members of chunks the previous layer made at this position holds are copied from it, and
 /// the new layer is remembered there for the next run.

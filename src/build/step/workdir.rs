@@ -7,7 +7,7 @@
 use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
-use crate::build::step::{StepError, add, config, open_root, through_links, write_layer};
+use crate::build::step::{StepError, add, config, open_leased, through_links, write_layer};
 use crate::build::users::Accounts;
 use crate::cache::lineage::Position;
 use crate::layer::{Entry, EntryKind};
@@ -23,8 +23,8 @@ pub fn execute(
     if dir == "/" {
         return Ok(None);
     }
-    let root = match rootfs::materialize(env.ctx.store, &state.layers, env.ctx.reporter)? {
-        Some(path) => Some(open_root(&path)?),
+    let root = match rootfs::lease(env.ctx.store, &state.layers, env.ctx.reporter)? {
+        Some(lease) => Some(open_leased(lease)?),
         None => None,
     };
     let (uid, gid) = match state.config.config.user.as_deref().filter(|u| !u.is_empty()) {
