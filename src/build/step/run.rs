@@ -54,8 +54,8 @@ pub async fn execute(
     let sandbox = env.ctx.sandbox()?;
     let scratch = store.temp_dir()?;
     let cwd = state.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
-    // The cache-directory locks are held until the step is done.
-    let run_mounts::Prepared { mounts, vars, locks: _cache_locks } =
+    // The cache-directory locks and the leases on the bind sources are held until the step is done.
+    let run_mounts::Prepared { mounts, vars, locks: _cache_locks, roots: _bind_roots } =
         run_mounts::prepare(env, run.mounts, &cwd, scratch.path()).await?;
     if sandbox.isolation == Isolation::Chroot && !mounts.is_empty() {
         let targets: Vec<&str> = mounts.iter().map(sandbox::SandboxMount::target).collect();

@@ -30,6 +30,9 @@ pub struct Prepared {
     pub vars: Vec<(String, String)>,
     /// Cache-directory locks.
     pub locks: Vec<Flock<std::fs::File>>,
+    /// The trees binds read from, with the leases their roots hold: no other build takes a stage's snapshot
+    /// while a step has it mounted.
+    pub roots: Vec<Arc<Root>>,
 }
 
 /// Sandbox mounts for `mounts`, and what else the step needs while it runs (see [`Prepared`]).
@@ -50,7 +53,11 @@ pub async fn prepare(
                 out.push(mount);
                 prepared.locks.extend(lock);
             }
-            RunMountKind::Bind => out.push(bind(env, m, target, &scratch.join(format!("bind-{n}"))).await?),
+            RunMountKind::Bind => {
+                let (mount, root) = bind(env, m, target, &scratch.join(format!("bind-{n}"))).await?;
+                out.push(mount);
+                prepared.roots.push(root);
+            }
             RunMountKind::Secret => secret(env, m, out, vars)?,
             RunMountKind::Ssh => {
                 return Err(StepError::Unsupported("RUN --mount=type=ssh is not supported yet".to_string()));
@@ -120,7 +127,12 @@ async fn bind_root(env: &StageEnv<'_>, m: &RunMount) -> Result<(Arc<Root>, Strin
     }
 }
 
-async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) -> Result<SandboxMount, StepError> {
+async fn bind(
+    env: &StageEnv<'_>,
+    m: &RunMount,
+    target: String,
+    private: &Path,
+) -> Result<(SandboxMount, Arc<Root>), StepError> {
     let (root, label) = bind_root(env, m).await?;
     let source = m.source.as_deref().unwrap_or("/");
     let handle = root.resolve(source).map_err(|e| match e.kind() {
@@ -130,13 +142,13 @@ async fn bind(env: &StageEnv<'_>, m: &RunMount, target: String, private: &Path) 
         _ => StepError::Open { path: root.path().join(confine::clean(source)), source: e },
     })?;
     if m.readonly {
-        let (root, subpath) = (root.path().to_path_buf(), confine::clean(source));
-        return Ok(SandboxMount::Bind { root, subpath, target, readonly: true });
+        let (path, subpath) = (root.path().to_path_buf(), confine::clean(source));
+        return Ok((SandboxMount::Bind { root: path, subpath, target, readonly: true }, root));
     }
     confine::private_copy(&handle, private)
         .map_err(|e| StepError::Open { path: root.path().join(source), source: e })?;
-    let root = std::path::absolute(private).map_err(StepError::Temp)?;
-    Ok(SandboxMount::Bind { root, subpath: String::new(), target, readonly: false })
+    let path = std::path::absolute(private).map_err(StepError::Temp)?;
+    Ok((SandboxMount::Bind { root: path, subpath: String::new(), target, readonly: false }, root))
 }
 
 /// A secret becomes an environment variable of the command (`env=`) and/or a file the sandbox writes into a
