@@ -32,6 +32,8 @@ use super::apply::{ApplyOptions, ApplyStats};
 use super::error::LayerError;
 use crate::confine::{self, Dir, Kind, Meta, Root};
 
+mod adopt;
+
 /// Files up to this size are read whole and written with one call; larger ones are streamed in pieces.
 const WHOLE: usize = 4 << 20;
 
@@ -66,20 +68,38 @@ pub struct Donor {
     notes: HashMap<String, FileNote>,
     /// The donor directory matching the parent being placed into (`None`: the donor has none there).
     parent: Option<(String, Option<Dir>)>,
-    /// Whatever keeps the donor unchanged while it is used (the store's lease on it).
+    /// Whether whole directories may be moved out of it into the new tree (`adopt.rs`): it was taken out of
+    /// the store for this placement alone.
+    movable: bool,
+    /// Whatever keeps the donor unchanged while it is used (the store's lease on it), or removes what is left
+    /// of a movable one.
     _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Donor {
     /// The snapshot tree at `tree`, with the notes of its files.
     pub fn open(tree: &Path, notes: HashMap<String, FileNote>) -> io::Result<Donor> {
-        Ok(Donor { root: Root::open(tree)?, notes, parent: None, _hold: None })
+        Ok(Donor { root: Root::open(tree)?, notes, parent: None, movable: false, _hold: None })
     }
 
     /// The donor, keeping `hold` (a lease on it) for as long as it is used.
     pub fn holding(mut self, hold: impl std::any::Any + Send + Sync) -> Donor {
         self._hold = Some(Box::new(hold));
         self
+    }
+
+    /// The donor, taken for this placement alone: whole directories that are exactly what the entries make
+    /// are moved into the new tree instead of linked file by file. `leftovers` removes what is left of it
+    /// when the donor is dropped.
+    pub fn movable(mut self, leftovers: impl std::any::Any + Send + Sync) -> Donor {
+        self.movable = true;
+        self._hold = Some(Box::new(leftovers));
+        self
+    }
+
+    /// Whether directories may be moved out of it ([`Donor::movable`]).
+    pub fn is_movable(&self) -> bool {
+        self.movable
     }
 
     fn dir(&mut self, parent: &str) -> Option<&Dir> {
@@ -140,8 +160,10 @@ pub struct Placed {
     pub stats: ApplyStats,
     /// Notes of the regular files whose digest was known, by clean path: the new snapshot's own note.
     pub notes: HashMap<String, FileNote>,
-    /// Files shared with the donor.
+    /// Files shared with the donor (linked, or moved with their directory).
     pub linked: usize,
+    /// Directories moved whole out of a movable donor.
+    pub adopted: usize,
 }
 
 /// The parent directory entries are being placed into, kept while consecutive entries share it.
