@@ -1,6 +1,10 @@
 //! The digest of a step's selected sources — relative path, type, mode, owner, content, link target and
 //! xattrs of each entry, never mtimes — with file contents hashed in parallel and remembered per store by
 //! (device, inode, size, mtime, ctime), so an unchanged context is never read twice.
+//!
+//! The cache keeps one entry per inode (device, inode → the rest of the stamp and the digest): a file that
+//! changes replaces its entry instead of adding one, so the cache stays as large as the set of files it has
+//! seen, whatever the number of builds.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -16,7 +20,8 @@ use crate::layer::{Entry, EntryKind, FileSource};
 /// Remembered content digests of files, by what identifies an unchanged file without reading it.
 pub struct StatCache {
     path: PathBuf,
-    known: Mutex<HashMap<String, String>>,
+    /// `dev:ino` → (`size:mtime:ctime`, content digest).
+    known: Mutex<HashMap<String, (String, String)>>,
     dirty: Mutex<bool>,
 }
 
@@ -69,19 +74,26 @@ impl StatCache {
             return Ok(known);
         }
         let digest = hash(&mut file).map_err(fail)?;
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(stamp, digest.clone());
+        let Stamp { inode, rest } = stamp;
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(inode, (rest, digest.clone()));
         *self.dirty.lock().unwrap_or_else(|e| e.into_inner()) = true;
         Ok(digest)
     }
 
-    fn known(&self, stamp: &str) -> Option<String> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).get(stamp).cloned()
+    fn known(&self, stamp: &Stamp) -> Option<String> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(&stamp.inode).filter(|(rest, _)| *rest == stamp.rest).map(|(_, digest)| digest.clone())
     }
 }
 
-/// What identifies an unchanged file without reading it: device, inode, size, mtime, ctime.
-fn stamp(dev: u64, ino: u64, size: u64, mtime: i64, mtime_ns: i64, ctime: i64, ctime_ns: i64) -> String {
-    format!("{dev}:{ino}:{size}:{mtime}.{mtime_ns}:{ctime}.{ctime_ns}")
+/// What identifies an unchanged file without reading it: which inode, and its size, mtime and ctime.
+struct Stamp {
+    inode: String,
+    rest: String,
+}
+
+fn stamp(dev: u64, ino: u64, size: u64, mtime: i64, mtime_ns: i64, ctime: i64, ctime_ns: i64) -> Stamp {
+    Stamp { inode: format!("{dev}:{ino}"), rest: format!("{size}:{mtime}.{mtime_ns}:{ctime}.{ctime_ns}") }
 }
 
 /// A source file that could not be read for its digest.
@@ -155,4 +167,29 @@ fn line(e: &Entry, stats: &StatCache) -> Result<(String, Option<String>), Source
     };
     let xattrs: Vec<String> = e.xattrs.iter().map(|(k, v)| format!("{k}={}", hex::encode(v))).collect();
     Ok((format!("{:?} {what} {:o} {}:{} [{}]", e.path, e.mode, e.uid, e.gid, xattrs.join(",")), content))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that keeps changing keeps one entry, and every change is seen.
+    #[test]
+    fn a_changing_file_keeps_one_entry_and_a_fresh_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        let stats = StatCache::load(dir.path().join("cache.json"));
+        let source = FileSource::Path(file.clone());
+        for round in 0..5u8 {
+            std::fs::write(&file, vec![round; 100 + usize::from(round)]).unwrap();
+            let expected = hex::encode(Sha256::digest(std::fs::read(&file).unwrap()));
+            assert_eq!(stats.file_digest(&source).unwrap(), expected);
+            assert_eq!(stats.file_digest(&source).unwrap(), expected, "a second look answers from the cache");
+        }
+        assert_eq!(stats.known.lock().unwrap().len(), 1);
+        stats.save();
+        let again = StatCache::load(dir.path().join("cache.json"));
+        assert_eq!(again.known.lock().unwrap().len(), 1);
+        assert_eq!(again.file_digest(&source).unwrap(), stats.file_digest(&source).unwrap());
+    }
 }

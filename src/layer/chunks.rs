@@ -9,14 +9,17 @@
 //! function of (chunk, level, compressor), so reused and fresh members are the same bytes, and the layer
 //! digest does not depend on what the store held.
 //!
+//! Chunks are named by BLAKE3 (collision-resistant, and about four times faster than SHA-256 here: the id of
+//! every chunk of a 220 MB layer costs ~30 ms). The index also keeps the order of the earlier blob's chunks,
+//! so after a chunk known to the index the writer can *guess* the next one and check the guess by its id
+//! instead of running the rolling hash over it (`pgzip.rs`).
+//!
 //! Input: bytes (chunking); index bytes and a blob file (reuse). Output: boundaries, member bytes, index
 //! bytes. Must not know: the store, snapshots, steps.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-
-use sha2::{Digest as _, Sha256};
 
 /// No chunk ends before this many bytes (except the last).
 pub const MIN_CHUNK: usize = 256 << 10;
@@ -28,7 +31,10 @@ const CUT_BITS: u32 = 20;
 const WINDOW: usize = 64;
 
 /// Bumped when chunking or member encoding changes: an index of another version is never used.
-const INDEX_MAGIC: &[u8; 8] = b"KILNGZI1";
+const INDEX_MAGIC: &[u8; 8] = b"KILNGZI2";
+
+/// Bytes of one encoded [`ChunkRecord`].
+const RECORD_LEN: usize = 32 + 8 * 3 + 4;
 
 /// The gear table: 256 fixed pseudo-random words (splitmix64 from a fixed seed). Changing it changes every
 /// layer digest kiln produces.
@@ -90,12 +96,12 @@ fn chunk_end(data: &[u8]) -> Option<usize> {
     Chunker::new().feed(data)
 }
 
-/// A chunk's identity: the sha256 of its uncompressed bytes.
+/// A chunk's identity: the BLAKE3 hash of its uncompressed bytes.
 pub type ChunkId = [u8; 32];
 
 /// The identity of `chunk`.
 pub fn chunk_id(chunk: &[u8]) -> ChunkId {
-    Sha256::digest(chunk).into()
+    blake3::hash(chunk).into()
 }
 
 /// One gzip member of a written blob.
@@ -109,6 +115,8 @@ pub struct ChunkRecord {
     pub offset: u64,
     /// Length of the member.
     pub member_len: u64,
+    /// The CRC-32 in the member's trailer (a reused member must still carry it: the index points right).
+    pub crc: u32,
 }
 
 /// The members of one gzip blob, in order: what a later layer needs to reuse them.
@@ -123,7 +131,7 @@ pub struct ChunkIndex {
 impl ChunkIndex {
     /// The index as bytes (for a file beside the blob).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.compressor.len() + self.records.len() * 56);
+        let mut out = Vec::with_capacity(16 + self.compressor.len() + self.records.len() * RECORD_LEN);
         out.extend_from_slice(INDEX_MAGIC);
         out.extend_from_slice(&(self.compressor.len() as u32).to_le_bytes());
         out.extend_from_slice(self.compressor.as_bytes());
@@ -132,6 +140,7 @@ impl ChunkIndex {
             for n in [r.len, r.offset, r.member_len] {
                 out.extend_from_slice(&n.to_le_bytes());
             }
+            out.extend_from_slice(&r.crc.to_le_bytes());
         }
         out
     }
@@ -143,11 +152,11 @@ impl ChunkIndex {
         let len = u32::from_le_bytes(*len) as usize;
         let compressor = std::str::from_utf8(rest.get(..len)?).ok()?.to_string();
         let body = &rest[len..];
-        if body.len() % 56 != 0 {
+        if body.len() % RECORD_LEN != 0 {
             return None;
         }
         let records = body
-            .chunks_exact(56)
+            .chunks_exact(RECORD_LEN)
             .map(|r| {
                 let word = |at: usize| u64::from_le_bytes(r[at..at + 8].try_into().unwrap_or_default());
                 ChunkRecord {
@@ -155,6 +164,7 @@ impl ChunkIndex {
                     len: word(32),
                     offset: word(40),
                     member_len: word(48),
+                    crc: u32::from_le_bytes(r[56..60].try_into().unwrap_or_default()),
                 }
             })
             .collect();
@@ -164,44 +174,74 @@ impl ChunkIndex {
 
 /// Where already-compressed members can come from.
 pub trait MemberSource: Send + Sync {
-    /// The gzip member holding exactly `chunk` (whose id is `id`), compressed by `compressor`, if known.
-    fn member(&self, compressor: &str, id: &ChunkId, chunk: &[u8]) -> Option<Vec<u8>>;
+    /// The gzip member holding exactly the chunk `id` (of `len` bytes), compressed by `compressor`, if known.
+    fn member(&self, compressor: &str, id: &ChunkId, len: u64) -> Option<Vec<u8>>;
+
+    /// The chunk that came next (its id and length) after chunk `after` — or first, for `None` — in the
+    /// earlier stream, when it ended at a content-defined cut (never the stream's last chunk): a guess of
+    /// where the new stream's next chunk ends, to be checked by its id.
+    fn next_chunk(&self, after: Option<&ChunkId>) -> Option<(ChunkId, u64)>;
+}
+
+/// Where one member sits in a blob.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    len: u64,
+    offset: u64,
+    member_len: u64,
+    crc: u32,
 }
 
 /// The members of an earlier blob, read from its file through its index.
 pub struct BlobMembers {
     file: File,
     compressor: String,
-    by_id: HashMap<ChunkId, (u64, u64, u64)>,
+    by_id: HashMap<ChunkId, Place>,
+    first: Option<(ChunkId, u64)>,
+    next: HashMap<ChunkId, (ChunkId, u64)>,
 }
 
 impl BlobMembers {
     /// `file` is the blob `index` describes.
     pub fn new(file: File, index: ChunkIndex) -> BlobMembers {
-        let by_id = index.records.iter().map(|r| (r.id, (r.len, r.offset, r.member_len))).collect();
-        BlobMembers { file, compressor: index.compressor, by_id }
+        let records = &index.records;
+        let place = |r: &ChunkRecord| Place { len: r.len, offset: r.offset, member_len: r.member_len, crc: r.crc };
+        let by_id = records.iter().map(|r| (r.id, place(r))).collect();
+        // The last record ended with the stream, not at a cut: it is never a guess.
+        let cut = records.len().saturating_sub(1);
+        let first = records[..cut].first().map(|r| (r.id, r.len));
+        let mut next = HashMap::new();
+        for pair in records[..cut].windows(2) {
+            next.entry(pair[0].id).or_insert((pair[1].id, pair[1].len));
+        }
+        BlobMembers { file, compressor: index.compressor, by_id, first, next }
     }
 }
 
 impl MemberSource for BlobMembers {
-    fn member(&self, compressor: &str, id: &ChunkId, chunk: &[u8]) -> Option<Vec<u8>> {
+    fn member(&self, compressor: &str, id: &ChunkId, len: u64) -> Option<Vec<u8>> {
         if compressor != self.compressor {
             return None;
         }
-        let &(len, offset, member_len) = self.by_id.get(id)?;
-        if len != chunk.len() as u64 || member_len < 18 {
+        let place = *self.by_id.get(id)?;
+        if place.len != len || place.member_len < 18 {
             return None;
         }
-        let mut member = vec![0u8; usize::try_from(member_len).ok()?];
-        self.file.read_exact_at(&mut member, offset).ok()?;
-        // The member's own trailer (CRC-32 and length of what it decompresses to) must name this chunk: a
-        // damaged index never puts foreign bytes into a layer.
+        let mut member = vec![0u8; usize::try_from(place.member_len).ok()?];
+        self.file.read_exact_at(&mut member, place.offset).ok()?;
+        // The member's own trailer (CRC-32 and length of what it decompresses to) must be the one recorded
+        // for this chunk: a damaged or stale index never puts foreign bytes into a layer.
         let trailer = &member[member.len() - 8..];
         let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
         let isize = u32::from_le_bytes(trailer[4..].try_into().ok()?);
-        let mut check = flate2::Crc::new();
-        check.update(chunk);
-        (member[..2] == [0x1f, 0x8b] && crc == check.sum() && isize == chunk.len() as u32).then_some(member)
+        (member[..2] == [0x1f, 0x8b] && crc == place.crc && isize == len as u32).then_some(member)
+    }
+
+    fn next_chunk(&self, after: Option<&ChunkId>) -> Option<(ChunkId, u64)> {
+        match after {
+            None => self.first,
+            Some(id) => self.next.get(id).copied(),
+        }
     }
 }
 
@@ -264,7 +304,7 @@ mod tests {
     fn the_index_round_trips_and_rejects_other_bytes() {
         let index = ChunkIndex {
             compressor: "gzip-6".into(),
-            records: vec![ChunkRecord { id: [7; 32], len: 5, offset: 0, member_len: 30 }],
+            records: vec![ChunkRecord { id: [7; 32], len: 5, offset: 0, member_len: 30, crc: 9 }],
         };
         assert_eq!(ChunkIndex::decode(&index.encode()), Some(index.clone()));
         assert_eq!(ChunkIndex::decode(b"not an index"), None);

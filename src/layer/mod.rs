@@ -10,6 +10,7 @@ mod compress;
 mod diff;
 mod entry;
 mod error;
+mod hashpipe;
 mod pgzip;
 mod place;
 mod populate;
@@ -28,7 +29,7 @@ pub use place::{Content, ContentDigest, Donor, FileNote, Item, ItemKind, Placed,
 pub use populate::populate;
 pub use tee::{TeeReader, TeeWriter, tee};
 pub use unshare::unshare;
-pub use write::{LayerDigests, WriteOptions, normalize, write_layer, write_normalized};
+pub use write::{LayerDigests, LayerSink, WriteOptions, normalize, write_layer, write_normalized};
 
 #[cfg(test)]
 mod derive_tests;

@@ -8,6 +8,13 @@
 //! Batches are compressed in the background while the next one fills, so reading the tar's sources and
 //! compressing overlap. Memory stays at about three batches of chunks.
 //!
+//! With an earlier blob to reuse, the rolling hash is mostly skipped: after a chunk that blob also had, the
+//! next chunk is guessed to be the one that followed it there (same length), and the guess is checked by
+//! the chunk's id. A confirmed guess is exactly the chunk the rolling hash would have cut — the cut depends
+//! only on the chunk's own bytes from its start, and these are the same bytes — so the output does not
+//! change; a wrong guess is fed through the rolling hash like any other bytes. One file changed in a large
+//! COPY then costs the rolling hash over the chunks around that file only.
+//!
 //! Hand-written because no maintained crate gives deterministic, bounded-memory parallel gzip over a
 //! `Write`, let alone member reuse; it is a thin loop over flate2.
 
@@ -17,7 +24,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use super::chunks::{ChunkId, ChunkIndex, ChunkRecord, Chunker, MemberSource, chunk_id};
+use super::chunks::{ChunkId, ChunkIndex, ChunkRecord, Chunker, MAX_CHUNK, MemberSource, chunk_id};
 
 /// One compressed (or reused) chunk.
 struct Member {
@@ -25,6 +32,9 @@ struct Member {
     len: u64,
     bytes: Vec<u8>,
 }
+
+/// A complete chunk waiting to be compressed, with its id when it is known already.
+type Pending = (Vec<u8>, Option<ChunkId>);
 
 /// A `Write` that gzips in parallel into `out`.
 pub struct ParallelGzip<W: Write> {
@@ -35,7 +45,9 @@ pub struct ParallelGzip<W: Write> {
     /// The chunk being filled.
     current: Vec<u8>,
     /// Complete chunks waiting to be compressed.
-    pending: Vec<Vec<u8>>,
+    pending: Vec<Pending>,
+    /// The chunk guessed to come next (from the reused blob's order), while the current one fills up to it.
+    guess: Option<(ChunkId, u64)>,
     /// How many chunks are compressed at once.
     batch: usize,
     /// The batch being compressed.
@@ -43,7 +55,7 @@ pub struct ParallelGzip<W: Write> {
     /// Bytes written to `out` so far.
     written: u64,
     /// Chunks cut so far.
-    cut: usize,
+    chunks_cut: usize,
     index: ChunkIndex,
 }
 
@@ -63,6 +75,7 @@ impl<W: Write> ParallelGzip<W> {
     pub fn with_reuse(out: W, level: u32, reuse: Option<Arc<dyn MemberSource>>) -> Self {
         let level = level.min(9);
         let threads = rayon::current_num_threads().max(1);
+        let guess = reuse.as_deref().and_then(|r| guess(r, None));
         ParallelGzip {
             out,
             level,
@@ -70,10 +83,11 @@ impl<W: Write> ParallelGzip<W> {
             chunker: Chunker::new(),
             current: Vec::new(),
             pending: Vec::new(),
+            guess,
             batch: threads * 2,
             in_flight: None,
             written: 0,
-            cut: 0,
+            chunks_cut: 0,
             index: ChunkIndex { compressor: compressor_id(level), records: Vec::new() },
         }
     }
@@ -85,7 +99,9 @@ impl<W: Write> ParallelGzip<W> {
         for m in members {
             let m = m?;
             self.out.write_all(&m.bytes)?;
-            let record = ChunkRecord { id: m.id, len: m.len, offset: self.written, member_len: m.bytes.len() as u64 };
+            let crc = trailer_crc(&m.bytes);
+            let record =
+                ChunkRecord { id: m.id, len: m.len, offset: self.written, member_len: m.bytes.len() as u64, crc };
             self.index.records.push(record);
             self.written += m.bytes.len() as u64;
         }
@@ -98,19 +114,24 @@ impl<W: Write> ParallelGzip<W> {
         let chunks = std::mem::take(&mut self.pending);
         let (level, reuse, compressor) = (self.level, self.reuse.clone(), self.index.compressor.clone());
         // A plain thread (not a rayon job) waits for the parallel work, so no pool thread ever blocks on it.
-        let handle = std::thread::Builder::new()
-            .name("kiln-gzip".into())
-            .spawn(move || chunks.par_iter().map(|c| encode(c, level, reuse.as_deref(), &compressor)).collect())?;
+        let handle = std::thread::Builder::new().name("kiln-gzip".into()).spawn(move || {
+            chunks.par_iter().map(|(c, id)| encode(c, *id, level, reuse.as_deref(), &compressor)).collect()
+        })?;
         self.in_flight = Some(handle);
         Ok(())
     }
 
     /// Compresses what is left and returns the output writer and the index of the members written.
     pub fn finish(mut self) -> io::Result<(W, ChunkIndex)> {
+        // A guess the input ended short of is no chunk: those bytes go through the rolling hash.
+        while self.guess.take().is_some() && !self.current.is_empty() {
+            let rest = std::mem::take(&mut self.current);
+            self.write_all(&rest)?;
+        }
         // An empty input still needs one (empty) member to be valid gzip.
-        if !self.current.is_empty() || self.cut == 0 {
+        if !self.current.is_empty() || self.chunks_cut == 0 {
             let last = std::mem::take(&mut self.current);
-            self.pending.push(last);
+            self.pending.push((last, None));
         }
         if !self.pending.is_empty() {
             self.dispatch()?;
@@ -118,12 +139,65 @@ impl<W: Write> ParallelGzip<W> {
         self.collect()?;
         Ok((self.out, self.index))
     }
+
+    /// A chunk is complete: queue it, and guess the next one when the reused blob knows this one.
+    fn cut(&mut self, chunk: Vec<u8>, id: Option<ChunkId>) -> io::Result<()> {
+        let id = match &self.reuse {
+            Some(reuse) => {
+                let id = id.unwrap_or_else(|| chunk_id(&chunk));
+                self.guess = guess(reuse.as_ref(), Some(&id));
+                Some(id)
+            }
+            None => id,
+        };
+        self.pending.push((chunk, id));
+        self.chunks_cut += 1;
+        if self.pending.len() == self.batch {
+            self.dispatch()?;
+        }
+        Ok(())
+    }
+
+    /// Fills the current chunk up to the guessed length; returns how much of `buf` it took.
+    fn fill_guess(&mut self, buf: &[u8], id: ChunkId, len: u64) -> io::Result<usize> {
+        let want = usize::try_from(len).unwrap_or(usize::MAX).saturating_sub(self.current.len());
+        let take = want.min(buf.len());
+        self.current.extend_from_slice(&buf[..take]);
+        if take == want {
+            let chunk = std::mem::take(&mut self.current);
+            let actual = chunk_id(&chunk);
+            if actual == id {
+                self.cut(chunk, Some(actual))?;
+            } else {
+                self.guess = None;
+                self.write_all(&chunk)?;
+            }
+        }
+        Ok(take)
+    }
+}
+
+/// The chunk `reuse` says follows `after`, when it could be one (a damaged index never stalls the writer).
+fn guess(reuse: &dyn MemberSource, after: Option<&ChunkId>) -> Option<(ChunkId, u64)> {
+    reuse.next_chunk(after).filter(|(_, len)| (1..=MAX_CHUNK as u64).contains(len))
+}
+
+/// The CRC-32 a gzip member's trailer holds (a member is at least 18 bytes).
+fn trailer_crc(member: &[u8]) -> u32 {
+    let at = member.len().saturating_sub(8);
+    member.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 /// The member for one chunk: reused when the source has it, else compressed here.
-fn encode(chunk: &[u8], level: u32, reuse: Option<&dyn MemberSource>, compressor: &str) -> io::Result<Member> {
-    let id = chunk_id(chunk);
-    let bytes = match reuse.and_then(|r| r.member(compressor, &id, chunk)) {
+fn encode(
+    chunk: &[u8],
+    id: Option<ChunkId>,
+    level: u32,
+    reuse: Option<&dyn MemberSource>,
+    compressor: &str,
+) -> io::Result<Member> {
+    let id = id.unwrap_or_else(|| chunk_id(chunk));
+    let bytes = match reuse.and_then(|r| r.member(compressor, &id, chunk.len() as u64)) {
         Some(bytes) => bytes,
         None => member(chunk, flate2::Compression::new(level))?,
     };
@@ -140,16 +214,17 @@ impl<W: Write> Write for ParallelGzip<W> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let written = buf.len();
         while !buf.is_empty() {
+            if let Some((id, len)) = self.guess {
+                let took = self.fill_guess(buf, id, len)?;
+                buf = &buf[took..];
+                continue;
+            }
             match self.chunker.feed(buf) {
                 Some(end) => {
                     self.current.extend_from_slice(&buf[..end]);
                     buf = &buf[end..];
                     let done = std::mem::take(&mut self.current);
-                    self.pending.push(done);
-                    self.cut += 1;
-                    if self.pending.len() == self.batch {
-                        self.dispatch()?;
-                    }
+                    self.cut(done, None)?;
                 }
                 None => {
                     self.current.extend_from_slice(buf);
@@ -171,7 +246,7 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-    use crate::layer::chunks::{BlobMembers, MAX_CHUNK};
+    use crate::layer::chunks::BlobMembers;
 
     fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
@@ -239,6 +314,48 @@ mod tests {
         assert!(hits + 3 >= new_index.records.len(), "{hits} of {} members reused", new_index.records.len());
     }
 
+    /// Guessed chunks that turn out wrong — the input ends inside one, content is cut out or appended — give
+    /// the bytes compressing from scratch gives.
+    #[test]
+    fn wrong_guesses_change_nothing() {
+        let before = noise(12 << 20, 7);
+        let (blob, index) = compress(&before, None);
+        let file = tempfile::tempfile().unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &blob, 0).unwrap();
+        let source: Arc<dyn MemberSource> = Arc::new(BlobMembers::new(file, index));
+        let mut cut_out = before.clone();
+        cut_out.drain(3 << 20..(3 << 20) + 100_000);
+        let mut appended = before.clone();
+        appended.extend_from_slice(&noise(3 << 20, 8));
+        for after in [before[..(7 << 20) + 12_345].to_vec(), cut_out, appended, Vec::new()] {
+            let (reused, reused_index) = compress(&after, Some(source.clone()));
+            assert_eq!((reused, reused_index), compress(&after, None));
+        }
+    }
+
+    /// A source that always guesses a maximal chunk it cannot have.
+    struct Bogus;
+
+    impl MemberSource for Bogus {
+        fn member(&self, _: &str, _: &ChunkId, _: u64) -> Option<Vec<u8>> {
+            None
+        }
+
+        fn next_chunk(&self, _: Option<&ChunkId>) -> Option<(ChunkId, u64)> {
+            Some(([0; 32], MAX_CHUNK as u64))
+        }
+    }
+
+    #[test]
+    fn a_guess_the_input_ends_inside_is_chunked_by_content() {
+        for len in [3 << 20, MAX_CHUNK + (2 << 20)] {
+            let data = noise(len, 9);
+            let (fresh, index) = compress(&data, None);
+            assert!(index.records.len() > 1, "the rolling hash cuts {len} bytes of noise");
+            assert_eq!(compress(&data, Some(Arc::new(Bogus))), (fresh, index));
+        }
+    }
+
     #[test]
     fn a_member_whose_trailer_does_not_match_is_not_reused() {
         let data = noise(6 << 20, 6);
@@ -263,12 +380,16 @@ mod tests {
     }
 
     impl MemberSource for Counting {
-        fn member(&self, compressor: &str, id: &ChunkId, chunk: &[u8]) -> Option<Vec<u8>> {
-            let found = self.inner.member(compressor, id, chunk);
+        fn member(&self, compressor: &str, id: &ChunkId, len: u64) -> Option<Vec<u8>> {
+            let found = self.inner.member(compressor, id, len);
             if found.is_some() {
                 self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             found
+        }
+
+        fn next_chunk(&self, after: Option<&ChunkId>) -> Option<(ChunkId, u64)> {
+            self.inner.next_chunk(after)
         }
     }
 }

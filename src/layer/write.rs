@@ -1,5 +1,6 @@
 //! Writing a layer: entries → a deterministic tar → compression → the output, with the uncompressed
-//! digest (diff id) and the compressed digest and size computed in the same streaming pass.
+//! digest (diff id) and the compressed digest and size computed in the same streaming pass, each on a
+//! thread of its own (`hashpipe.rs`).
 //!
 //! Determinism: entries sorted by path, numeric ids only (no user or group names), PAX records for long
 //! names and xattrs, mtimes clamped to SOURCE_DATE_EPOCH when set, gzip without a timestamp. File
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use oci_spec::image::Digest;
 
 use super::chunks::{ChunkIndex, MemberSource};
-use super::compress::{Compression, Encoder, Hashing};
+use super::compress::{Compression, Encoder};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
+use super::hashpipe::{HashBeside, WriteBeside};
 use super::tee::TeeWriter;
 
 /// How to write a layer.
@@ -40,6 +42,23 @@ impl std::fmt::Debug for WriteOptions {
     }
 }
 
+/// Where a layer's compressed bytes go.
+pub trait LayerSink: Write + Send {
+    /// The sha256 and length of everything written so far, when the sink keeps them itself (the store's
+    /// blob writer does): the layer writer then takes them instead of hashing the same bytes a second time.
+    fn own_digest(&self) -> Option<(Digest, u64)> {
+        None
+    }
+}
+
+impl LayerSink for Vec<u8> {}
+impl LayerSink for io::Sink {}
+impl<T: LayerSink> LayerSink for &mut T {
+    fn own_digest(&self) -> Option<(Digest, u64)> {
+        (**self).own_digest()
+    }
+}
+
 /// The digests of a written layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerDigests {
@@ -54,7 +73,7 @@ pub struct LayerDigests {
 }
 
 /// Writes `entries` as a layer into `out`.
-pub fn write_layer<W: Write>(entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
+pub fn write_layer<W: LayerSink>(entries: Vec<Entry>, out: W, opts: &WriteOptions) -> Result<LayerDigests, LayerError> {
     write_normalized(&normalize(entries), out, opts, None)
 }
 
@@ -67,26 +86,31 @@ pub fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
 
 /// Writes entries already [`normalize`]d as a layer into `out`, handing each regular file's bytes to `tee`
 /// as they are read (a snapshot filled at the same time gets exactly the layer's bytes).
-pub fn write_normalized<W: Write>(
+pub fn write_normalized<W: LayerSink>(
     entries: &[Entry],
     out: W,
     opts: &WriteOptions,
     tee: Option<&TeeWriter>,
 ) -> Result<LayerDigests, LayerError> {
     let out_err = |e: io::Error| LayerError::Io { op: "write", path: "layer output".into(), source: e };
-    let compressed = Hashing::new(out);
-    let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
-    let mut tar = tar::Builder::new(Hashing::new(encoder));
-    tar.mode(tar::HeaderMode::Deterministic);
-    for entry in entries {
-        append(&mut tar, entry, opts.source_date_epoch, tee)?;
-    }
-    let uncompressed = tar.into_inner().map_err(out_err)?;
-    let (diff_id, _, encoder) = uncompressed.finish();
-    let (compressed, chunks) = encoder.finish().map_err(out_err)?;
-    let (digest, size, mut out) = compressed.finish();
-    out.flush().map_err(out_err)?;
-    Ok(LayerDigests { diff_id, digest, size, chunks })
+    // On an early return the writers are dropped first, so the hashing threads see their input end and the
+    // scope's join returns.
+    std::thread::scope(|s| {
+        let compressed = WriteBeside::new(s, out).map_err(out_err)?;
+        let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
+        let mut tar = tar::Builder::new(HashBeside::new(s, encoder).map_err(out_err)?);
+        tar.mode(tar::HeaderMode::Deterministic);
+        let mut buf = Vec::new();
+        for entry in entries {
+            append(&mut tar, entry, opts.source_date_epoch, tee, &mut buf)?;
+        }
+        let uncompressed = tar.into_inner().map_err(out_err)?;
+        let (diff_id, _, encoder) = uncompressed.finish().map_err(out_err)?;
+        let (compressed, chunks) = encoder.finish().map_err(out_err)?;
+        let (digest, size, mut out) = compressed.finish().map_err(out_err)?;
+        out.flush().map_err(out_err)?;
+        Ok(LayerDigests { diff_id, digest, size, chunks })
+    })
 }
 
 /// The name an entry has in the tar (whiteouts and opaque markers get their special names).
@@ -107,6 +131,7 @@ fn append<W: Write>(
     entry: &Entry,
     clamp: Option<i64>,
     tee: Option<&TeeWriter>,
+    buf: &mut Vec<u8>,
 ) -> Result<(), LayerError> {
     let name = tar_name(entry);
     let tar_err =
@@ -183,31 +208,58 @@ fn append<W: Write>(
             let len = file.metadata().map_err(io("stat", source.display()))?.len();
             header.set_size(len);
             header.set_cksum();
-            // A file that changes size while being read would corrupt the stream: take exactly `len` bytes.
-            let mut limited = io::Read::take(io::BufReader::with_capacity(1 << 20, file), len);
-            match tee {
-                Some(tee) => {
-                    tee.start(len);
-                    tar.append(&header, &mut Teeing { inner: &mut limited, tee }).map_err(tar_err)
-                }
-                None => tar.append(&header, &mut limited).map_err(tar_err),
-            }
+            let out = tar.get_mut();
+            out.write_all(header.as_bytes()).map_err(tar_err)?;
+            copy_exactly(file, len, out, tee, buf).map_err(|e| match e {
+                Copied::Read(e) => io("read", source.display())(e),
+                Copied::Write(e) => tar_err(e),
+            })
         }
     }
 }
 
-/// A reader that hands what it reads to a tee.
-struct Teeing<'a, R> {
-    inner: R,
-    tee: &'a TeeWriter,
+/// Bytes a file is read in at most (a small file is read with one call).
+const READ_AT_ONCE: usize = 1 << 20;
+
+/// Which side of a copy failed.
+enum Copied {
+    Read(io::Error),
+    Write(io::Error),
 }
 
-impl<R: io::Read> io::Read for Teeing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.tee.data(&buf[..n]);
-        Ok(n)
+/// Copies exactly `len` bytes of `file` into `out` (and `tee`), then pads to the next 512-byte block, as a
+/// tar entry's data. A file that grew is cut at `len`; one that shrank is an error, never a shorter entry
+/// that would shift every later header. One reused buffer, one `read` for a small file.
+fn copy_exactly(
+    mut file: std::fs::File,
+    len: u64,
+    out: &mut impl Write,
+    tee: Option<&TeeWriter>,
+    buf: &mut Vec<u8>,
+) -> Result<(), Copied> {
+    if let Some(tee) = tee {
+        tee.start(len);
     }
+    buf.resize(READ_AT_ONCE.min(usize::try_from(len).unwrap_or(READ_AT_ONCE)).max(1), 0);
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match io::Read::read(&mut file, &mut buf[..want]) {
+            Ok(0) => {
+                return Err(Copied::Read(io::Error::new(io::ErrorKind::UnexpectedEof, "it shrank while being read")));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copied::Read(e)),
+        };
+        if let Some(tee) = tee {
+            tee.data(&buf[..n]);
+        }
+        out.write_all(&buf[..n]).map_err(Copied::Write)?;
+        left -= n as u64;
+    }
+    let pad = (512 - len % 512) % 512;
+    out.write_all(&[0; 512][..pad as usize]).map_err(Copied::Write)
 }
 
 /// Puts the name in the ustar header, truncated when a PAX `path` record carries the full name.
@@ -218,4 +270,40 @@ fn set_short_name(header: &mut tar::Header, name: &str) -> io::Result<()> {
     field.fill(0);
     field[..short.len()].copy_from_slice(short);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn file_of(bytes: &[u8]) -> std::fs::File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        std::io::Seek::rewind(&mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_file_is_copied_exactly_and_padded() {
+        let (mut out, mut buf) = (Vec::new(), Vec::new());
+        assert!(copy_exactly(file_of(b"hello world"), 5, &mut out, None, &mut buf).is_ok());
+        assert_eq!(out.len(), 512);
+        assert_eq!(&out[..6], b"hello\0");
+        let big = vec![7u8; READ_AT_ONCE * 2 + 3];
+        out.clear();
+        assert!(copy_exactly(file_of(&big), big.len() as u64, &mut out, None, &mut buf).is_ok());
+        assert_eq!(out.len(), big.len().div_ceil(512) * 512);
+        assert_eq!(&out[..big.len()], &big[..]);
+    }
+
+    #[test]
+    fn a_file_that_shrank_is_an_error_not_a_short_entry() {
+        let (mut out, mut buf) = (Vec::new(), Vec::new());
+        match copy_exactly(file_of(b"short"), 600, &mut out, None, &mut buf) {
+            Err(Copied::Read(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            _ => panic!("a shrunk file must fail the read side"),
+        }
+    }
 }

@@ -36,6 +36,11 @@ impl BlobWriter {
         })
     }
 
+    /// The sha256 and size of what was written so far.
+    pub fn written(&self) -> (Digest, u64) {
+        (sha256_digest(&hex::encode(self.hasher.clone().finalize())), self.size)
+    }
+
     /// Makes the blob visible under its digest; fails (and leaves nothing) when `expected` differs.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         let mut file = self.file.take().ok_or_else(|| StoreError::MissingBlob("writer already used".into()))?;

@@ -415,6 +415,14 @@ pub fn write_layer_with(
     }))
 }
 
+/// The store's blob writer hashes what it writes: the layer writer takes that digest instead of hashing the
+/// compressed bytes a second time (the blob's own check at commit is then the same hash).
+impl layer::LayerSink for crate::store::BlobWriter {
+    fn own_digest(&self) -> Option<(oci_spec::image::Digest, u64)> {
+        Some(self.written())
+    }
+}
+
 /// Fetches the blobs of `layers` that are only in a `--cache-from` repository, before a step reads them.
 pub async fn ensure_local(ctx: &crate::build::BuildCtx<'_>, layers: &[LayerRef]) -> Result<(), StepError> {
     for layer in layers {
