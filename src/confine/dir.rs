@@ -230,6 +230,13 @@ impl Dir {
         Ok(rustix::fs::linkat(&from.0, checked(from_name)?, &self.0, checked(name)?, AtFlags::empty())?)
     }
 
+    /// Moves the entry `name` to `to_name` in `to` (one `renameat2`), never replacing anything there
+    /// (`EEXIST`); both directories must be on one filesystem (`EXDEV` otherwise).
+    pub fn rename_to(&self, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
+        let flags = rustix::fs::RenameFlags::NOREPLACE;
+        Ok(rustix::fs::renameat_with(&self.0, checked(name)?, &to.0, checked(to_name)?, flags)?)
+    }
+
     /// Creates a device node or fifo `name`.
     pub fn mknod(&self, name: &OsStr, kind: Kind, mode: u32, device: (u32, u32)) -> io::Result<()> {
         let file_type = match kind {

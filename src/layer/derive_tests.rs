@@ -326,3 +326,96 @@ fn an_unshared_tree_is_the_same_tree_with_inodes_of_its_own() {
     std::fs::write(child.path().join("app/plain"), b"changed in place").unwrap();
     assert_eq!(listing(parent.path()), before, "writing through the unshared tree changes nothing else");
 }
+
+/// Directories of 3 files each: unchanged ones, nested ones, one with a changed file, one that loses a file,
+/// one whose mode changes, one holding a symlink, a setgid one with owned files.
+fn adoptable(v: u32) -> Vec<Entry> {
+    let mut out = vec![
+        entry("app", EntryKind::Dir, 0o755, 1_600_000_000),
+        entry("other", EntryKind::Dir, 0o750, 1_600_000_001),
+        entry("app/same2", EntryKind::Dir, 0o755, 1_600_000_002),
+        entry("app/same2/deep", EntryKind::Dir, 0o700, 1_600_000_003),
+        owned(entry("app/sgid", EntryKind::Dir, 0o2775, 1_600_000_004), 0, 1000),
+        entry("app/links", EntryKind::Symlink("same1".into()), 0o777, 1_600_000_005),
+        entry("app/linkdir", EntryKind::Dir, 0o755, 1_600_000_006),
+        entry("app/linkdir/to", EntryKind::Symlink("../same1/f0".into()), 0o777, 1_600_000_007),
+        entry("app/moded", EntryKind::Dir, if v == 1 { 0o755 } else { 0o775 }, 1_600_000_008),
+    ];
+    for dir in ["app/same1", "app/same2/deep", "app/changed", "app/removed", "app/linkdir", "app/moded", "other"] {
+        if !out.iter().any(|e| e.path == dir) {
+            out.push(entry(dir, EntryKind::Dir, 0o755, 1_600_000_009));
+        }
+        for n in 0..3 {
+            let path = format!("{dir}/f{n}");
+            let body = if dir == "app/changed" && n == 1 { format!("{path} v{v}") } else { path.clone() };
+            if !(dir == "app/removed" && n == 2 && v == 2) {
+                out.push(file(&path, body.as_bytes(), 0o644, 1_600_000_010 + n));
+            }
+        }
+    }
+    out.push(file("app/same2/top", b"top", 0o4755, 1_600_000_020));
+    out.push(owned(file("app/sgid/mine", b"mine", 0o640, 1_600_000_021), 1000, 1000));
+    out.push(file("app/sgid/theirs", b"theirs", 0o644, 1_600_000_022));
+    out
+}
+
+#[test]
+fn unchanged_directories_of_a_movable_donor_are_moved_whole_and_the_tree_is_the_one_made_from_scratch() {
+    let v1 = tempfile::tempdir().unwrap();
+    let notes = populated(adoptable(1), v1.path(), None).notes;
+    let ino = |p: &str| inode(&v1.path().join(p));
+    let before: HashMap<&str, (u64, u64)> =
+        ["other", "app/same1", "app/same2", "app/sgid", "app/changed/f0", "app/removed/f0"].map(|p| (p, ino(p))).into();
+
+    let v2 = tempfile::tempdir().unwrap();
+    let donor = Donor::open(v1.path(), notes).unwrap().movable(());
+    let placed = populated(adoptable(2), v2.path(), Some(donor));
+    assert_same_tree(v2.path(), scratch(&[&layer(adoptable(2))]).path());
+
+    // Moved whole: the very directories, gone from the donor.
+    for dir in ["other", "app/same1", "app/same2", "app/sgid"] {
+        assert_eq!(inode(&v2.path().join(dir)), before[dir], "{dir} was moved");
+        assert!(!v1.path().join(dir).exists(), "{dir} left the donor");
+    }
+    assert_eq!(placed.adopted, 4);
+    // Not moved (a changed file, a removed one, a new mode, a symlink inside): made anew, files linked.
+    for dir in ["app", "app/changed", "app/removed", "app/moded", "app/linkdir"] {
+        assert!(v1.path().join(dir).is_dir(), "{dir} stays in the donor");
+    }
+    assert_eq!(inode(&v2.path().join("app/changed/f0")), before["app/changed/f0"]);
+    assert_eq!(inode(&v2.path().join("app/removed/f0")), before["app/removed/f0"]);
+    // 3 + 3 + 4 + 2 files moved; 2 + 2 + 3 + 3 files and the 2 symlinks linked; the changed file written.
+    assert_eq!(placed.linked, 12 + 10 + 2, "{} linked", placed.linked);
+    assert_eq!(placed.notes.len(), adoptable(2).iter().filter(|e| matches!(e.kind, EntryKind::File(_))).count());
+}
+
+#[test]
+fn a_directory_the_donor_holds_with_an_extra_file_is_not_moved() {
+    let dir = |extra: bool| {
+        let mut out = vec![entry("d", EntryKind::Dir, 0o755, 1_600_000_000)];
+        for name in ["a", "b", "c"].into_iter().filter(|n| extra || *n != "c") {
+            out.push(file(&format!("d/{name}"), name.as_bytes(), 0o644, 1_600_000_001));
+        }
+        out
+    };
+    let v1 = tempfile::tempdir().unwrap();
+    let notes = populated(dir(true), v1.path(), None).notes;
+    let v2 = tempfile::tempdir().unwrap();
+    let placed = populated(dir(false), v2.path(), Some(Donor::open(v1.path(), notes).unwrap().movable(())));
+    assert_same_tree(v2.path(), scratch(&[&layer(dir(false))]).path());
+    assert_eq!((placed.adopted, placed.linked), (0, 2));
+    assert!(v1.path().join("d/c").is_file(), "the donor keeps its directory");
+}
+
+#[test]
+fn a_directory_the_tree_already_has_is_never_replaced_by_the_donors() {
+    let entries = || vec![entry("d", EntryKind::Dir, 0o755, 1_600_000_000), file("d/a", b"a", 0o644, 1_600_000_001)];
+    let v1 = tempfile::tempdir().unwrap();
+    let notes = populated(entries(), v1.path(), None).notes;
+    let v2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir(v2.path().join("d")).unwrap();
+    std::fs::write(v2.path().join("d/from-parent"), b"p").unwrap();
+    let placed = populated(entries(), v2.path(), Some(Donor::open(v1.path(), notes).unwrap().movable(())));
+    assert_eq!((placed.adopted, placed.linked), (0, 1));
+    assert!(v2.path().join("d/from-parent").is_file());
+}

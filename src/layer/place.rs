@@ -22,7 +22,6 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, Mode};
@@ -31,6 +30,13 @@ use sha2::{Digest as _, Sha256};
 use super::apply::{ApplyOptions, ApplyStats};
 use super::error::LayerError;
 use crate::confine::{self, Dir, Kind, Meta, Root};
+
+mod adopt;
+mod content;
+mod donor;
+
+use content::{compare, copy_range};
+pub use donor::Donor;
 
 /// Files up to this size are read whole and written with one call; larger ones are streamed in pieces.
 const WHOLE: usize = 4 << 20;
@@ -57,37 +63,6 @@ pub fn xattrs_digest(xattrs: &[(String, Vec<u8>)]) -> ContentDigest {
         h.update(value);
     }
     h.finalize().into()
-}
-
-/// An earlier snapshot whose identical files a new one links instead of writing, with what its note says of
-/// its files (by clean path).
-pub struct Donor {
-    root: Root,
-    notes: HashMap<String, FileNote>,
-    /// The donor directory matching the parent being placed into (`None`: the donor has none there).
-    parent: Option<(String, Option<Dir>)>,
-    /// Whatever keeps the donor unchanged while it is used (the store's lease on it).
-    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
-}
-
-impl Donor {
-    /// The snapshot tree at `tree`, with the notes of its files.
-    pub fn open(tree: &Path, notes: HashMap<String, FileNote>) -> io::Result<Donor> {
-        Ok(Donor { root: Root::open(tree)?, notes, parent: None, _hold: None })
-    }
-
-    /// The donor, keeping `hold` (a lease on it) for as long as it is used.
-    pub fn holding(mut self, hold: impl std::any::Any + Send + Sync) -> Donor {
-        self._hold = Some(Box::new(hold));
-        self
-    }
-
-    fn dir(&mut self, parent: &str) -> Option<&Dir> {
-        if self.parent.as_ref().is_none_or(|(p, _)| p != parent) {
-            self.parent = Some((parent.to_string(), self.root.dir(parent).ok()));
-        }
-        self.parent.as_ref().and_then(|(_, d)| d.as_ref())
-    }
 }
 
 /// What an item is.
@@ -140,8 +115,10 @@ pub struct Placed {
     pub stats: ApplyStats,
     /// Notes of the regular files whose digest was known, by clean path: the new snapshot's own note.
     pub notes: HashMap<String, FileNote>,
-    /// Files shared with the donor.
+    /// Files shared with the donor (linked, or moved with their directory).
     pub linked: usize,
+    /// Directories moved whole out of a movable donor.
+    pub adopted: usize,
 }
 
 /// The parent directory entries are being placed into, kept while consecutive entries share it.
@@ -600,46 +577,6 @@ impl Shared {
     fn none() -> Shared {
         Shared::No { prefix: 0, pending: Vec::new(), donor: None }
     }
-}
-
-/// Reads `content` and compares it with `donor`: how many leading bytes are equal (all of them: the same
-/// file), and the piece read after those (to be written before the rest).
-fn compare(donor: &File, content: &mut Content<'_>, buf: &mut Vec<u8>) -> io::Result<(u64, Vec<u8>)> {
-    let mut theirs = vec![0u8; 0];
-    let mut offset = 0u64;
-    while offset < content.len {
-        let want = (content.len - offset).min(WHOLE as u64) as usize;
-        buf.resize(want, 0);
-        content.reader.read_exact(&mut buf[..want])?;
-        theirs.resize(want, 0);
-        donor.read_exact_at(&mut theirs, offset)?;
-        if buf[..want] != theirs[..] {
-            return Ok((offset, buf[..want].to_vec()));
-        }
-        offset += want as u64;
-    }
-    Ok((content.len, Vec::new()))
-}
-
-/// Copies the first `len` bytes of `from` into `to` (in the kernel where it can).
-fn copy_range(from: &File, to: &File, len: u64) -> io::Result<()> {
-    let mut done = 0u64;
-    while done < len {
-        let (mut off_in, mut off_out) = (done, done);
-        let want = (len - done) as usize;
-        match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), want) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n as u64,
-            Err(rustix::io::Errno::XDEV | rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
-                let mut buf = vec![0u8; want.min(WHOLE)];
-                from.read_exact_at(&mut buf, done)?;
-                to.write_all_at(&buf, done)?;
-                done += buf.len() as u64;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 /// This process's umask, read where the kernel shows it (`Umask:` in /proc/self/status, Linux 4.7+):

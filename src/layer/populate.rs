@@ -5,7 +5,9 @@
 //! compressing (the layer's) run at the same time.
 //!
 //! With a donor (the snapshot the same step made last time), a file whose digest and metadata match is
-//! hard-linked from it and its bytes are skipped.
+//! hard-linked from it and its bytes are skipped. When the donor was taken for this step alone (movable), a
+//! directory the tree does not have yet and the donor holds exactly as the entries below it would make it is
+//! moved over whole (`place/adopt.rs`), and those entries' bytes are skipped.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -30,8 +32,19 @@ pub fn populate(
     donor: Option<Donor>,
     clamp: Option<i64>,
 ) -> Result<Placed, LayerError> {
+    let movable = donor.as_ref().is_some_and(Donor::is_movable) && all_clean(entries);
     let mut placer = Placer::new(root, opts, donor)?;
-    for entry in entries {
+    // Entries already in place with a directory adopted from the donor.
+    let mut adopted = vec![false; if movable { entries.len() } else { 0 }];
+    for (i, entry) in entries.iter().enumerate() {
+        let fail = |source| LayerError::Entry { path: entry.path.clone(), what: "receive the content".into(), source };
+        if adopted.get(i) == Some(&true) {
+            if matches!(entry.kind, EntryKind::File(_)) {
+                let len = content.next_file().map_err(fail)?;
+                content.file(len).skip_rest().map_err(fail)?;
+            }
+            continue;
+        }
         // As the layer's tar header has it.
         let mtime = clamp.map_or(entry.mtime, |limit| entry.mtime.min(limit)).max(0);
         let mode = entry.mode & 0o7777;
@@ -55,11 +68,17 @@ pub fn populate(
             EntryKind::Fifo => ItemKind::Node(Kind::Fifo, (0, 0)),
         };
         let item = Item { raw: &entry.path, kind, mode, uid: entry.uid, gid: entry.gid, mtime, xattrs: &entry.xattrs };
+        if movable && matches!(kind, ItemKind::Dir) && alone(entries, i) {
+            let below = block(entries, &entry.path);
+            if placer.adopt(&item, &entries[below.clone()], digests, clamp)? {
+                adopted[below].fill(true);
+                continue;
+            }
+        }
         if !matches!(kind, ItemKind::File) {
             placer.place(&item, None)?;
             continue;
         }
-        let fail = |source| LayerError::Entry { path: entry.path.clone(), what: "receive the content".into(), source };
         let len = content.next_file().map_err(fail)?;
         let mut bytes = content.file(len);
         let digest = digests.get(&entry.path).copied();
@@ -67,4 +86,24 @@ pub fn populate(
         bytes.skip_rest().map_err(fail)?;
     }
     Ok(placer.finish())
+}
+
+/// Whether every path is clean (no empty, `.` or `..` component): only then are the entries below a directory
+/// `D` exactly the one block of paths starting with `D/`.
+fn all_clean(entries: &[Entry]) -> bool {
+    entries.iter().all(|e| e.path.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
+/// Whether entry `i` is the only one with its path (no opaque marker or replacement beside it).
+fn alone(entries: &[Entry], i: usize) -> bool {
+    let path = &entries[i].path;
+    !(i > 0 && entries[i - 1].path == *path) && entries.get(i + 1).is_none_or(|e| e.path != *path)
+}
+
+/// The range of `entries` (sorted by path) below the directory `path`: those starting with `path/`.
+fn block(entries: &[Entry], path: &str) -> std::ops::Range<usize> {
+    let (below, after) = (format!("{path}/"), format!("{path}0"));
+    let start = entries.partition_point(|e| e.path.as_str() < below.as_str());
+    let end = entries.partition_point(|e| e.path.as_str() < after.as_str());
+    start..end.max(start)
 }

@@ -48,7 +48,7 @@ pub use index::REF_NAME;
 pub use prune::PruneReport;
 pub use referrers::SUBJECT_ANNOTATION;
 pub use session::{Leftover, Recovered};
-pub use snapshots::{Lease, Staged};
+pub use snapshots::{Claimed, Lease, Staged};
 pub use usage::InodeTally;
 
 use error::io;

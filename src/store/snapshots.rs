@@ -91,6 +91,35 @@ impl std::ops::Deref for Lease {
     }
 }
 
+/// A full snapshot taken out of the store whole ([`Store::take_snapshot`]) for one step to use up: its
+/// directory lives in this process's temp area, no other build can lease it any more, and whatever is left
+/// of it is removed when this is dropped (a killed process's is removed by the next start).
+#[derive(Debug)]
+pub struct Claimed {
+    dir: PathBuf,
+}
+
+impl Claimed {
+    /// The claimed tree (the step may move things out of it).
+    pub fn tree(&self) -> PathBuf {
+        self.dir.join(CLAIMED).join(TREE)
+    }
+
+    /// The note `name` the snapshot had when it was claimed.
+    pub fn note(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(CLAIMED).join(note_name(name))).ok()
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        let _ = super::session::remove_tree(&self.dir);
+    }
+}
+
+/// The name a claimed snapshot directory gets inside its temp dir.
+const CLAIMED: &str = "claimed";
+
 impl Store {
     /// The directory holding all snapshots (overlay lower dirs are named relative to it).
     pub fn snapshot_dir(&self) -> PathBuf {
@@ -188,6 +217,14 @@ impl Store {
         std::fs::rename(&dir, into).ok()?;
         blobs::sync_dir(&self.snapshot_dir()).ok()?;
         Some(into.join(TREE))
+    }
+
+    /// Takes the full snapshot of `chain_id` out of the store ([`Store::claim_snapshot`]) into this process's
+    /// temp area, notes and all; `None` when there is none or someone holds a lease on it.
+    pub fn take_snapshot(&self, chain_id: &Digest) -> Option<Claimed> {
+        let claimed = Claimed { dir: self.staging_dir().ok()? };
+        self.claim_snapshot(chain_id, &claimed.dir.join(CLAIMED))?;
+        Some(claimed)
     }
 
     /// An empty directory in this process's temp area to build a snapshot directory in.

@@ -321,6 +321,30 @@ fn a_leased_snapshot_cannot_be_claimed_and_a_claimed_one_cannot_be_leased() {
 }
 
 #[test]
+fn a_snapshot_taken_whole_keeps_its_notes_is_refused_while_leased_and_leaves_nothing_when_dropped() {
+    let (_dir, store) = store();
+    let chain = digest_of(b"taken");
+    let staged = store.stage_snapshot().unwrap();
+    std::fs::create_dir(staged.tree().join("d")).unwrap();
+    std::fs::write(staged.tree().join("d/f"), b"x").unwrap();
+    std::fs::set_permissions(staged.tree().join("d"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    staged.set_note("files", b"notes").unwrap();
+    staged.publish(&store, &chain).unwrap();
+    let lease = store.lease_snapshot(&chain).unwrap();
+    assert!(store.take_snapshot(&chain).is_none(), "someone reads it");
+    assert!(lease.join("d/f").is_file(), "the leased snapshot is left whole");
+    drop(lease);
+    let taken = store.take_snapshot(&chain).unwrap();
+    assert!(store.snapshot(&chain).is_none() && store.lease_snapshot(&chain).is_none(), "out of the store");
+    assert_eq!(taken.note("files").as_deref(), Some(&b"notes"[..]));
+    let tree = taken.tree();
+    assert!(tree.join("d/f").is_file());
+    drop(taken);
+    assert!(!tree.exists(), "what is left of it is removed, read-only directories too");
+    assert!(store.take_snapshot(&chain).is_none(), "gone");
+}
+
+#[test]
 fn a_staged_snapshot_is_invisible_until_published_and_gone_when_dropped() {
     let (_dir, store) = store();
     let chain = digest_of(b"staged");

@@ -1,15 +1,17 @@
 //! Snapshots that share inodes: a COPY whose result differs from the last one in a file or two gets a
 //! snapshot hard-linked from that one, a chroot-mode RUN (which changes its tree in place) never writes
 //! through an inode another snapshot holds, and a kill -9 while a snapshot is being filled leaves nothing
-//! half-made that a later build would use. Checked from the outside: the store's snapshot directories are
-//! walked and compared, the images unpacked with umoci.
+//! half-made that a later build would use. A rebuild takes the old COPY snapshot whole when nobody reads it
+//! and moves its unchanged directories into the new one; while someone reads it, it links from it and
+//! leaves it as it was. Checked from the outside: the store's snapshot directories are walked and compared,
+//! the images unpacked with umoci.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Kiln, Workspace, busybox_workspace, ci, require, tool, umoci_unpack};
+use crate::harness::{Kiln, Workspace, busybox_workspace, ci, require, rootless, tool, umoci_unpack};
 
 const FILES: usize = 300;
 
@@ -87,24 +89,24 @@ fn a_chroot_mode_run_changing_linked_files_leaves_every_other_snapshot_untouched
     kiln.build(&busybox_workspace(), "busybox:test", &[]);
     let ws = workspace();
     kiln.build(version(&ws, 1), "tree:1", &[]);
+    let first = only_copy_snapshot(&kiln, "version 1");
+    let files =
+        |tree: &Path| -> Vec<u64> { (0..FILES).map(|i| ino(tree, &format!("tree/d{:02}/f{i:05}", i % 10))).collect() };
+    let first_files = files(&first);
     kiln.build(version(&ws, 2), "tree:2", &[]);
 
-    // The second COPY's snapshot was derived from the first: all but the changed file share an inode.
-    let only = |content: &str| -> PathBuf {
-        let found = copy_snapshots_with(&kiln, content);
-        assert_eq!(found.len(), 1, "one COPY snapshot with {content}: {found:?}");
-        found[0].clone()
-    };
-    let (first, second) = (only("version 1"), only("version 2"));
-    let ino = |tree: &Path, rel: &str| tree.join(rel).symlink_metadata().unwrap().ino();
-    for i in (0..FILES).filter(|i| *i != 5) {
-        let rel = format!("tree/d{:02}/f{i:05}", i % 10);
-        assert_eq!(ino(&first, &rel), ino(&second, &rel), "{rel} is linked, not written again");
+    // The second COPY's snapshot was derived from the first (which it took whole): all but the changed file
+    // are the same inodes.
+    let second = only_copy_snapshot(&kiln, "version 2");
+    for (i, (a, b)) in first_files.iter().zip(files(&second)).enumerate().filter(|(i, _)| *i != 5) {
+        assert_eq!(*a, b, "file {i} is shared, not written again");
     }
-    assert_ne!(ino(&first, "tree/d05/f00005"), ino(&second, "tree/d05/f00005"), "the changed file is its own");
+    assert_ne!(first_files[5], ino(&second, "tree/d05/f00005"), "the changed file is its own");
 
-    // A third version in chroot mode: its COPY snapshot is linked from the second, and the RUN changes
-    // linked files in place (append, chmod, touch, remove) in that very tree.
+    // A third version in chroot mode, while someone reads the second (so it is linked from, not taken): the
+    // third COPY snapshot is linked from the second, and the RUN changes linked files in place (append,
+    // chmod, touch, remove) in that very tree.
+    let _reader = read_lease(&second);
     let before: BTreeMap<String, _> = snapshots(&kiln).into_iter().map(|(name, fs)| (name, fingerprint(&fs))).collect();
     kiln.build(version(&ws, 3), "tree:3", &["--isolation", "chroot"]);
     let after = snapshots(&kiln);
@@ -196,4 +198,116 @@ fn kill_9_while_a_snapshot_is_filled_leaves_nothing_half_made_in_use() {
     assert!(killed_filling > 0, "at least one build was killed while a snapshot was being filled");
     kiln.ok(&["fsck", "--repair"]);
     assert!(kiln.ok(&["fsck"]).contains("no problems"));
+}
+
+/// The one COPY snapshot holding `/tree/d05/f00005` with `content`.
+fn only_copy_snapshot(kiln: &Kiln, content: &str) -> PathBuf {
+    let found = copy_snapshots_with(kiln, content);
+    assert_eq!(found.len(), 1, "one COPY snapshot with {content}: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
+fn ino(tree: &Path, rel: &str) -> u64 {
+    tree.join(rel).symlink_metadata().unwrap().ino()
+}
+
+/// [`workspace`] with a RUN that reads what the COPY left.
+fn reading_workspace() -> Workspace {
+    let ws = workspace();
+    ws.dockerfile(
+        "FROM localhost/busybox:test\nCOPY tree /tree\n\
+         RUN cat /tree/d05/f00005 > /seen && ls /tree/d00 | wc -l > /count && ls /tree | wc -l >> /count\n",
+    );
+    ws
+}
+
+/// Builds `tree:1` and, after one file changed, `tree:2`: the second COPY snapshot is made of the first's
+/// unchanged directories, moved; the first is gone from the store; the RUN after it reads the new file.
+fn rebuild_moves_the_unchanged_directories(kiln: &Kiln, give: impl Fn(&Path)) {
+    let base = busybox_workspace();
+    give(base.path());
+    kiln.build(&base, "busybox:test", &[]);
+    let ws = reading_workspace();
+    version(&ws, 1);
+    give(ws.path());
+    kiln.build(&ws, "tree:1", &[]);
+    let first = only_copy_snapshot(kiln, "version 1");
+    let unchanged: Vec<(String, u64)> = (0..10)
+        .filter(|d| *d != 5)
+        .map(|d| format!("tree/d{d:02}"))
+        .map(|rel| (rel.clone(), ino(&first, &rel)))
+        .collect();
+    let changed_dir = ino(&first, "tree/d05");
+    let linked = ino(&first, "tree/d05/f00015");
+
+    version(&ws, 2);
+    give(ws.path());
+    kiln.build(&ws, "tree:2", &[]);
+    assert!(copy_snapshots_with(kiln, "version 1").is_empty(), "the old COPY snapshot was taken out of the store");
+    let second = only_copy_snapshot(kiln, "version 2");
+    for (rel, before) in &unchanged {
+        assert_eq!(ino(&second, rel), *before, "{rel} was moved whole, not made again");
+    }
+    assert_ne!(ino(&second, "tree/d05"), changed_dir, "the directory with the changed file is made anew");
+    assert_eq!(ino(&second, "tree/d05/f00015"), linked, "its unchanged files are linked");
+    let files =
+        walkdir::WalkDir::new(second.join("tree")).into_iter().filter(|e| e.as_ref().unwrap().file_type().is_file());
+    assert_eq!(files.count(), FILES);
+
+    // Nothing of the old snapshot is left anywhere, and the store is whole.
+    let leftovers: Vec<PathBuf> = walkdir::WalkDir::new(kiln.store().join("kiln/tmp"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() == "claimed")
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(kiln.ok(&["fsck"]).contains("no problems"));
+
+    if require("umoci") {
+        let (_keep, r) = umoci_unpack(kiln.store(), "localhost/tree:2");
+        let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap();
+        assert_eq!(read("seen"), "version 2", "the RUN reads the new file");
+        assert_eq!(read("count").split_whitespace().collect::<Vec<_>>(), ["30", "10"]);
+        for i in (0..FILES).filter(|i| *i != 5) {
+            let rel = format!("tree/d{:02}/f{i:05}", i % 10);
+            assert_eq!(read(&rel), rel);
+        }
+    }
+}
+
+#[test]
+fn a_rebuild_moves_the_old_snapshots_unchanged_directories_into_the_new_one() {
+    rebuild_moves_the_unchanged_directories(&Kiln::new(), |_| {});
+}
+
+#[test]
+fn a_rootless_rebuild_moves_the_old_snapshots_unchanged_directories_into_the_new_one() {
+    let Some(kiln) = rootless::kiln() else { return };
+    rebuild_moves_the_unchanged_directories(&kiln, rootless::give);
+}
+
+#[test]
+fn a_snapshot_someone_reads_is_linked_from_and_left_as_it_was() {
+    let kiln = Kiln::new();
+    kiln.build(&busybox_workspace(), "busybox:test", &[]);
+    let ws = reading_workspace();
+    kiln.build(version(&ws, 1), "tree:1", &[]);
+    let first = only_copy_snapshot(&kiln, "version 1");
+    let before = fingerprint(&first);
+    let lease = read_lease(&first);
+
+    kiln.build(version(&ws, 2), "tree:2", &[]);
+    assert_eq!(copy_snapshots_with(&kiln, "version 1"), vec![first.clone()], "the read snapshot stays");
+    assert_eq!(fingerprint(&first), before, "and is unchanged");
+    let second = only_copy_snapshot(&kiln, "version 2");
+    assert_ne!(ino(&second, "tree/d00"), ino(&first, "tree/d00"), "nothing was moved out of it");
+    assert_eq!(ino(&second, "tree/d00/f00010"), ino(&first, "tree/d00/f00010"), "its files are linked");
+    drop(lease);
+}
+
+/// A reader's lease on the snapshot whose tree is `tree`, as another build's RUN holds on its lower dirs.
+fn read_lease(tree: &Path) -> nix::fcntl::Flock<std::fs::File> {
+    let marker = std::fs::File::open(tree.parent().unwrap().join("complete")).unwrap();
+    nix::fcntl::Flock::lock(marker, nix::fcntl::FlockArg::LockSharedNonblock).unwrap()
 }

@@ -6,6 +6,10 @@
 //! tee: each source is read once, and the snapshot holds the layer's very bytes). When the same step made a
 //! snapshot before (its position, `cache::lineage`), that one is the donor: every file whose digest and
 //! metadata it already has is hard-linked from it, so a COPY in which one file changed writes one file.
+//! When nobody else is reading the donor, the step takes it out of the store whole (`Store::take_snapshot`)
+//! and moves its unchanged directories into the new tree with one rename each instead of linking their
+//! files; what is left of it is removed. The old snapshot is gone then: snapshots are caches, and a missing
+//! one is derived when a later build needs it.
 //! Creating files (the snapshot's cost) and compressing (the layer's) run on different threads: a cold
 //! step costs the larger of the two, not their sum.
 
@@ -35,7 +39,7 @@ pub fn write_with_snapshot(
     }
     let store = env.ctx.store;
     let parent = rootfs::lease(store, &state.layers, env.ctx.reporter)?;
-    let donor = donor(env, position);
+    let donor = donor(env, state, position);
     let entries = layer::normalize(entries);
     let staged = store.stage_snapshot()?;
     let tree = staged.tree();
@@ -66,10 +70,20 @@ pub fn write_with_snapshot(
     Ok(Some(layer))
 }
 
-/// The snapshot this step made last time, with what its note says of its files.
-fn donor(env: &StageEnv<'_>, position: &Position) -> Option<layer::Donor> {
+/// The snapshot this step made last time, with what its note says of its files: taken whole (movable) when
+/// nobody else holds it, else leased and linked from.
+fn donor(env: &StageEnv<'_>, state: &ImageState, position: &Position) -> Option<layer::Donor> {
     let previous = env.ctx.lineage.previous(position)?;
     let store = env.ctx.store;
+    // Never the tree this step builds on (its parent is leased, so the claim would fail anyway).
+    if previous.chain != image::chain_id(&state.diff_ids())
+        && let Some(claimed) = store.take_snapshot(&previous.chain)
+    {
+        let notes = claimed.note(rootfs::FILES_NOTE).map(|b| rootfs::decode_files(&b)).unwrap_or_default();
+        if let Ok(donor) = layer::Donor::open(&claimed.tree(), notes) {
+            return Some(donor.movable(claimed));
+        }
+    }
     let lease = store.lease_snapshot(&previous.chain)?;
     let notes: HashMap<_, _> =
         store.snapshot_note(&previous.chain, rootfs::FILES_NOTE).map(|b| rootfs::decode_files(&b)).unwrap_or_default();
