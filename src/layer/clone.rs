@@ -33,6 +33,13 @@ pub struct Linked {
     pub removed: usize,
 }
 
+impl Linked {
+    /// How many entries the tree got (linked, copied or created).
+    pub fn entries(&self) -> usize {
+        self.linked + self.copied + self.dirs
+    }
+}
+
 /// Makes the empty directory `to` a copy of the tree `from` whose files are hard links to `from`'s.
 pub fn link_tree(from: &Path, to: &Path) -> Result<Linked, LayerError> {
     walk(from, to, false)

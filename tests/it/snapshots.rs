@@ -306,6 +306,28 @@ fn a_snapshot_someone_reads_is_linked_from_and_left_as_it_was() {
     drop(lease);
 }
 
+/// A COPY smaller than its base image does not take the old snapshot: what would be left of it is mostly the
+/// base, one unlink per file, more than linking the COPY's files costs. It links from the old one instead,
+/// which stays in the store.
+#[test]
+fn a_copy_smaller_than_its_base_links_from_the_old_snapshot_and_keeps_it() {
+    let kiln = Kiln::new();
+    let base = busybox_workspace();
+    for i in 0..FILES * 3 {
+        base.file(&format!("rootfs/usr/share/big/f{i:05}"), "base");
+    }
+    kiln.build(&base, "busybox:test", &[]);
+    let ws = reading_workspace();
+    kiln.build(version(&ws, 1), "tree:1", &[]);
+    let first = only_copy_snapshot(&kiln, "version 1");
+    kiln.build(version(&ws, 2), "tree:2", &[]);
+    assert_eq!(copy_snapshots_with(&kiln, "version 1"), vec![first.clone()], "the old snapshot stays");
+    let second = only_copy_snapshot(&kiln, "version 2");
+    assert_ne!(ino(&second, "tree/d00"), ino(&first, "tree/d00"), "nothing was moved out of it");
+    assert_eq!(ino(&second, "tree/d00/f00010"), ino(&first, "tree/d00/f00010"), "its files are linked");
+    assert!(kiln.ok(&["fsck"]).contains("no problems"));
+}
+
 /// A reader's lease on the snapshot whose tree is `tree`, as another build's RUN holds on its lower dirs.
 fn read_lease(tree: &Path) -> nix::fcntl::Flock<std::fs::File> {
     let marker = std::fs::File::open(tree.parent().unwrap().join("complete")).unwrap();

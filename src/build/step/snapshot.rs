@@ -9,7 +9,9 @@
 //! When nobody else is reading the donor, the step takes it out of the store whole (`Store::take_snapshot`)
 //! and moves its unchanged directories into the new tree with one rename each instead of linking their
 //! files; what is left of it is removed. The old snapshot is gone then: snapshots are caches, and a missing
-//! one is derived when a later build needs it.
+//! one is derived when a later build needs it. What is left holds the parent's files (the donor was built on
+//! the same parent), one unlink each: the donor is taken only when the step has more entries than the
+//! parent has, so a small COPY on a large base image links as before instead of paying for the base twice.
 //! Creating files (the snapshot's cost) and compressing (the layer's) run on different threads: a cold
 //! step costs the larger of the two, not their sum.
 
@@ -19,10 +21,12 @@ use crate::build::rootfs;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
 use crate::build::step::{StepError, write_normalized_layer};
-use crate::cache::lineage::Position;
+use crate::cache::lineage::{Position, Previous};
 use crate::cache::sources::FileDigests;
 use crate::image;
 use crate::layer::{self, Entry};
+use crate::store::Store;
+use oci_spec::image::Digest;
 
 /// Writes `entries` as the layer of the step at `position` on `state`, and the snapshot of the resulting
 /// chain beside it; `files` are the entries' content digests.
@@ -39,7 +43,8 @@ pub fn write_with_snapshot(
     }
     let store = env.ctx.store;
     let parent = rootfs::lease(store, &state.layers, env.ctx.reporter)?;
-    let donor = donor(env, state, position);
+    let previous = env.ctx.lineage.previous(position);
+    let parent_chain = image::chain_id(&state.diff_ids());
     let entries = layer::normalize(entries);
     let staged = store.stage_snapshot()?;
     let tree = staged.tree();
@@ -48,9 +53,12 @@ pub fn write_with_snapshot(
     let (writer, reader) = layer::tee();
     let (written, filled) = std::thread::scope(|s| {
         let filling = s.spawn(|| {
-            if let Some(parent) = &parent {
-                layer::link_tree(parent, &tree)?;
-            }
+            let parent_entries = match &parent {
+                Some(parent) => layer::link_tree(parent, &tree)?.entries(),
+                None => 0,
+            };
+            let take = parent_entries < entries.len();
+            let donor = previous.and_then(|p| donor(store, &p, &parent_chain, take));
             layer::populate(&tree, &entries, files, reader, &opts, donor, clamp)
         });
         let written = write_normalized_layer(env, state, position, &entries, Some(&writer));
@@ -70,13 +78,12 @@ pub fn write_with_snapshot(
     Ok(Some(layer))
 }
 
-/// The snapshot this step made last time, with what its note says of its files: taken whole (movable) when
-/// nobody else holds it, else leased and linked from.
-fn donor(env: &StageEnv<'_>, state: &ImageState, position: &Position) -> Option<layer::Donor> {
-    let previous = env.ctx.lineage.previous(position)?;
-    let store = env.ctx.store;
+/// The snapshot this step made last time (`previous`), with what its note says of its files: taken whole
+/// (movable) when `take` and nobody else holds it, else leased and linked from.
+fn donor(store: &Store, previous: &Previous, parent_chain: &Digest, take: bool) -> Option<layer::Donor> {
     // Never the tree this step builds on (its parent is leased, so the claim would fail anyway).
-    if previous.chain != image::chain_id(&state.diff_ids())
+    if take
+        && previous.chain != *parent_chain
         && let Some(claimed) = store.take_snapshot(&previous.chain)
     {
         let notes = claimed.note(rootfs::FILES_NOTE).map(|b| rootfs::decode_files(&b)).unwrap_or_default();
