@@ -66,12 +66,11 @@ impl<'scope, W: Write> HashBeside<'scope, W> {
 
 impl<W: Write> Write for HashBeside<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let take = buf.len().min(BLOCK - self.block.len());
-        self.block.extend_from_slice(&buf[..take]);
-        if self.block.len() == BLOCK {
+        let (took, full) = gather(&mut self.block, buf);
+        if full {
             self.pass_on()?;
         }
-        Ok(take)
+        Ok(took)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -82,9 +81,9 @@ impl<W: Write> Write for HashBeside<'_, W> {
 /// How a writing thread failed: kind, OS error code, message.
 type Failure = Arc<Mutex<Option<(io::ErrorKind, Option<i32>, String)>>>;
 
-/// A writer whose bytes another thread hashes and writes into `out`.
+/// A writer whose bytes another thread hashes and writes into `out`. Each write is handed over as it comes
+/// (its writers — gzip members, 1 MiB tar blocks, zstd's buffers — write large pieces).
 pub struct WriteBeside<'scope, W> {
-    block: Vec<u8>,
     blocks: Option<SyncSender<Vec<u8>>>,
     thread: ScopedJoinHandle<'scope, Hashed<W>>,
     /// How the thread's writing failed (a full disk), for the writes that come after.
@@ -102,14 +101,10 @@ impl<'scope, W: LayerSink + 'scope> WriteBeside<'scope, W> {
                 *noted.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.raw_os_error(), e.to_string()));
             })
         })?;
-        Ok(WriteBeside { block: Vec::with_capacity(BLOCK), blocks: Some(blocks), thread, failure })
+        Ok(WriteBeside { blocks: Some(blocks), thread, failure })
     }
 
-    fn pass_on(&mut self) -> io::Result<()> {
-        if self.block.is_empty() {
-            return Ok(());
-        }
-        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+    fn pass_on(&mut self, block: Vec<u8>) -> io::Result<()> {
         if self.blocks.as_ref().is_some_and(|b| b.send(block).is_ok()) {
             return Ok(());
         }
@@ -123,21 +118,17 @@ impl<'scope, W: LayerSink + 'scope> WriteBeside<'scope, W> {
 
     /// Waits until everything is written; the digest and size of it, and `out`.
     pub fn finish(mut self) -> io::Result<(Digest, u64, W)> {
-        let passed = self.pass_on();
         drop(self.blocks.take());
-        let done = join(self.thread)?;
-        passed.map(|()| done)
+        join(self.thread)
     }
 }
 
 impl<'scope, W: LayerSink + 'scope> Write for WriteBeside<'scope, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let take = buf.len().min(BLOCK - self.block.len());
-        self.block.extend_from_slice(&buf[..take]);
-        if self.block.len() == BLOCK {
-            self.pass_on()?;
+        if !buf.is_empty() {
+            self.pass_on(buf.to_vec())?;
         }
-        Ok(take)
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -157,6 +148,13 @@ fn write_out<W: LayerSink>(blocks: Receiver<Vec<u8>>, mut out: W) -> Hashed<W> {
     out.flush()?;
     let (digest, size) = out.own_digest().ok_or_else(|| io::Error::other("the output stopped keeping its digest"))?;
     Ok((digest, size, out))
+}
+
+/// Adds what fits of `buf` to `block`: how much it took, and whether the block is full now.
+fn gather(block: &mut Vec<u8>, buf: &[u8]) -> (usize, bool) {
+    let take = buf.len().min(BLOCK - block.len());
+    block.extend_from_slice(&buf[..take]);
+    (take, block.len() == BLOCK)
 }
 
 /// Hashes and writes every block received into `out` until the sender is gone, then flushes it.
