@@ -240,7 +240,10 @@ fn copy_exactly(
     if let Some(tee) = tee {
         tee.start(len);
     }
-    buf.resize(READ_AT_ONCE.min(usize::try_from(len).unwrap_or(READ_AT_ONCE)).max(1), 0);
+    // Sized once per layer: resizing per file would zero the grown part again whenever sizes alternate.
+    if buf.len() < READ_AT_ONCE {
+        buf.resize(READ_AT_ONCE, 0);
+    }
     let mut left = len;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
