@@ -191,29 +191,21 @@ mod tests {
     #[test]
     fn run_lines_carry_the_stages_args_and_the_shell() {
         let sh = [s("/bin/sh"), s("-c")];
-        let run = ResolvedStep::Run {
-            cmd: CommandLine::Shell(s("ls /etc/")),
+        let run = |cmd, args| ResolvedStep::Run {
+            cmd,
             shell: sh.to_vec(),
             mounts: Vec::new(),
             network: None,
             security: None,
             heredocs: Vec::new(),
             env: Vec::new(),
-            args: vec![(s("foo"), s("bar2")), (s("bar"), s("123"))],
+            args,
         };
-        let e = entry(&run, &sh).unwrap();
+        let shell = run(CommandLine::Shell(s("ls /etc/")), vec![(s("foo"), s("bar2")), (s("bar"), s("123"))]);
+        let e = entry(&shell, &sh).unwrap();
         assert_eq!(e.created_by, "RUN |2 foo=bar2 bar=123 /bin/sh -c ls /etc/ # buildkit");
         assert!(e.layer);
-        let exec = ResolvedStep::Run {
-            cmd: CommandLine::Exec(vec![s("ls")]),
-            shell: sh.to_vec(),
-            mounts: Vec::new(),
-            network: None,
-            security: None,
-            heredocs: Vec::new(),
-            env: Vec::new(),
-            args: Vec::new(),
-        };
+        let exec = run(CommandLine::Exec(vec![s("ls")]), Vec::new());
         assert_eq!(entry(&exec, &sh).unwrap().created_by, "RUN ls # buildkit");
     }
 
