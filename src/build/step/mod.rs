@@ -357,20 +357,23 @@ pub fn write_layer(
     position: &Position,
     entries: Vec<Entry>,
 ) -> Result<Option<LayerRef>, StepError> {
-    write_normalized_layer(env, state, position, &layer::normalize(entries), None)
+    let previous = env.ctx.lineage.previous(position);
+    write_normalized_layer(env, state, position, previous.as_ref(), &layer::normalize(entries), None)
 }
 
 /// [`write_layer`] for entries already `layer::normalize`d, handing each file's bytes to `tee` as they are
-/// read (the snapshot filled at the same time, `snapshot.rs`).
+/// read (the snapshot filled at the same time, `snapshot.rs`); `previous` is what the step at `position` made
+/// last time (read once by the caller, which may need it for the snapshot too).
 pub(crate) fn write_normalized_layer(
     env: &StageEnv<'_>,
     state: &ImageState,
     position: &Position,
+    previous: Option<&Previous>,
     entries: &[Entry],
     tee: Option<&layer::TeeWriter>,
 ) -> Result<Option<LayerRef>, StepError> {
     let lineage = &env.ctx.lineage;
-    let reuse = lineage.previous(position).and_then(|p| members_of(env.ctx, &p.layer.digest));
+    let reuse = previous.and_then(|p| members_of(env.ctx, &p.layer.digest));
     let Some(layer) = write_layer_with(env.ctx, entries, reuse, tee, true)? else { return Ok(None) };
     let mut diff_ids = state.diff_ids();
     diff_ids.push(layer.diff_id.clone());

@@ -58,10 +58,10 @@ pub fn write_with_snapshot(
                 None => 0,
             };
             let take = parent_entries < entries.len();
-            let donor = previous.and_then(|p| donor(store, &p, &parent_chain, take));
+            let donor = previous.as_ref().and_then(|p| donor(store, p, &parent_chain, take));
             layer::populate(&tree, &entries, files, reader, &opts, donor, clamp)
         });
-        let written = write_normalized_layer(env, state, position, &entries, Some(&writer));
+        let written = write_normalized_layer(env, state, position, previous.as_ref(), &entries, Some(&writer));
         drop(writer);
         (written, filling.join())
     });
