@@ -19,9 +19,10 @@
 //!  attest      SBOM and provenance documents; OCI referrers in the store and on registries
 //!  bake        many builds: BuildConfigs / kiln-bake.toml → a graph; worker processes; Tekton/Job emitters
 //!  cli         flags → library calls, output, exit codes
+//!  sys         the only `unsafe` code (fork, signals, prctl, ioctls, listxattrat), each call's invariant stated
 //! ```
 //!
-//! Import rules: `dockerfile` and `confine` import nothing of kiln; `plan` imports `dockerfile` and `image`;
+//! Import rules: `sys` is a leaf any module may use; `dockerfile` and `confine` import nothing else of kiln; `plan` imports `dockerfile` and `image`;
 //! `store`, `layer`, `sandbox` and `registry` take plain readers, writers and paths and import only
 //! `image` and `confine`; only `transfer`, `build`, `inventory` (layers, its cache), `attest` (referrers) and the `cli` edge
 //! know the store; `policy` sees plans, inventories and fetch records only; `bake` drives `build` through
@@ -43,4 +44,5 @@ pub mod registry;
 pub mod sandbox;
 pub mod store;
 pub mod supply;
+pub mod sys;
 pub mod transfer;

@@ -219,6 +219,29 @@ fn metadata_and_xattrs_through_descriptors() {
 }
 
 #[test]
+fn xattrs_are_listed_relative_to_the_directory_sorted_and_not_through_symlinks() {
+    let (dir, root) = tree();
+    let file = dir.path().join("real/sub/file");
+    // Enough names that the list outgrows any small first guess of its size.
+    let names: Vec<String> = (0..40).rev().map(|i| format!("user.kiln-attribute-number-{i:02}")).collect();
+    for n in &names {
+        if let Err(e) = xattr::set(&file, n, n.as_bytes()) {
+            assert!(std::env::var_os("CI").is_none(), "user xattrs unsupported under {}: {e}", dir.path().display());
+            return;
+        }
+    }
+    symlink("file", dir.path().join("real/sub/link")).unwrap();
+    std::fs::write(dir.path().join("real/sub/plain"), b"x").unwrap();
+    let sub = root.dir("real/sub").unwrap();
+    let mut want: Vec<(String, Vec<u8>)> = names.iter().map(|n| (n.clone(), n.as_bytes().to_vec())).collect();
+    want.sort();
+    assert_eq!(sub.xattrs(OsStr::new("file")), want);
+    assert_eq!(sub.xattrs(OsStr::new("link")), [], "a symlink's own attributes, not its target's");
+    assert_eq!(sub.xattrs(OsStr::new("plain")), []);
+    assert_eq!(sub.xattrs(OsStr::new("missing")), []);
+}
+
+#[test]
 fn paths_are_cleaned_like_path_clean_of_slash_plus_p() {
     assert_eq!(clean("/a/./b/../c/"), "a/c");
     assert_eq!(clean("../../etc/passwd"), "etc/passwd");

@@ -12,9 +12,10 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
+use super::command;
 use super::mounts::{self, SetupError};
 use super::spec::{Facilities, Isolation, Network, RunSpec};
-use super::{command, sys};
+use crate::sys;
 
 /// argv[1] that selects the child role.
 pub const CHILD_ARG: &str = "__kiln-sandbox";

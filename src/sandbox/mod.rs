@@ -4,7 +4,7 @@
 //! each step runs in kiln re-executed as a single-threaded child ([`child`]). A non-root kiln first enters a
 //! user namespace of its own at start ([`userns`]), so a rootless build does everything as root of that
 //! namespace. What this machine allows — which namespaces, which rootfs, which kernel filesystems — is found
-//! once per build ([`detect`]). `unsafe` code lives in [`sys`] only.
+//! once per build ([`detect`]). `unsafe` code lives in [`crate::sys`] only.
 
 mod child;
 mod command;
@@ -12,7 +12,6 @@ mod detect;
 mod mounts;
 mod netns;
 mod spec;
-mod sys;
 pub mod userns;
 
 use std::io::{BufRead, BufReader, Read, Write};

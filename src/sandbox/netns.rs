@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 
 use nix::sched::CloneFlags;
 
-use super::sys;
+use crate::sys;
 
 /// Creates a network namespace with loopback up, runs `setup` inside it and returns a descriptor of the
 /// namespace with `setup`'s result. Sockets `setup` creates stay in the namespace after it returns.

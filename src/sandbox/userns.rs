@@ -23,7 +23,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 
-use super::sys;
+use crate::sys;
 
 /// How this kiln process relates to user namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
