@@ -5,11 +5,10 @@
 //! descriptors, sorted, never following a symlink (a link is an entry of its own); an excluded directory is
 //! still entered when a `!` exception might match something inside it.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::confine::{self, Dir, Meta, Root};
+use crate::confine::{self, Dir, Found, Meta, Root};
 use crate::dockerfile::ignore::{Ignore, IgnoreError, ignore_file_candidates};
 
 /// Why the context could not be read.
@@ -37,18 +36,6 @@ pub enum ContextError {
         /// The bad pattern.
         source: IgnoreError,
     },
-}
-
-/// What [`Context::walk`] hands to its visitor for each included entry.
-pub struct Visit<'a> {
-    /// The directory holding the entry.
-    pub dir: &'a Dir,
-    /// The entry's name in it.
-    pub name: &'a OsStr,
-    /// Its path relative to the context root, '/'-separated.
-    pub rel: &'a str,
-    /// Its metadata (the entry itself, a symlink's own).
-    pub meta: &'a Meta,
 }
 
 /// An opened build context.
@@ -95,26 +82,14 @@ impl Context {
         self.ignore.is_excluded(rel)
     }
 
-    /// Visits every included entry below `dir` (which is `rel_dir` in the context, "" for the root), sorted
-    /// by path, depth first.
-    pub fn walk(
-        &self,
-        dir: &Dir,
-        rel_dir: &str,
-        visit: &mut dyn FnMut(Visit<'_>) -> Result<(), ContextError>,
-    ) -> Result<(), ContextError> {
+    /// Every included entry below `dir` (which is `rel_dir` in the context, "" for the root), sorted by
+    /// path, depth first; an excluded directory is entered only when a `!` pattern may bring back
+    /// something below it.
+    pub fn walk(&self, dir: &Dir, rel_dir: &str) -> Result<Vec<Found>, ContextError> {
+        let descend = |rel: &str, _: &Meta| !self.is_excluded(rel) || self.ignore.may_include_under(rel);
         let read = |rel: &str, source| ContextError::Read { path: self.display(rel), source };
-        dir.walk(
-            rel_dir,
-            &mut |dir, rel, name, meta| {
-                let excluded = self.is_excluded(rel);
-                if !excluded {
-                    visit(Visit { dir, name, rel, meta })?;
-                }
-                Ok(meta.is_dir() && (!excluded || self.ignore.may_include_under(rel)))
-            },
-            &read,
-        )
+        let found = dir.walk(rel_dir, &descend, &read)?;
+        Ok(found.into_iter().filter(|f| !self.is_excluded(&f.rel)).collect())
     }
 
     /// Where `rel` is on the host, for messages.
@@ -152,11 +127,7 @@ mod tests {
     fn paths(ctx: &Context, rel: &str) -> Vec<String> {
         let mut out = Vec::new();
         let dir = ctx.root().dir(rel).unwrap();
-        ctx.walk(&dir, rel, &mut |v| {
-            out.push(v.rel.to_string());
-            Ok(())
-        })
-        .unwrap();
+        out.extend(ctx.walk(&dir, rel).unwrap().into_iter().map(|f| f.rel));
         out
     }
 
@@ -183,13 +154,9 @@ mod tests {
         let dir = tree(&["d/f"]);
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
         let ctx = Context::open(dir.path(), &dir.path().join("Dockerfile")).unwrap();
-        let mut seen = Vec::new();
         let root = ctx.root().dir("").unwrap();
-        ctx.walk(&root, "", &mut |v| {
-            seen.push((v.rel.to_string(), v.meta.is_symlink(), v.dir.read_link(v.name).ok()));
-            Ok(())
-        })
-        .unwrap();
+        let seen: Vec<_> =
+            ctx.walk(&root, "").unwrap().into_iter().map(|f| (f.rel, f.meta.is_symlink(), f.link)).collect();
         assert!(seen.contains(&("link".to_string(), true, Some(PathBuf::from("/etc")))));
         assert!(!seen.iter().any(|(p, ..)| p.starts_with("link/")));
     }

@@ -9,7 +9,7 @@ use oci_spec::image::Digest;
 
 use crate::attest::fetched::FetchRecord;
 use crate::attest::provenance::BaseImage;
-use crate::build::context::{Context, ContextError};
+use crate::build::context::Context;
 use crate::confine::{Kind, RootedPath};
 use crate::image::Reference;
 use crate::layer::{Entry, EntryKind, FileSource};
@@ -76,23 +76,20 @@ pub fn context_digest(
 ) -> std::io::Result<String> {
     let ctx = Context::open(context, dockerfile).map_err(std::io::Error::other)?;
     let top = ctx.root().dir("")?;
-    let mut entries: Vec<Entry> = Vec::new();
-    ctx.walk(&top, "", &mut |v| {
-        let kind = match v.meta.kind() {
-            Kind::File => {
-                EntryKind::File(FileSource::Rooted(RootedPath::listed(ctx.root().clone(), v.rel.to_string(), *v.meta)))
-            }
-            Kind::Dir => EntryKind::Dir,
-            Kind::Symlink => match v.dir.read_link(v.name) {
-                Ok(target) => EntryKind::Symlink(target.to_string_lossy().into_owned()),
-                Err(source) => return Err(ContextError::Read { path: ctx.display(v.rel), source }),
-            },
-            _ => EntryKind::Fifo,
-        };
-        let mode = v.meta.permissions();
-        entries.push(Entry { path: v.rel.to_string(), kind, mode, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() });
-        Ok(())
-    })
-    .map_err(std::io::Error::other)?;
+    let found = ctx.walk(&top, "").map_err(std::io::Error::other)?;
+    let entries: Vec<Entry> = found
+        .into_iter()
+        .map(|f| {
+            let kind = match (f.meta.kind(), f.link) {
+                (Kind::File, _) => {
+                    EntryKind::File(FileSource::Rooted(RootedPath::listed(ctx.root().clone(), f.rel.clone(), f.meta)))
+                }
+                (Kind::Dir, _) => EntryKind::Dir,
+                (Kind::Symlink, Some(target)) => EntryKind::Symlink(target.to_string_lossy().into_owned()),
+                _ => EntryKind::Fifo,
+            };
+            Entry { path: f.rel, kind, mode: f.meta.permissions(), uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
+        })
+        .collect();
     crate::cache::sources::digest(&entries, stats).map_err(std::io::Error::other)
 }

@@ -127,9 +127,6 @@ impl Meta {
     }
 }
 
-/// What [`Dir::walk`] calls for each entry: `(directory, rel, name, meta)`, true to descend.
-pub type Visitor<'a, E> = dyn FnMut(&Dir, &str, &OsStr, &Meta) -> Result<bool, E> + 'a;
-
 /// A directory inside a root, held by a descriptor; every operation names one entry of it.
 #[derive(Debug)]
 pub struct Dir(OwnedFd);
@@ -307,27 +304,6 @@ impl Dir {
             }
         }
         self.remove(name)
-    }
-
-    /// Walks everything below this directory, sorted by name, depth first, never following a symlink:
-    /// `visit(dir, rel, name, meta)` for each entry (`rel` is `prefix/…/name`), descending into a directory
-    /// when it returns true. A directory that cannot be listed or an entry that cannot be stat'ed becomes
-    /// `fail(rel, error)`.
-    pub fn walk<E>(
-        &self,
-        prefix: &str,
-        visit: &mut Visitor<'_, E>,
-        fail: &dyn Fn(&str, io::Error) -> E,
-    ) -> Result<(), E> {
-        for name in self.names().map_err(|e| fail(prefix, e))? {
-            let text = name.to_string_lossy();
-            let rel = if prefix.is_empty() { text.into_owned() } else { format!("{prefix}/{text}") };
-            let meta = self.lstat(&name).map_err(|e| fail(&rel, e))?;
-            if visit(self, &rel, &name, &meta)? && meta.is_dir() {
-                self.dir(&name).map_err(|e| fail(&rel, e))?.walk(&rel, visit, fail)?;
-            }
-        }
-        Ok(())
     }
 }
 

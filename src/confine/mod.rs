@@ -19,6 +19,7 @@
 mod copy;
 mod dir;
 mod ensure;
+mod walk;
 
 use std::fs::File;
 use std::io;
@@ -31,6 +32,7 @@ use pathrs::flags::OpenFlags;
 pub use copy::private_copy;
 pub use dir::{Dir, Kind, Meta};
 pub use ensure::Leaf;
+pub use walk::{Descend, Fail, Found};
 
 /// The top of a tree kiln does not own; everything below it is resolved inside it.
 pub struct Root {

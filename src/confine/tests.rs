@@ -94,16 +94,10 @@ fn a_walk_lists_links_and_never_enters_them() {
     let host = Host::new();
     let (dir, root) = tree();
     symlink(host.path(), dir.path().join("real/hostdir")).unwrap();
-    let mut seen = Vec::new();
-    let walked: std::io::Result<()> = root.dir("").unwrap().walk(
-        "",
-        &mut |_, rel, _, meta| {
-            seen.push((rel.to_string(), meta.kind()));
-            Ok(true)
-        },
-        &|_, e| e,
-    );
-    walked.unwrap();
+    let found = root.dir("").unwrap().walk("", &|_, _| true, &|_, e| e).unwrap();
+    let seen: Vec<_> = found.iter().map(|f| (f.rel.clone(), f.meta.kind())).collect();
+    let link = found.iter().find(|f| f.rel == "real/hostdir").and_then(|f| f.link.clone());
+    assert_eq!(link.as_deref(), Some(host.path()), "a link's target is read, as written");
     assert_eq!(
         seen,
         [
@@ -239,6 +233,30 @@ fn xattrs_are_listed_relative_to_the_directory_sorted_and_not_through_symlinks()
     assert_eq!(sub.xattrs(OsStr::new("link")), [], "a symlink's own attributes, not its target's");
     assert_eq!(sub.xattrs(OsStr::new("plain")), []);
     assert_eq!(sub.xattrs(OsStr::new("missing")), []);
+}
+
+#[test]
+fn a_walk_reads_wide_and_deep_trees_in_order_and_enters_only_what_descend_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    for a in 0..30 {
+        for b in 0..3 {
+            let sub = format!("d{a:02}/e{b}");
+            std::fs::create_dir_all(dir.path().join(&sub)).unwrap();
+            std::fs::write(dir.path().join(format!("{sub}/f")), b"x").unwrap();
+        }
+    }
+    std::fs::create_dir_all(dir.path().join("skip/deep")).unwrap();
+    for a in 0..30 {
+        want.push(format!("d{a:02}"));
+        for b in 0..3 {
+            want.extend([format!("d{a:02}/e{b}"), format!("d{a:02}/e{b}/f")]);
+        }
+    }
+    want.push("skip".to_string());
+    let root = Root::open(dir.path()).unwrap();
+    let found: Vec<Found> = root.dir("").unwrap().walk("", &|rel, _| rel != "skip", &|_, e| e).unwrap();
+    assert_eq!(found.into_iter().map(|f| f.rel).collect::<Vec<_>>(), want);
 }
 
 #[test]

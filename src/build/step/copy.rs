@@ -12,13 +12,12 @@
 //! "not found"), never the host's; file contents are reopened through the root when the layer is written.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::build::context::{Context, ContextError, Visit};
+use crate::build::context::{Context, ContextError};
 use crate::build::step::glob;
-use crate::confine::{Dir, Handle, Kind, Meta, Root, RootedPath};
+use crate::confine::{Handle, Kind, Meta, Root, RootedPath};
 use crate::dockerfile::ignore::Ignore;
 use crate::layer::{Entry, EntryKind, FileSource};
 
@@ -242,12 +241,17 @@ impl<'a> Entries<'a> {
         let root = self.root;
         let dir = m.handle.into_dir().map_err(|source| CopyError::Read { path: root.display(&m.real), source })?;
         let prefix = if m.real.is_empty() { String::new() } else { format!("{}/", m.real) };
-        let mut visit = |dir: &Dir, rel: &str, name: &OsStr, meta: &Meta| -> Result<(), std::io::Error> {
-            let inner = rel.strip_prefix(&prefix).unwrap_or(rel);
-            if exclude.is_some_and(|ex| ex.is_excluded(inner)) {
-                return Ok(());
+        let found = match root {
+            SourceRoot::Context(ctx) => ctx.walk(&dir, &m.real)?,
+            SourceRoot::Rootfs(..) => {
+                dir.walk(&m.real, &|_, _| true, &|rel, source| CopyError::Read { path: root.display(rel), source })?
             }
-            let link = if meta.is_symlink() { Some(dir.read_link(name)?) } else { None };
+        };
+        for f in found {
+            let inner = f.rel.strip_prefix(&prefix).unwrap_or(&f.rel);
+            if exclude.is_some_and(|ex| ex.is_excluded(inner)) {
+                continue;
+            }
             let dest_of = |inner: &str| if top.is_empty() { inner.to_string() } else { format!("{top}/{inner}") };
             // What a `!` pattern re-includes below an excluded directory brings the directories above it
             // along, with their own metadata, as BuildKit's copy creates a match's parents.
@@ -262,27 +266,12 @@ impl<'a> Entries<'a> {
             }
             for parent in missing.into_iter().rev() {
                 let real = format!("{prefix}{parent}");
-                let meta = root.root().lstat(&real)?;
+                let meta =
+                    root.root().lstat(&real).map_err(|source| CopyError::Read { path: root.display(&real), source })?;
                 self.add(Item { real: &real, meta: &meta, link: None, xattrs: Vec::new() }, &dest_of(parent));
             }
-            self.add(Item { real: rel, meta, link, xattrs: dir.xattrs(name) }, &dest_of(inner));
-            Ok(())
-        };
-        match root {
-            SourceRoot::Context(ctx) => ctx.walk(&dir, &m.real, &mut |v: Visit<'_>| {
-                visit(v.dir, v.rel, v.name, v.meta)
-                    .map_err(|source| ContextError::Read { path: ctx.display(v.rel), source })
-            })?,
-            SourceRoot::Rootfs(..) => dir
-                .walk(
-                    &m.real,
-                    &mut |dir, rel, name, meta| {
-                        visit(dir, rel, name, meta).map_err(|source| (rel.to_string(), source))?;
-                        Ok(true)
-                    },
-                    &|rel, source| (rel.to_string(), source),
-                )
-                .map_err(|(rel, source)| CopyError::Read { path: root.display(&rel), source })?,
+            let item = Item { real: &f.rel, meta: &f.meta, link: f.link, xattrs: f.xattrs };
+            self.add(item, &dest_of(inner));
         }
         Ok(())
     }
