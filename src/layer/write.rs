@@ -205,7 +205,16 @@ fn append<W: Write>(
         }
         Some(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => {
             let file = source.open().map_err(io("open", source.display()))?;
-            let len = file.metadata().map_err(io("stat", source.display()))?.len();
+            // The size it was listed with, when it was (a walk's stat: one system call less per file); a
+            // file that changed since is cut there or refused, as one that changes while being read.
+            let listed = match source {
+                FileSource::Rooted(rooted) => rooted.listed_meta().map(|m| m.size()),
+                _ => None,
+            };
+            let len = match listed {
+                Some(len) => len,
+                None => file.metadata().map_err(io("stat", source.display()))?.len(),
+            };
             header.set_size(len);
             header.set_cksum();
             let out = tar.get_mut();
