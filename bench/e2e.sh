@@ -26,8 +26,10 @@ BUILDAH=""
 
 now() { date +%s.%N; }
 want() { [ -z "${ONLY:-}" ] || echo "$1" | grep -qE "$ONLY"; }
-# time_cmd LABEL CMD...: runs CMD, prints seconds.
-time_cmd() { t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'; }
+# time_cmd LABEL CMD...: runs CMD, prints seconds. Dirty pages are written out first (untimed): otherwise
+# whatever ran before (another builder writing hundreds of megabytes) is still being flushed, and the timed
+# command's own writes are throttled behind it.
+time_cmd() { sync; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 report() { # report CASE KILN_SECONDS BUILDAH_SECONDS
 	if [ -n "$3" ]; then
