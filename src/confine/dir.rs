@@ -196,22 +196,25 @@ impl Dir {
     /// Read through `/proc/self/fd/N/name`, which pins this directory; none when they cannot be read.
     pub fn xattrs(&self, name: &OsStr) -> Vec<(String, Vec<u8>)> {
         let Ok(name) = checked(name) else { return Vec::new() };
-        let path = self.proc_path().join(name);
+        let path = || self.proc_path().join(name);
         // Most files have none: one listxattrat relative to this directory answers that, where a path
         // through /proc costs a lookup of four components (a third of a COPY's walk of a large context).
         let listed = CString::new(name.as_bytes()).ok().and_then(|c| crate::sys::list_xattrs_at(self.0.as_fd(), &c));
-        match listed {
-            Some(Ok(list)) if list.is_empty() => Vec::new(),
+        let names: Vec<OsString> = match listed {
             Some(Ok(list)) => {
-                let names = list.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsStr::from_bytes(n).to_owned());
-                sorted_xattrs(names, |n| xattr::get(&path, n))
+                list.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsStr::from_bytes(n).into()).collect()
             }
-            Some(Err(_)) => Vec::new(),
-            None => match xattr::list(&path) {
-                Ok(names) => sorted_xattrs(names, |n| xattr::get(&path, n)),
-                Err(_) => Vec::new(),
+            Some(Err(_)) => return Vec::new(),
+            None => match xattr::list(path()) {
+                Ok(names) => names.collect(),
+                Err(_) => return Vec::new(),
             },
+        };
+        if names.is_empty() {
+            return Vec::new();
         }
+        let path = path();
+        sorted_xattrs(names.into_iter(), |n| xattr::get(&path, n))
     }
 
     /// Sets one extended attribute on the entry `name` (not following it).
