@@ -321,3 +321,30 @@ fn a_dangling_link_parent_gets_its_target_created_inside() {
     assert!(!victim.join("new").exists(), "nothing created on the host");
     assert_eq!(std::fs::read_to_string(inside(&root, &victim).join("new/f")).unwrap(), "f");
 }
+
+#[test]
+fn a_listed_file_is_written_at_its_listed_size_and_one_that_shrank_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("grew"), b"12345").unwrap();
+    std::fs::write(dir.path().join("shrank"), b"1234567890").unwrap();
+    let root = std::sync::Arc::new(crate::confine::Root::open(dir.path()).unwrap());
+    let listed = |name: &str| {
+        let meta = root.dir("").unwrap().lstat(std::ffi::OsStr::new(name)).unwrap();
+        let source = FileSource::Rooted(crate::confine::RootedPath::listed(root.clone(), name.to_string(), meta));
+        entry(name, EntryKind::File(source), 0o644)
+    };
+    let (grew, shrank) = (listed("grew"), listed("shrank"));
+    std::fs::write(dir.path().join("grew"), b"1234567890").unwrap();
+    std::fs::write(dir.path().join("shrank"), b"12").unwrap();
+
+    let (bytes, _) = layer_bytes(vec![grew], Compression::None);
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let mut only = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut only, &mut content).unwrap();
+    assert_eq!(content, b"12345", "cut at the size the walk listed, the header and data agree");
+
+    let opts = WriteOptions { compression: Compression::None, ..Default::default() };
+    let err = write_layer(vec![shrank], Vec::new(), &opts).unwrap_err().to_string();
+    assert!(err.contains("shrank") && err.contains(&dir.path().join("shrank").display().to_string()), "{err}");
+}
