@@ -99,6 +99,18 @@ impl<W: Write> Encoder<W> {
         })
     }
 
+    /// Hands the uncompressed input to `input` as it goes, when this compressor cuts it into pieces it
+    /// owns anyway (gzip's chunks); false when the caller must copy it there itself.
+    pub fn hand_input_to(&mut self, input: &std::sync::mpsc::SyncSender<Vec<u8>>) -> bool {
+        match self {
+            Encoder::Gzip(e) => {
+                e.hand_input_to(input.clone());
+                true
+            }
+            Encoder::Plain(_) | Encoder::Zstd(_) => false,
+        }
+    }
+
     /// Flushes the compressor's trailer and returns the output writer, with the index of the gzip members.
     pub fn finish(self) -> io::Result<(W, Option<super::chunks::ChunkIndex>)> {
         match self {

@@ -3,9 +3,11 @@
 //! and writes the compressed blob. On a large COPY each of the three is a pass over hundreds of megabytes;
 //! in one thread they add up, on their own they overlap.
 //!
-//! Both ends are plain `Write`s handing 1 MiB blocks over bounded channels, so memory stays at a few blocks
-//! and a slow consumer holds the writer back. Input: bytes. Output: digest and size (and the inner writer).
-//! Must not know: tar, gzip, the store.
+//! The diff id thread takes owned blocks over a bounded channel from whoever holds its sender: gzip's writer
+//! hands over its chunks once compressed (they are the tar, cut up: no copy), other compressions go through
+//! [`HashBeside`], which copies the tar into 1 MiB blocks. The blob side is a plain `Write` handing blocks to
+//! its thread the same way. Memory stays at a few blocks and a slow consumer holds the writer back.
+//! Input: bytes. Output: digest and size (and the inner writer). Must not know: tar, gzip, the store.
 
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -26,22 +28,47 @@ const DEPTH: usize = 8;
 /// What a hashing thread gives back: the digest and byte count, and its writer.
 type Hashed<W> = io::Result<(Digest, u64, W)>;
 
-/// A writer that passes everything on to `inner` and hashes it on another thread.
-pub struct HashBeside<'scope, W> {
-    inner: W,
-    block: Vec<u8>,
+/// The thread hashing the uncompressed tar: whoever holds a [`DiffId::sender`] hands it the tar's bytes, in
+/// order, as owned blocks (no copy when the sender owned them already, as the gzip writer's chunks).
+pub struct DiffId<'scope> {
     blocks: Option<SyncSender<Vec<u8>>>,
     thread: ScopedJoinHandle<'scope, Hashed<io::Sink>>,
 }
 
-impl<'scope, W: Write> HashBeside<'scope, W> {
+impl<'scope> DiffId<'scope> {
     /// Starts the hashing thread in `scope`.
-    pub fn new<'env>(scope: &'scope Scope<'scope, 'env>, inner: W) -> io::Result<Self> {
+    pub fn start<'env>(scope: &'scope Scope<'scope, 'env>) -> io::Result<Self> {
         let (blocks, received) = sync_channel(DEPTH);
         let thread = std::thread::Builder::new()
             .name("kiln-diff-id".into())
-            .spawn_scoped(scope, move || drain(received, io::sink()))?;
-        Ok(HashBeside { inner, block: Vec::with_capacity(BLOCK), blocks: Some(blocks), thread })
+            .spawn_scoped(scope, move || drain(&received, io::sink()))?;
+        Ok(DiffId { blocks: Some(blocks), thread })
+    }
+
+    /// Where the tar's bytes go.
+    pub fn sender(&self) -> SyncSender<Vec<u8>> {
+        self.blocks.clone().unwrap_or_else(|| unreachable!("the sender is only taken by finish"))
+    }
+
+    /// The digest and size of everything sent, once every sender is gone.
+    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+        drop(self.blocks.take());
+        let (digest, size, _) = join(self.thread)?;
+        Ok((digest, size))
+    }
+}
+
+/// A writer that passes everything on to `inner` and a copy, in 1 MiB blocks, to the [`DiffId`] thread.
+pub struct HashBeside<W> {
+    inner: W,
+    block: Vec<u8>,
+    blocks: SyncSender<Vec<u8>>,
+}
+
+impl<W: Write> HashBeside<W> {
+    /// Passes on into `inner` and into `blocks`.
+    pub fn new(inner: W, blocks: SyncSender<Vec<u8>>) -> Self {
+        HashBeside { inner, block: Vec::with_capacity(BLOCK), blocks }
     }
 
     /// Hands the gathered bytes to `inner`, then to the hashing thread.
@@ -51,20 +78,22 @@ impl<'scope, W: Write> HashBeside<'scope, W> {
         }
         self.inner.write_all(&self.block)?;
         let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
-        let sent = self.blocks.as_ref().is_some_and(|b| b.send(block).is_ok());
-        if sent { Ok(()) } else { Err(io::Error::other("the diff id thread stopped")) }
+        hand_over(&self.blocks, block)
     }
 
-    /// The digest and size of everything written, and `inner`.
-    pub fn finish(mut self) -> io::Result<(Digest, u64, W)> {
+    /// Hands over what is left; `inner`.
+    pub fn finish(mut self) -> io::Result<W> {
         self.pass_on()?;
-        drop(self.blocks.take());
-        let (digest, size, _) = join(self.thread)?;
-        Ok((digest, size, self.inner))
+        Ok(self.inner)
     }
 }
 
-impl<W: Write> Write for HashBeside<'_, W> {
+/// Sends `block` to the diff id thread.
+pub fn hand_over(blocks: &SyncSender<Vec<u8>>, block: Vec<u8>) -> io::Result<()> {
+    blocks.send(block).map_err(|_| io::Error::other("the diff id thread stopped"))
+}
+
+impl<W: Write> Write for HashBeside<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let (took, full) = gather(&mut self.block, buf);
         if full {
@@ -97,9 +126,13 @@ impl<'scope, W: LayerSink + 'scope> WriteBeside<'scope, W> {
         let failure: Failure = Arc::new(Mutex::new(None));
         let noted = failure.clone();
         let thread = std::thread::Builder::new().name("kiln-blob".into()).spawn_scoped(scope, move || {
-            write_out(received, out).inspect_err(|e| {
+            // The failure is noted while the channel is still open: a writer whose send fails (the receiver
+            // gone) always finds it there.
+            let written = write_out(&received, out).inspect_err(|e| {
                 *noted.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.raw_os_error(), e.to_string()));
-            })
+            });
+            drop(received);
+            written
         })?;
         Ok(WriteBeside { blocks: Some(blocks), thread, failure })
     }
@@ -138,7 +171,7 @@ impl<'scope, W: LayerSink + 'scope> Write for WriteBeside<'scope, W> {
 
 /// Writes every block received into `out` until the sender is gone, then flushes it; hashes them unless
 /// `out` keeps its own digest.
-fn write_out<W: LayerSink>(blocks: Receiver<Vec<u8>>, mut out: W) -> Hashed<W> {
+fn write_out<W: LayerSink>(blocks: &Receiver<Vec<u8>>, mut out: W) -> Hashed<W> {
     if out.own_digest().is_none() {
         return drain(blocks, out);
     }
@@ -158,7 +191,7 @@ fn gather(block: &mut Vec<u8>, buf: &[u8]) -> (usize, bool) {
 }
 
 /// Hashes and writes every block received into `out` until the sender is gone, then flushes it.
-fn drain<W: Write>(blocks: Receiver<Vec<u8>>, out: W) -> Hashed<W> {
+fn drain<W: Write>(blocks: &Receiver<Vec<u8>>, out: W) -> Hashed<W> {
     let mut out = Hashing::new(out);
     for block in blocks {
         out.write_all(&block)?;
@@ -186,11 +219,13 @@ mod tests {
         let data: Vec<u8> = (0..3 * BLOCK + 17).map(|i| (i * 7 % 251) as u8).collect();
         std::thread::scope(|s| {
             let out = WriteBeside::new(s, Vec::new()).unwrap();
-            let mut front = HashBeside::new(s, out).unwrap();
+            let diff_id = DiffId::start(s).unwrap();
+            let mut front = HashBeside::new(out, diff_id.sender());
             for piece in data.chunks(100_000) {
                 front.write_all(piece).unwrap();
             }
-            let (diff, n, out) = front.finish().unwrap();
+            let out = front.finish().unwrap();
+            let (diff, n) = diff_id.finish().unwrap();
             let (digest, m, written) = out.finish().unwrap();
             assert_eq!((diff.to_string(), n), (sha(&data), data.len() as u64));
             assert_eq!((digest.to_string(), m), (sha(&data), data.len() as u64));

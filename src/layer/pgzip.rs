@@ -20,11 +20,13 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
 use super::chunks::{ChunkId, ChunkIndex, ChunkRecord, Chunker, MAX_CHUNK, MemberSource, chunk_id};
+use super::hashpipe::hand_over;
 
 /// One compressed (or reused) chunk.
 struct Member {
@@ -35,6 +37,9 @@ struct Member {
 
 /// A complete chunk waiting to be compressed, with its id when it is known already.
 type Pending = (Vec<u8>, Option<ChunkId>);
+
+/// A compressed batch: its members, and its chunks handed back in order.
+type Compressed = (Vec<io::Result<Member>>, Vec<Vec<u8>>);
 
 /// A `Write` that gzips in parallel into `out`.
 pub struct ParallelGzip<W: Write> {
@@ -50,8 +55,10 @@ pub struct ParallelGzip<W: Write> {
     guess: Option<(ChunkId, u64)>,
     /// How many chunks are compressed at once.
     batch: usize,
-    /// The batch being compressed.
-    in_flight: Option<JoinHandle<Vec<io::Result<Member>>>>,
+    /// The batch being compressed, and its chunks back when done.
+    in_flight: Option<JoinHandle<Compressed>>,
+    /// Where the input goes, chunk by chunk in order, once compressed (the diff id's hasher).
+    input: Option<SyncSender<Vec<u8>>>,
     /// Bytes written to `out` so far.
     written: u64,
     /// Chunks cut so far.
@@ -86,16 +93,28 @@ impl<W: Write> ParallelGzip<W> {
             guess,
             batch: threads * 2,
             in_flight: None,
+            input: None,
             written: 0,
             chunks_cut: 0,
             index: ChunkIndex { compressor: compressor_id(level), records: Vec::new() },
         }
     }
 
+    /// Hands every chunk, once compressed, to `input` (in input order): the chunks are the input, cut
+    /// up, so whoever hashes the uncompressed stream gets it without another copy.
+    pub fn hand_input_to(&mut self, input: SyncSender<Vec<u8>>) {
+        self.input = Some(input);
+    }
+
     /// Writes out the batch being compressed, if any.
     fn collect(&mut self) -> io::Result<()> {
         let Some(handle) = self.in_flight.take() else { return Ok(()) };
-        let members = handle.join().map_err(|_| io::Error::other("a compression thread panicked"))?;
+        let (members, chunks) = handle.join().map_err(|_| io::Error::other("a compression thread panicked"))?;
+        if let Some(input) = &self.input {
+            for chunk in chunks {
+                hand_over(input, chunk)?;
+            }
+        }
         for m in members {
             let m = m?;
             self.out.write_all(&m.bytes)?;
@@ -115,7 +134,9 @@ impl<W: Write> ParallelGzip<W> {
         let (level, reuse, compressor) = (self.level, self.reuse.clone(), self.index.compressor.clone());
         // A plain thread (not a rayon job) waits for the parallel work, so no pool thread ever blocks on it.
         let handle = std::thread::Builder::new().name("kiln-gzip".into()).spawn(move || {
-            chunks.par_iter().map(|(c, id)| encode(c, *id, level, reuse.as_deref(), &compressor)).collect()
+            let members =
+                chunks.par_iter().map(|(c, id)| encode(c, *id, level, reuse.as_deref(), &compressor)).collect();
+            (members, chunks.into_iter().map(|(c, _)| c).collect())
         })?;
         self.in_flight = Some(handle);
         Ok(())

@@ -348,3 +348,46 @@ fn a_listed_file_is_written_at_its_listed_size_and_one_that_shrank_is_refused_by
     let err = write_layer(vec![shrank], Vec::new(), &opts).unwrap_err().to_string();
     assert!(err.contains("shrank") && err.contains(&dir.path().join("shrank").display().to_string()), "{err}");
 }
+
+#[test]
+fn the_diff_id_is_the_digest_of_the_uncompressed_tar_over_many_chunks_reused_or_not() {
+    let noise = |len: usize, seed: u64| {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let files = |changed: u64| -> Vec<Entry> {
+        (0..24u64)
+            .map(|i| {
+                let seed = if i == 7 { changed } else { i + 100 };
+                let body = noise(300_000 + i as usize * 4_099, seed);
+                entry(&format!("d/f{i:02}"), EntryKind::File(FileSource::Bytes(body)), 0o644)
+            })
+            .collect()
+    };
+    let check = |gz: &[u8], digests: &LayerDigests| {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut decompress(gz).unwrap(), &mut plain).unwrap();
+        assert_eq!(crate::store::digest_of(&plain).to_string(), digests.diff_id.to_string());
+        assert_eq!(crate::store::digest_of(gz).to_string(), digests.digest.to_string());
+    };
+    let (first, digests) = layer_bytes(files(1), Compression::Gzip);
+    let index = digests.chunks.clone().unwrap();
+    assert!(index.records.len() > 4, "several chunks: {}", index.records.len());
+    check(&first, &digests);
+    // One file changed, members reused from the first blob (chunks guessed, some guesses wrong).
+    let blob = tempfile::tempfile().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&blob, &first, 0).unwrap();
+    let reuse: std::sync::Arc<dyn MemberSource> = std::sync::Arc::new(BlobMembers::new(blob, index));
+    let mut out = Vec::new();
+    let opts = WriteOptions { compression: Compression::Gzip, reuse: Some(reuse), ..Default::default() };
+    let again = write_layer(files(2), &mut out, &opts).unwrap();
+    check(&out, &again);
+    assert_ne!(again.diff_id, digests.diff_id);
+}

@@ -15,7 +15,7 @@ use super::chunks::{ChunkIndex, MemberSource};
 use super::compress::{Compression, Encoder};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
-use super::hashpipe::{HashBeside, WriteBeside};
+use super::hashpipe::{DiffId, HashBeside, WriteBeside};
 use super::tee::TeeWriter;
 
 /// How to write a layer.
@@ -96,21 +96,58 @@ pub fn write_normalized<W: LayerSink>(
     // On an early return the writers are dropped first, so the hashing threads see their input end and the
     // scope's join returns.
     std::thread::scope(|s| {
+        let diff_id = DiffId::start(s).map_err(out_err)?;
         let compressed = WriteBeside::new(s, out).map_err(out_err)?;
-        let encoder = Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
-        let mut tar = tar::Builder::new(HashBeside::new(s, encoder).map_err(out_err)?);
+        let mut encoder =
+            Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
+        let front = match encoder.hand_input_to(&diff_id.sender()) {
+            true => Front::Direct(encoder),
+            false => Front::Copied(HashBeside::new(encoder, diff_id.sender())),
+        };
+        let mut tar = tar::Builder::new(front);
         tar.mode(tar::HeaderMode::Deterministic);
         let mut buf = Vec::new();
         for entry in entries {
             append(&mut tar, entry, opts.source_date_epoch, tee, &mut buf)?;
         }
-        let uncompressed = tar.into_inner().map_err(out_err)?;
-        let (diff_id, _, encoder) = uncompressed.finish().map_err(out_err)?;
+        let encoder = tar.into_inner().and_then(Front::finish).map_err(out_err)?;
         let (compressed, chunks) = encoder.finish().map_err(out_err)?;
+        // Every sender is gone now (the compressor's with it), so the hashing thread ends.
+        let (diff_id, _) = diff_id.finish().map_err(out_err)?;
         let (digest, size, mut out) = compressed.finish().map_err(out_err)?;
         out.flush().map_err(out_err)?;
         Ok(LayerDigests { diff_id, digest, size, chunks })
     })
+}
+
+/// What the tar is written into: the compressor, which hands the diff id thread its input itself (gzip's
+/// chunks) or through a writer that copies it there.
+enum Front<W: Write> {
+    Direct(Encoder<W>),
+    Copied(HashBeside<Encoder<W>>),
+}
+
+impl<W: Write> Front<W> {
+    /// The compressor, with everything written handed over.
+    fn finish(self) -> io::Result<Encoder<W>> {
+        match self {
+            Front::Direct(encoder) => Ok(encoder),
+            Front::Copied(hashing) => hashing.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Front<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Front::Direct(encoder) => encoder.write(buf),
+            Front::Copied(hashing) => hashing.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The name an entry has in the tar (whiteouts and opaque markers get their special names).
