@@ -158,3 +158,14 @@ pub fn list_xattrs_at(dir: BorrowedFd<'_>, name: &CStr) -> Option<std::io::Resul
     NO_LISTXATTRAT.store(true, Ordering::Relaxed);
     None
 }
+
+/// Starts writing `len` bytes of `file` from `offset` back to the disk, without waiting for it
+/// (sync_file_range(2) with `SYNC_FILE_RANGE_WRITE`, which no safe wrapper offers): a large file written
+/// this way is mostly on disk by the time it is fsynced. Only a hint: failures are ignored.
+///
+/// Invariant: none; integer arguments and a descriptor the caller holds open.
+pub fn start_writeback(file: BorrowedFd<'_>, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else { return };
+    // SAFETY: see above; the call reads no memory of ours.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+}
