@@ -6,6 +6,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use oci_spec::image::Digest;
 use sha2::{Digest as _, Sha256};
 
+use super::hashpipe::TakeBlock;
+
 /// Layer compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
@@ -65,7 +67,7 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// A compressing writer for one of the layer compressions.
-pub enum Encoder<W: Write> {
+pub enum Encoder<W: TakeBlock> {
     /// No compression.
     Plain(W),
     /// gzip, block-parallel.
@@ -74,7 +76,7 @@ pub enum Encoder<W: Write> {
     Zstd(zstd::Encoder<'static, W>),
 }
 
-impl<W: Write> Encoder<W> {
+impl<W: TakeBlock> Encoder<W> {
     /// Starts compressing into `out`; `level` overrides the default level; gzip takes the members of chunks
     /// `reuse` holds from there.
     pub fn new(
@@ -121,7 +123,7 @@ impl<W: Write> Encoder<W> {
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: TakeBlock> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Plain(w) => w.write(buf),

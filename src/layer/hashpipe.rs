@@ -107,6 +107,17 @@ impl<W: Write> Write for HashBeside<W> {
     }
 }
 
+/// A writer that can take a block it may keep: a writer handing blocks to another thread takes them as they
+/// are instead of copying them (gzip members, read from an earlier blob or just compressed, are owned).
+pub trait TakeBlock: Write {
+    /// Writes all of `block`.
+    fn take_block(&mut self, block: Vec<u8>) -> io::Result<()> {
+        self.write_all(&block)
+    }
+}
+
+impl TakeBlock for Vec<u8> {}
+
 /// How a writing thread failed: kind, OS error code, message.
 type Failure = Arc<Mutex<Option<(io::ErrorKind, Option<i32>, String)>>>;
 
@@ -153,6 +164,12 @@ impl<'scope, W: LayerSink + 'scope> WriteBeside<'scope, W> {
     pub fn finish(mut self) -> io::Result<(Digest, u64, W)> {
         drop(self.blocks.take());
         join(self.thread)
+    }
+}
+
+impl<'scope, W: LayerSink + 'scope> TakeBlock for WriteBeside<'scope, W> {
+    fn take_block(&mut self, block: Vec<u8>) -> io::Result<()> {
+        if block.is_empty() { Ok(()) } else { self.pass_on(block) }
     }
 }
 

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use rayon::prelude::*;
 
 use super::chunks::{ChunkId, ChunkIndex, ChunkRecord, Chunker, MAX_CHUNK, MemberSource, chunk_id};
-use super::hashpipe::hand_over;
+use super::hashpipe::{TakeBlock, hand_over};
 
 /// One compressed (or reused) chunk.
 struct Member {
@@ -42,7 +42,7 @@ type Pending = (Vec<u8>, Option<ChunkId>);
 type Compressed = (Vec<io::Result<Member>>, Vec<Vec<u8>>);
 
 /// A `Write` that gzips in parallel into `out`.
-pub struct ParallelGzip<W: Write> {
+pub struct ParallelGzip<W: TakeBlock> {
     out: W,
     level: u32,
     reuse: Option<Arc<dyn MemberSource>>,
@@ -71,7 +71,7 @@ pub fn compressor_id(level: u32) -> String {
     format!("kiln {} gzip level {level} over zlib-rs", env!("CARGO_PKG_VERSION"))
 }
 
-impl<W: Write> ParallelGzip<W> {
+impl<W: TakeBlock> ParallelGzip<W> {
     /// A compressor at `level` (0-9) writing into `out`.
     #[cfg(test)]
     pub fn new(out: W, level: u32) -> Self {
@@ -117,12 +117,11 @@ impl<W: Write> ParallelGzip<W> {
         }
         for m in members {
             let m = m?;
-            self.out.write_all(&m.bytes)?;
-            let crc = trailer_crc(&m.bytes);
-            let record =
-                ChunkRecord { id: m.id, len: m.len, offset: self.written, member_len: m.bytes.len() as u64, crc };
+            let (crc, member_len) = (trailer_crc(&m.bytes), m.bytes.len() as u64);
+            self.out.take_block(m.bytes)?;
+            let record = ChunkRecord { id: m.id, len: m.len, offset: self.written, member_len, crc };
             self.index.records.push(record);
-            self.written += m.bytes.len() as u64;
+            self.written += member_len;
         }
         Ok(())
     }
@@ -231,7 +230,7 @@ fn member(block: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-impl<W: Write> Write for ParallelGzip<W> {
+impl<W: TakeBlock> Write for ParallelGzip<W> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let written = buf.len();
         while !buf.is_empty() {

@@ -15,7 +15,7 @@ use super::chunks::{ChunkIndex, MemberSource};
 use super::compress::{Compression, Encoder};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
-use super::hashpipe::{DiffId, HashBeside, WriteBeside};
+use super::hashpipe::{DiffId, HashBeside, TakeBlock, WriteBeside};
 use super::tee::TeeWriter;
 
 /// How to write a layer.
@@ -122,12 +122,12 @@ pub fn write_normalized<W: LayerSink>(
 
 /// What the tar is written into: the compressor, which hands the diff id thread its input itself (gzip's
 /// chunks) or through a writer that copies it there.
-enum Front<W: Write> {
+enum Front<W: TakeBlock> {
     Direct(Encoder<W>),
     Copied(HashBeside<Encoder<W>>),
 }
 
-impl<W: Write> Front<W> {
+impl<W: TakeBlock> Front<W> {
     /// The compressor, with everything written handed over.
     fn finish(self) -> io::Result<Encoder<W>> {
         match self {
@@ -137,7 +137,7 @@ impl<W: Write> Front<W> {
     }
 }
 
-impl<W: Write> Write for Front<W> {
+impl<W: TakeBlock> Write for Front<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Front::Direct(encoder) => encoder.write(buf),
