@@ -40,8 +40,8 @@ pub fn populate(
         let fail = |source| LayerError::Entry { path: entry.path.clone(), what: "receive the content".into(), source };
         if adopted.get(i) == Some(&true) {
             if matches!(entry.kind, EntryKind::File(_)) {
-                let len = content.next_file().map_err(fail)?;
-                content.file(len).skip_rest().map_err(fail)?;
+                let next = content.next_file().map_err(fail)?;
+                content.file(next).skip_rest().map_err(fail)?;
             }
             continue;
         }
@@ -71,6 +71,9 @@ pub fn populate(
         if movable && matches!(kind, ItemKind::Dir) && alone(entries, i) {
             let below = block(entries, &entry.path);
             if placer.adopt(&item, &entries[below.clone()], digests, clamp)? {
+                // Their bytes are not needed: the writer stops sending them from here on.
+                let files = entries[below.clone()].iter().filter(|e| matches!(e.kind, EntryKind::File(_))).count();
+                content.not_needed(files as u64);
                 adopted[below].fill(true);
                 continue;
             }
@@ -79,8 +82,9 @@ pub fn populate(
             placer.place(&item, None)?;
             continue;
         }
-        let len = content.next_file().map_err(fail)?;
-        let mut bytes = content.file(len);
+        let next = content.next_file().map_err(fail)?;
+        let len = next.0;
+        let mut bytes = content.file(next);
         let digest = digests.get(&entry.path).copied();
         placer.place(&item, Some(Content { reader: &mut bytes, len, digest }))?;
         bytes.skip_rest().map_err(fail)?;
