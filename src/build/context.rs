@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::confine::{self, Dir, Found, Meta, Root};
+use crate::confine::{self, Dir, Found, Meta, Root, Verdict};
 use crate::dockerfile::ignore::{Ignore, IgnoreError, ignore_file_candidates};
 
 /// Why the context could not be read.
@@ -86,10 +86,12 @@ impl Context {
     /// path, depth first; an excluded directory is entered only when a `!` pattern may bring back
     /// something below it.
     pub fn walk(&self, dir: &Dir, rel_dir: &str) -> Result<Vec<Found>, ContextError> {
-        let descend = |rel: &str, _: &Meta| !self.is_excluded(rel) || self.ignore.may_include_under(rel);
+        let judge = |rel: &str, meta: &Meta| {
+            let excluded = self.is_excluded(rel);
+            Verdict { keep: !excluded, descend: meta.is_dir() && (!excluded || self.ignore.may_include_under(rel)) }
+        };
         let read = |rel: &str, source| ContextError::Read { path: self.display(rel), source };
-        let found = dir.walk(rel_dir, &descend, &read)?;
-        Ok(found.into_iter().filter(|f| !self.is_excluded(&f.rel)).collect())
+        dir.walk(rel_dir, &judge, &read)
     }
 
     /// Where `rel` is on the host, for messages.

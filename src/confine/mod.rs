@@ -32,7 +32,7 @@ use pathrs::flags::OpenFlags;
 pub use copy::private_copy;
 pub use dir::{Dir, Kind, Meta};
 pub use ensure::Leaf;
-pub use walk::{Descend, Fail, Found};
+pub use walk::{Fail, Found, Judge, Verdict};
 
 /// The top of a tree kiln does not own; everything below it is resolved inside it.
 pub struct Root {

@@ -28,27 +28,48 @@ pub struct Found {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
-/// Which directories a walk enters: `(rel, meta)` of a directory entry, true to list what is in it.
-pub type Descend<'a> = dyn Fn(&str, &Meta) -> bool + Sync + 'a;
+/// What a walk does with an entry, given `(rel, meta)`: whether to keep it in the result, and (for a
+/// directory) whether to list what is in it. Called on the walk's threads, so it is where filtering
+/// by pattern belongs, not after.
+pub type Judge<'a> = dyn Fn(&str, &Meta) -> Verdict + Sync + 'a;
+
+/// What a [`Judge`] decides for one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The entry is part of the result.
+    pub keep: bool,
+    /// A directory's contents are walked (whether or not the directory itself is kept).
+    pub descend: bool,
+}
+
+impl Verdict {
+    /// Keep everything, enter every directory.
+    pub const ALL: Verdict = Verdict { keep: true, descend: true };
+}
 
 /// How a walk reports a failure at `rel`.
 pub type Fail<'a, E> = dyn Fn(&str, io::Error) -> E + Sync + 'a;
 
 impl Dir {
-    /// Every entry below this directory (which is `prefix`, "" for the top), depth first in name order,
-    /// entering the directories `descend` accepts (never through a symlink); the first failure in walk
-    /// order, as `fail` makes it, when an entry cannot be read.
-    pub fn walk<E: Send>(&self, prefix: &str, descend: &Descend<'_>, fail: &Fail<'_, E>) -> Result<Vec<Found>, E> {
+    /// The entries below this directory (which is `prefix`, "" for the top) that `judge` keeps, depth first
+    /// in name order, entering the directories it says to (never through a symlink); the first failure in
+    /// walk order, as `fail` makes it, when an entry cannot be read.
+    pub fn walk<E: Send>(&self, prefix: &str, judge: &Judge<'_>, fail: &Fail<'_, E>) -> Result<Vec<Found>, E> {
         let mut found = Vec::new();
+        // Where each entered directory's contents go in `found` (after the directory, when it is kept).
         let mut enter = Vec::new();
         for name in self.names().map_err(|e| fail(prefix, e))? {
             let text = name.to_string_lossy();
             let rel = if prefix.is_empty() { text.into_owned() } else { format!("{prefix}/{text}") };
             let meta = self.lstat(&name).map_err(|e| fail(&rel, e))?;
-            let link = if meta.is_symlink() { Some(self.read_link(&name).map_err(|e| fail(&rel, e))?) } else { None };
-            if meta.is_dir() && descend(&rel, &meta) {
-                enter.push(found.len());
+            let verdict = judge(&rel, &meta);
+            if meta.is_dir() && verdict.descend {
+                enter.push((found.len() + usize::from(verdict.keep), name.clone(), rel.clone()));
             }
+            if !verdict.keep {
+                continue;
+            }
+            let link = if meta.is_symlink() { Some(self.read_link(&name).map_err(|e| fail(&rel, e))?) } else { None };
             let xattrs = self.xattrs(&name);
             found.push(Found { rel, name, meta, link, xattrs });
         }
@@ -57,27 +78,33 @@ impl Dir {
         }
         let below: Vec<Result<Vec<Found>, E>> = enter
             .par_iter()
-            .map(|&i| {
-                let entry = &found[i];
-                let dir = self.dir(&entry.name).map_err(|e| fail(&entry.rel, e))?;
-                dir.walk(&entry.rel, descend, fail)
+            .map(|(_, name, rel)| {
+                let dir = self.dir(name).map_err(|e| fail(rel, e))?;
+                dir.walk(rel, judge, fail)
             })
             .collect();
-        splice(found, &enter, below)
+        splice(found, enter.iter().map(|(at, ..)| *at), below)
     }
 }
 
-/// `found` with each entered directory's contents (`below`, one per index in `enter`) right after it.
-fn splice<E>(found: Vec<Found>, enter: &[usize], below: Vec<Result<Vec<Found>, E>>) -> Result<Vec<Found>, E> {
-    let mut below = enter.iter().copied().zip(below).peekable();
+/// `found` with each entered directory's contents (`below`, one per position in `at`, ascending) inserted
+/// at its position.
+fn splice<E>(
+    found: Vec<Found>,
+    at: impl Iterator<Item = usize>,
+    below: Vec<Result<Vec<Found>, E>>,
+) -> Result<Vec<Found>, E> {
+    let mut below = at.zip(below).peekable();
     let mut out = Vec::with_capacity(found.len());
-    for (i, entry) in found.into_iter().enumerate() {
-        out.push(entry);
-        if below.peek().is_some_and(|(at, _)| *at == i)
-            && let Some((_, contents)) = below.next()
-        {
+    let mut found = found.into_iter();
+    let mut i = 0;
+    loop {
+        while let Some((_, contents)) = below.next_if(|(at, _)| *at == i) {
             out.extend(contents?);
         }
+        let Some(entry) = found.next() else { break };
+        out.push(entry);
+        i += 1;
     }
     Ok(out)
 }

@@ -1,7 +1,6 @@
 //! Gathering the entries of a COPY or ADD: where the sources live (`--from` stage or image, else the
 //! context), heredoc sources, and ADD's extras — URLs are downloaded, local tar archives are unpacked.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,7 +48,7 @@ pub async fn entries(
         return Err(copy::CopyError::DestNotDir.into());
     }
     let dest = c.dest.clone();
-    let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut merged: Vec<Entry> = Vec::new();
     // In the store's session dir, not /tmp: a killed build's partial downloads are cleaned with its session.
     let scratch = env.ctx.store.temp_dir()?;
 
@@ -135,7 +134,7 @@ pub async fn entries(
         let found = copy::entries(&common.spec(std::slice::from_ref(source), &dest), &root)?;
         merge(&mut merged, found, |_| {});
     }
-    let mut out: Vec<Entry> = merged.into_values().collect();
+    let mut out = last_per_path(merged);
     if let Some(root) = image_root.as_deref() {
         out = through_links::resolve(out, &|rel: &str| image_node(root, rel));
     }
@@ -238,11 +237,26 @@ pub(crate) fn image_node(root: &Root, rel: &str) -> Node {
     }
 }
 
-fn merge(into: &mut BTreeMap<String, Entry>, found: Vec<Entry>, mut adjust: impl FnMut(&mut Entry)) {
-    for mut e in found {
+fn merge(into: &mut Vec<Entry>, found: Vec<Entry>, mut adjust: impl FnMut(&mut Entry)) {
+    into.extend(found.into_iter().map(|mut e| {
         adjust(&mut e);
-        into.insert(e.path.clone(), e);
+        e
+    }));
+}
+
+/// The merged entries sorted by path, one per path: a later source's replaces an earlier one's. One sort
+/// at the end, not a map insert (and a copy of the path) per entry.
+fn last_per_path(mut merged: Vec<Entry>) -> Vec<Entry> {
+    // Stable: entries with one path stay in source order, the last one wins.
+    merged.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out: Vec<Entry> = Vec::with_capacity(merged.len());
+    for e in merged {
+        if out.last().is_some_and(|last| last.path == e.path) {
+            out.pop();
+        }
+        out.push(e);
     }
+    out
 }
 
 /// Writes a heredoc's body as `name` inside `dir` and opens `dir` as the root to copy it from. The name
@@ -298,4 +312,33 @@ async fn download(
         supply.record_download(label, url, got.status, got.bytes, started.elapsed().as_millis() as u64);
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, body: &str) -> Entry {
+        let kind = EntryKind::File(FileSource::Bytes(body.as_bytes().to_vec()));
+        Entry { path: path.into(), kind, mode: 0o644, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
+    }
+
+    #[test]
+    fn a_later_source_replaces_an_earlier_ones_entry_and_the_result_is_sorted() {
+        let mut merged = Vec::new();
+        merge(&mut merged, vec![file("b", "1"), file("a", "1"), file("c", "1")], |_| {});
+        merge(&mut merged, vec![file("c", "2"), file("a", "2")], |_| {});
+        merge(&mut merged, vec![file("a", "3")], |e| e.mode = 0o600);
+        let out = last_per_path(merged);
+        let seen: Vec<_> = out
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File(FileSource::Bytes(b)) => {
+                    (e.path.as_str(), String::from_utf8_lossy(b).into_owned(), e.mode)
+                }
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(seen, [("a", "3".to_string(), 0o600), ("b", "1".to_string(), 0o644), ("c", "2".to_string(), 0o644)]);
+    }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::build::context::{Context, ContextError};
 use crate::build::step::glob;
-use crate::confine::{Handle, Kind, Meta, Root, RootedPath};
+use crate::confine::{Handle, Kind, Meta, Root, RootedPath, Verdict};
 use crate::dockerfile::ignore::Ignore;
 use crate::layer::{Entry, EntryKind, FileSource};
 
@@ -243,9 +243,10 @@ impl<'a> Entries<'a> {
         let prefix = if m.real.is_empty() { String::new() } else { format!("{}/", m.real) };
         let found = match root {
             SourceRoot::Context(ctx) => ctx.walk(&dir, &m.real)?,
-            SourceRoot::Rootfs(..) => {
-                dir.walk(&m.real, &|_, _| true, &|rel, source| CopyError::Read { path: root.display(rel), source })?
-            }
+            SourceRoot::Rootfs(..) => dir.walk(&m.real, &|_, _| Verdict::ALL, &|rel, source| CopyError::Read {
+                path: root.display(rel),
+                source,
+            })?,
         };
         for f in found {
             let inner = f.rel.strip_prefix(&prefix).unwrap_or(&f.rel);

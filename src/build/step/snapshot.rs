@@ -59,19 +59,21 @@ pub fn write_with_snapshot(
             };
             let take = parent_entries < entries.len();
             let donor = previous.as_ref().and_then(|p| donor(store, p, &parent_chain, take));
+            // Encoded here, beside the layer writer, rather than after it on the step's thread.
             layer::populate(&tree, &entries, files, reader, &opts, donor, clamp)
+                .map(|placed| (rootfs::encode_files(&placed.notes), placed))
         });
         let written = write_normalized_layer(env, state, position, previous.as_ref(), &entries, Some(&writer));
         drop(writer);
         (written, filling.join())
     });
     let Some(layer) = written? else { return Ok(None) };
-    let placed = filled.map_err(|_| StepError::Unsupported("the snapshot writer panicked".into()))??;
+    let (files_note, placed) = filled.map_err(|_| StepError::Unsupported("the snapshot writer panicked".into()))??;
     rootfs::report_dropped(env.ctx.reporter, &layer.digest, &placed.stats.dropped);
     let mut diff_ids = state.diff_ids();
     diff_ids.push(layer.diff_id.clone());
     let chain = image::chain_id(&diff_ids);
-    staged.set_note(rootfs::FILES_NOTE, &rootfs::encode_files(&placed.notes))?;
+    staged.set_note(rootfs::FILES_NOTE, &files_note)?;
     staged.set_note(rootfs::ORIGIN_NOTE, &serde_json::to_vec(&diff_ids).unwrap_or_default())?;
     staged.publish(store, &chain)?;
     env.ctx.owned_snapshots.lock().unwrap_or_else(|e| e.into_inner()).insert(chain);
