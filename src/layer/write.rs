@@ -100,9 +100,10 @@ pub fn write_normalized<W: LayerSink>(
         let compressed = WriteBeside::new(s, out).map_err(out_err)?;
         let mut encoder =
             Encoder::new(compressed, opts.compression, opts.level, opts.reuse.clone()).map_err(out_err)?;
-        let front = match encoder.hand_input_to(&diff_id.sender()) {
-            true => Front::Direct(encoder),
-            false => Front::Copied(HashBeside::new(encoder, diff_id.sender())),
+        let front = if encoder.hand_input_to(&diff_id.sender()) {
+            Front::Direct(encoder)
+        } else {
+            Front::Copied(HashBeside::new(encoder, diff_id.sender()))
         };
         let mut tar = tar::Builder::new(front);
         tar.mode(tar::HeaderMode::Deterministic);
