@@ -271,7 +271,7 @@ fn list(dir: &std::path::Path) -> Vec<PathBuf> {
 
 /// The stat cache file of a store.
 pub fn stat_cache_path(store: &Store) -> PathBuf {
-    store.kiln_dir().join("cache").join("file-digests.json")
+    store.kiln_dir().join("cache").join("file-digests.bin")
 }
 
 #[cfg(test)]
