@@ -235,6 +235,34 @@ impl RootedPath {
     }
 }
 
+/// Opens [`RootedPath`]s one after another, keeping the last parent directory open: files listed together
+/// share it, and opening relative to it resolves one name (never followed) instead of the whole path from
+/// the root. The directory itself was resolved inside the root, as [`Root::open_file_nofollow`] resolves
+/// parents, so the result is the same file.
+#[derive(Default)]
+pub struct Opener {
+    last: Option<(Arc<Root>, String, Dir)>,
+}
+
+impl Opener {
+    /// Opens `file` for reading (never through a final symlink).
+    pub fn open(&mut self, file: &RootedPath) -> io::Result<File> {
+        let mut parts = components(&file.path);
+        let Some(name) = parts.pop() else { return file.open() };
+        let parent = parts.join("/");
+        let known = self.last.as_ref().is_some_and(|(root, p, _)| Arc::ptr_eq(root, &file.root) && *p == parent);
+        if !known {
+            self.last = None;
+            let dir = file.root.dir(&parent)?;
+            self.last = Some((file.root.clone(), parent, dir));
+        }
+        match &self.last {
+            Some((_, _, dir)) => dir.open_file(std::ffi::OsStr::new(&name)),
+            None => file.open(),
+        }
+    }
+}
+
 impl PartialEq for RootedPath {
     fn eq(&self, other: &Self) -> bool {
         self.path == other.path && (Arc::ptr_eq(&self.root, &other.root) || self.root.path == other.root.path)

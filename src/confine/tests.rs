@@ -271,3 +271,42 @@ fn paths_are_cleaned_like_path_clean_of_slash_plus_p() {
     assert_eq!(clean("/"), "");
     assert_eq!(components("a//b"), ["a", "b"]);
 }
+
+#[test]
+fn an_opener_reads_what_a_rooted_path_reads_and_never_leaves_the_root() {
+    let host = Host::new();
+    let (dir, root) = tree();
+    let root = Arc::new(root);
+    std::fs::write(dir.path().join("real/sub/second"), "two").unwrap();
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    std::fs::write(dir.path().join("other/file"), "other").unwrap();
+    // A parent that is a link: followed inside the root, as the whole-path open follows it.
+    symlink("/real/sub", dir.path().join("linked")).unwrap();
+    // A parent that leads to the host, and a file that is a link to the host: neither leaves.
+    symlink(host.path(), dir.path().join("hostdir")).unwrap();
+    symlink(host.path().join("secret"), dir.path().join("real/sub/leak")).unwrap();
+    let mut opener = Opener::default();
+    for path in [
+        "real/sub/file",
+        "real/sub/second",
+        "other/file",
+        "real/sub/file",
+        "linked/second",
+        "hostdir/secret",
+        "real/sub/leak",
+    ] {
+        let rooted = RootedPath::new(root.clone(), path.to_string());
+        let read = |f: std::io::Result<std::fs::File>| {
+            f.and_then(|mut f| {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut f, &mut s).map(|_| s)
+            })
+            .map_err(|e| e.kind())
+        };
+        let (by_opener, by_path) = (read(opener.open(&rooted)), read(rooted.open()));
+        assert_eq!(by_opener, by_path, "{path}");
+        assert!(by_opener.as_deref().map_or(true, |s| !s.contains(&host.marker)), "{path} left the root");
+    }
+    assert!(opener.open(&RootedPath::new(root.clone(), "linked/second".into())).is_ok());
+    assert!(opener.open(&RootedPath::new(root, "real/sub/leak".into())).is_err(), "a final link is refused");
+}

@@ -17,6 +17,7 @@ use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
 use super::hashpipe::{DiffId, HashBeside, TakeBlock, WriteBeside};
 use super::tee::TeeWriter;
+use crate::confine::Opener;
 
 /// How to write a layer.
 #[derive(Clone, Default)]
@@ -107,9 +108,9 @@ pub fn write_normalized<W: LayerSink>(
         };
         let mut tar = tar::Builder::new(front);
         tar.mode(tar::HeaderMode::Deterministic);
-        let mut buf = Vec::new();
+        let mut sources = Sources::default();
         for entry in entries {
-            append(&mut tar, entry, opts.source_date_epoch, tee, &mut buf)?;
+            append(&mut tar, entry, opts.source_date_epoch, tee, &mut sources)?;
         }
         let encoder = tar.into_inner().and_then(Front::finish).map_err(out_err)?;
         let (compressed, chunks) = encoder.finish().map_err(out_err)?;
@@ -164,12 +165,21 @@ fn tar_name(entry: &Entry) -> String {
     }
 }
 
+/// What reading the sources keeps from one file to the next.
+#[derive(Default)]
+struct Sources {
+    /// The read buffer.
+    buf: Vec<u8>,
+    /// The last parent directory opened.
+    opener: Opener,
+}
+
 fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     entry: &Entry,
     clamp: Option<i64>,
     tee: Option<&TeeWriter>,
-    buf: &mut Vec<u8>,
+    sources: &mut Sources,
 ) -> Result<(), LayerError> {
     let name = tar_name(entry);
     let tar_err =
@@ -242,7 +252,11 @@ fn append<W: Write>(
             tar.append(&header, bytes.as_slice()).map_err(tar_err)
         }
         Some(source @ (FileSource::Path(_) | FileSource::Rooted(_))) => {
-            let file = source.open().map_err(io("open", source.display()))?;
+            let file = match source {
+                FileSource::Rooted(rooted) => sources.opener.open(rooted),
+                _ => source.open(),
+            };
+            let file = file.map_err(io("open", source.display()))?;
             // The size it was listed with, when it was (a walk's stat: one system call less per file); a
             // file that changed since is cut there or refused, as one that changes while being read.
             let listed = match source {
@@ -257,7 +271,7 @@ fn append<W: Write>(
             header.set_cksum();
             let out = tar.get_mut();
             out.write_all(header.as_bytes()).map_err(tar_err)?;
-            copy_exactly(file, len, out, tee, buf).map_err(|e| match e {
+            copy_exactly(file, len, out, tee, &mut sources.buf).map_err(|e| match e {
                 Copied::Read(e) => io("read", source.display())(e),
                 Copied::Write(e) => tar_err(e),
             })
