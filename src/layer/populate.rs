@@ -45,8 +45,7 @@ pub fn populate(
             }
             continue;
         }
-        // As the layer's tar header has it.
-        let mtime = clamp.map_or(entry.mtime, |limit| entry.mtime.min(limit)).max(0);
+        let mtime = tar_mtime(entry, clamp);
         let mode = entry.mode & 0o7777;
         let kind = match &entry.kind {
             EntryKind::Whiteout => {
@@ -68,15 +67,11 @@ pub fn populate(
             EntryKind::Fifo => ItemKind::Node(Kind::Fifo, (0, 0)),
         };
         let item = Item { raw: &entry.path, kind, mode, uid: entry.uid, gid: entry.gid, mtime, xattrs: &entry.xattrs };
-        if movable && matches!(kind, ItemKind::Dir) && alone(entries, i) {
-            let below = block(entries, &entry.path);
-            if placer.adopt(&item, &entries[below.clone()], digests, clamp)? {
-                // Their bytes are not needed: the writer stops sending them from here on.
-                let files = entries[below.clone()].iter().filter(|e| matches!(e.kind, EntryKind::File(_))).count();
-                content.not_needed(files as u64);
-                adopted[below].fill(true);
-                continue;
-            }
+        if movable
+            && matches!(kind, ItemKind::Dir)
+            && adopt_run(&mut placer, entries, i, digests, clamp, &mut adopted, &mut content)?
+        {
+            continue;
         }
         if !matches!(kind, ItemKind::File) {
             placer.place(&item, None)?;
@@ -90,6 +85,45 @@ pub fn populate(
         bytes.skip_rest().map_err(fail)?;
     }
     Ok(placer.finish())
+}
+
+/// An entry's mtime as the layer's tar header has it.
+fn tar_mtime(entry: &Entry, clamp: Option<i64>) -> i64 {
+    clamp.map_or(entry.mtime, |limit| entry.mtime.min(limit)).max(0)
+}
+
+/// Moves the directory at `i` over from the donor when it is exactly what the entries below it make, then
+/// each directory that comes right after what it holds, while they can be moved too; whether `i` was.
+/// The directories after it are moved before their turn, as soon as the one before them is in place
+/// (nothing between them is left to place, so the tree is what their turn would find): the layer writer
+/// is told at once that their files' bytes are not needed, before it gets to them. Marks every entry
+/// it put in place in `adopted`.
+fn adopt_run(
+    placer: &mut Placer,
+    entries: &[Entry],
+    i: usize,
+    digests: &HashMap<String, ContentDigest>,
+    clamp: Option<i64>,
+    adopted: &mut [bool],
+    content: &mut TeeReader,
+) -> Result<bool, LayerError> {
+    let (mut at, mut files) = (i, 0u64);
+    while let Some(entry) = entries.get(at).filter(|e| matches!(e.kind, EntryKind::Dir) && alone(entries, at)) {
+        let (uid, gid, xattrs) = (entry.uid, entry.gid, &entry.xattrs);
+        let mode = entry.mode & 0o7777;
+        let item =
+            Item { raw: &entry.path, kind: ItemKind::Dir, mode, uid, gid, mtime: tar_mtime(entry, clamp), xattrs };
+        let below = block(entries, &entry.path);
+        if !placer.adopt(&item, &entries[below.clone()], digests, clamp)? {
+            break;
+        }
+        files += entries[below.clone()].iter().filter(|e| matches!(e.kind, EntryKind::File(_))).count() as u64;
+        content.not_needed(files);
+        adopted[at] = true;
+        adopted[below.clone()].fill(true);
+        at = below.end.max(at + 1);
+    }
+    Ok(at != i)
 }
 
 /// Whether every path is clean (no empty, `.` or `..` component): only then are the entries below a directory
