@@ -262,13 +262,15 @@ impl<W: TakeBlock> Write for ParallelGzip<W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::Read;
 
     use super::*;
     use crate::layer::chunks::BlobMembers;
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    /// Deterministic pseudo-random bytes (xorshift), different per seed: incompressible, so chunks are cut
+    /// by content.
+    pub(in crate::layer) fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {

@@ -351,17 +351,7 @@ fn a_listed_file_is_written_at_its_listed_size_and_one_that_shrank_is_refused_by
 
 #[test]
 fn the_diff_id_is_the_digest_of_the_uncompressed_tar_over_many_chunks_reused_or_not() {
-    let noise = |len: usize, seed: u64| {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect::<Vec<u8>>()
-    };
+    use super::pgzip::tests::noise;
     let files = |changed: u64| -> Vec<Entry> {
         (0..24u64)
             .map(|i| {
