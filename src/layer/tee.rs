@@ -284,18 +284,23 @@ mod tests {
 
     use super::*;
 
+    /// Sends `count` files, the `n`th `body(n)`, cut into pieces of `piece` bytes, from a thread of its own.
+    fn send(writer: TeeWriter, count: u8, body: fn(u8) -> Vec<u8>, piece: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for n in 0..count {
+                let bytes = body(n);
+                writer.start(bytes.len() as u64);
+                for part in bytes.chunks(piece) {
+                    writer.data(part);
+                }
+            }
+        })
+    }
+
     #[test]
     fn files_arrive_whole_and_in_order_however_they_were_cut() {
         let (writer, mut reader) = tee();
-        let sender = std::thread::spawn(move || {
-            for n in 0..50u8 {
-                let body = vec![n; 1000 + n as usize * 997];
-                writer.start(body.len() as u64);
-                for piece in body.chunks(333) {
-                    writer.data(piece);
-                }
-            }
-        });
+        let sender = send(writer, 50, |n| vec![n; 1000 + n as usize * 997], 333);
         for n in 0..50u8 {
             let len = reader.next_file().unwrap();
             let mut body = Vec::new();
@@ -310,14 +315,7 @@ mod tests {
     fn skipped_files_leave_the_next_ones_whole() {
         let (writer, mut reader) = tee();
         let body = |n: u8| vec![n; 700 + n as usize * 1531];
-        let sender = std::thread::spawn(move || {
-            for n in 0..40u8 {
-                writer.start(body(n).len() as u64);
-                for piece in body(n).chunks(997) {
-                    writer.data(piece);
-                }
-            }
-        });
+        let sender = send(writer, 40, body, 997);
         for n in 0..40u8 {
             let len = reader.next_file().unwrap();
             let mut file = reader.file(len);
@@ -347,12 +345,7 @@ mod tests {
         let body = |n: u8| vec![n; 5_000 + n as usize * 3];
         // Said before the writer starts: files 0..10 are never sent.
         reader.not_needed(10);
-        let sender = std::thread::spawn(move || {
-            for n in 0..60u8 {
-                writer.start(body(n).len() as u64);
-                writer.data(&body(n));
-            }
-        });
+        let sender = send(writer, 60, body, 5_000);
         for n in 0..60u8 {
             let next = reader.next_file().unwrap();
             assert_eq!(next.0, body(n).len() as u64, "file {n}");
