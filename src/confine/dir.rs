@@ -193,7 +193,8 @@ impl Dir {
     }
 
     /// Extended attributes of the entry `name` (not following it), sorted; overlay's own are left out.
-    /// Read through `/proc/self/fd/N/name`, which pins this directory; none when they cannot be read.
+    /// Listed relative to this directory, values read through `/proc/self/fd/N/name`, which pins it; none
+    /// when they cannot be read.
     pub fn xattrs(&self, name: &OsStr) -> Vec<(String, Vec<u8>)> {
         let Ok(name) = checked(name) else { return Vec::new() };
         let path = || self.proc_path().join(name);
@@ -204,8 +205,9 @@ impl Dir {
             Some(Ok(list)) => {
                 list.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsStr::from_bytes(n).into()).collect()
             }
-            Some(Err(_)) => return Vec::new(),
-            None => match xattr::list(path()) {
+            // Any failure (a seccomp profile answering with an unexpected errno included) is left to the
+            // path through /proc, as before this call existed: never an empty list by mistake.
+            Some(Err(_)) | None => match xattr::list(path()) {
                 Ok(names) => names.collect(),
                 Err(_) => return Vec::new(),
             },
