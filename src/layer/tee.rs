@@ -234,18 +234,24 @@ pub struct FileBytes<'a> {
 }
 
 impl FileBytes<'_> {
+    /// Takes the file's next block from the pipe when the current one is used up.
+    fn refill(&mut self) -> io::Result<()> {
+        if self.at == self.pending.len() {
+            match self.tee.receive()? {
+                Message::Data(bytes) => (self.pending, self.at) = (bytes, 0),
+                Message::Start(_) | Message::Skipped(_) => {
+                    return Err(io::Error::other("a file ended before its length"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Drops what is left of the file. Whole blocks are dropped as received, never copied: most files of
     /// a rebuild are linked or moved from the previous snapshot, and their bytes are not needed.
     pub fn skip_rest(&mut self) -> io::Result<()> {
         while self.sent && self.left > 0 {
-            if self.at == self.pending.len() {
-                match self.tee.receive()? {
-                    Message::Data(bytes) => (self.pending, self.at) = (bytes, 0),
-                    Message::Start(_) | Message::Skipped(_) => {
-                        return Err(io::Error::other("a file ended before its length"));
-                    }
-                }
-            }
+            self.refill()?;
             let n = (self.pending.len() - self.at).min(usize::try_from(self.left).unwrap_or(usize::MAX));
             self.at += n;
             self.left -= n as u64;
@@ -262,14 +268,7 @@ impl io::Read for FileBytes<'_> {
         if !self.sent {
             return Err(io::Error::other("the bytes of a file the snapshot said it did not need were read"));
         }
-        if self.at == self.pending.len() {
-            match self.tee.receive()? {
-                Message::Data(bytes) => (self.pending, self.at) = (bytes, 0),
-                Message::Start(_) | Message::Skipped(_) => {
-                    return Err(io::Error::other("a file ended before its length"));
-                }
-            }
-        }
+        self.refill()?;
         let n = buf.len().min(self.pending.len() - self.at).min(self.left as usize);
         buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
         self.at += n;
