@@ -83,11 +83,12 @@ fuzz-deps:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 
 # Each target for FUZZ_SECONDS (default 120 s); new inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts.
+# An input that takes over 10 s is a failure too (a matcher a hostile input can stall).
 fuzz: fuzz-deps
 	cd fuzz && $(FUZZ) build -O
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		mkdir -p corpus/$$t && echo "fuzzing $$t for $(FUZZ_SECONDS) s" && \
-		$(FUZZ) run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		$(FUZZ) run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 			|| exit 1; \
 	done
 

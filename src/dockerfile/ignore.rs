@@ -35,7 +35,6 @@ enum Tok {
 
 #[derive(Debug, Clone)]
 struct Pattern {
-    text: String,
     toks: Vec<Tok>,
     exclusion: bool,
 }
@@ -71,7 +70,7 @@ impl Ignore {
                 cleaned.remove(0);
             }
             let toks = compile(&cleaned).map_err(|message| IgnoreError { line: i + 1, message })?;
-            patterns.push(Pattern { text: cleaned, toks, exclusion });
+            patterns.push(Pattern { toks, exclusion });
         }
         Ok(Ignore { patterns })
     }
@@ -83,27 +82,11 @@ impl Ignore {
 
     /// Whether `rel_path` ('/'-separated, relative to the context) is excluded, directly or through a parent.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
-        let path = clean(rel_path);
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(i) => path[..i].split('/').collect(),
-            None => Vec::new(),
-        };
+        let path: Vec<char> = clean(rel_path).chars().collect();
         let mut matched = false;
         for p in &self.patterns {
-            if p.exclusion != matched {
-                continue;
-            }
-            let mut hit = full_match(&p.toks, &path.chars().collect::<Vec<_>>());
-            if !hit {
-                for i in 0..parents.len() {
-                    let prefix: Vec<char> = parents[..=i].join("/").chars().collect();
-                    if full_match(&p.toks, &prefix) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
-            if hit {
+            // Last match wins, so a pattern that cannot change the answer need not be run.
+            if p.exclusion == matched && matches_self_or_parent(&p.toks, &path) {
                 matched = !p.exclusion;
             }
         }
@@ -112,22 +95,9 @@ impl Ignore {
 
     /// Whether a walk must still enter the excluded directory `rel_dir`: some `!` pattern may match inside.
     pub fn may_include_under(&self, rel_dir: &str) -> bool {
-        let dir = clean(rel_dir);
-        let dir_parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
-        self.patterns.iter().filter(|p| p.exclusion).any(|p| {
-            let parts: Vec<&str> = p.text.split('/').collect();
-            for (i, d) in dir_parts.iter().enumerate() {
-                let Some(part) = parts.get(i) else { return true };
-                if part.starts_with("**") {
-                    return true;
-                }
-                match compile(part) {
-                    Ok(toks) if full_match(&toks, &d.chars().collect::<Vec<_>>()) => {}
-                    _ => return false,
-                }
-            }
-            true
-        })
+        let mut dir: Vec<char> = clean(rel_dir).chars().collect();
+        dir.push('/');
+        self.patterns.iter().filter(|p| p.exclusion).any(|p| may_match_after(&p.toks, &dir))
     }
 }
 
@@ -238,26 +208,100 @@ fn class(chars: &[char]) -> Option<(Tok, usize)> {
     None
 }
 
-fn full_match(toks: &[Tok], text: &[char]) -> bool {
-    match toks.first() {
-        None => text.is_empty(),
-        Some(Tok::Lit(c)) => text.first() == Some(c) && full_match(&toks[1..], &text[1..]),
-        Some(Tok::One) => text.first().is_some_and(|c| *c != '/') && full_match(&toks[1..], &text[1..]),
-        Some(Tok::Class { ranges, negated }) => {
-            text.first().is_some_and(|c| *c != '/' && ranges.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negated)
-                && full_match(&toks[1..], &text[1..])
-        }
-        Some(Tok::Star) => {
-            let limit = text.iter().position(|c| *c == '/').unwrap_or(text.len());
-            (0..=limit).any(|n| full_match(&toks[1..], &text[n..]))
-        }
-        Some(Tok::All) => true,
-        Some(Tok::Dirs) => {
-            // `(.*/)?`: nothing, or anything ending with a '/'.
-            full_match(&toks[1..], text)
-                || (0..text.len()).any(|i| text[i] == '/' && full_match(&toks[1..], &text[i + 1..]))
+/// Where a pattern can be after reading some text: a Thompson simulation, one set of token positions per
+/// character, so a match costs pattern length × text length whatever the pattern. Backtracking (as this
+/// matcher once did) is exponential in the `*`s and `**`s of a hostile `.dockerignore`.
+struct Positions<'a> {
+    toks: &'a [Tok],
+    /// `at[i]`: before token `i` (`i == toks.len()`: the whole pattern matched).
+    at: Vec<bool>,
+    /// `inside[i]`: inside the `.*` of the `Tok::Dirs` at `i`, which must still end with a '/'.
+    inside: Vec<bool>,
+}
+
+impl<'a> Positions<'a> {
+    fn start(toks: &'a [Tok]) -> Positions<'a> {
+        let mut at = vec![false; toks.len() + 1];
+        at[0] = true;
+        let mut p = Positions { toks, at, inside: vec![false; toks.len()] };
+        p.close();
+        p
+    }
+
+    /// Takes the moves that read nothing: `*`, `**/` and a trailing `**` may match the empty string.
+    fn close(&mut self) {
+        for i in 0..self.toks.len() {
+            if self.at[i] && matches!(self.toks[i], Tok::Star | Tok::Dirs | Tok::All) {
+                self.at[i + 1] = true;
+            }
         }
     }
+
+    fn read(&mut self, c: char) {
+        let n = self.toks.len();
+        let mut at = vec![false; n + 1];
+        let mut inside = vec![false; n];
+        for (i, tok) in self.toks.iter().enumerate() {
+            if let Tok::Dirs = tok {
+                if self.at[i] || self.inside[i] {
+                    inside[i] = true;
+                    at[i + 1] |= c == '/';
+                }
+                continue;
+            }
+            if !self.at[i] {
+                continue;
+            }
+            match tok {
+                Tok::Lit(l) => at[i + 1] |= *l == c,
+                Tok::One => at[i + 1] |= c != '/',
+                Tok::Class { ranges, negated } => {
+                    at[i + 1] |= c != '/' && ranges.iter().any(|(lo, hi)| *lo <= c && c <= *hi) != *negated
+                }
+                Tok::Star => at[i] |= c != '/',
+                Tok::All => at[i] = true,
+                Tok::Dirs => unreachable!("handled above"),
+            }
+        }
+        self.at = at;
+        self.inside = inside;
+        self.close();
+    }
+
+    fn matched(&self) -> bool {
+        self.at[self.toks.len()]
+    }
+
+    fn alive(&self) -> bool {
+        self.at.iter().chain(&self.inside).any(|b| *b)
+    }
+}
+
+/// Whether the pattern matches `path` or one of its parent directories.
+fn matches_self_or_parent(toks: &[Tok], path: &[char]) -> bool {
+    let mut pos = Positions::start(toks);
+    for c in path {
+        if *c == '/' && pos.matched() {
+            return true;
+        }
+        pos.read(*c);
+        if !pos.alive() {
+            return false;
+        }
+    }
+    pos.matched()
+}
+
+/// Whether the pattern may match some path that starts with `prefix` (sound: never false when it can).
+fn may_match_after(toks: &[Tok], prefix: &[char]) -> bool {
+    let mut pos = Positions::start(toks);
+    for c in prefix {
+        pos.read(*c);
+        if !pos.alive() {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -310,6 +354,28 @@ mod tests {
         assert!(!ig.may_include_under("vendor/other"));
         assert!(!ignore("vendor").may_include_under("vendor"));
         assert!(ignore("vendor\n!**/*.md").may_include_under("vendor/x"));
+    }
+
+    #[test]
+    fn exceptions_that_cross_directories_keep_the_walk_going() {
+        // `**` inside a component and an escaped '/' both match across directory levels.
+        for (patterns, dir, path) in [("*\n!x**/*l", "x/y", "x/y/l"), ("*\n!a\\/b/c", "a/b", "a/b/c")] {
+            let ig = ignore(patterns);
+            assert!(!ig.is_excluded(path), "{patterns:?} re-includes {path:?}");
+            assert!(ig.is_excluded(dir) && ig.may_include_under(dir), "{patterns:?} must walk {dir:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_patterns_cost_what_they_are_long() {
+        // A backtracking matcher takes exponential time on these; the position sets take linear time.
+        let stars = format!("{}b", "*a".repeat(40));
+        let dirs = format!("{}z", "**/".repeat(40));
+        let deep = vec!["a"; 400].join("/");
+        let ig = ignore(&format!("{stars}\n{dirs}\n!{dirs}y"));
+        assert!(!ig.is_excluded(&"a".repeat(400)));
+        assert!(!ig.is_excluded(&deep));
+        assert!(ig.may_include_under(&deep));
     }
 
     #[test]
