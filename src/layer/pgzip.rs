@@ -16,13 +16,18 @@
 //! COPY then costs the rolling hash over the chunks around that file only.
 //!
 //! Hand-written because no maintained crate gives deterministic, bounded-memory parallel gzip over a
-//! `Write`, let alone member reuse; it is a thin loop over flate2.
+//! `Write`, let alone member reuse; it is a thin loop over libdeflate. Each member is one whole chunk, which
+//! is what libdeflate's one-shot compressor wants, and it compresses these ~1.9× as fast as zlib-rs at
+//! the same level, with output a little smaller (220 MB of `make bench`'s c1 tar at level 6: 0.90 s against
+//! 1.72 s on one core).
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 
+use libdeflater::{CompressionLvl, Compressor};
 use rayon::prelude::*;
 
 use super::chunks::{ChunkId, ChunkIndex, ChunkRecord, Chunker, MAX_CHUNK, MemberSource, chunk_id};
@@ -68,7 +73,7 @@ pub struct ParallelGzip<W: TakeBlock> {
 
 /// What identifies the member encoding: members are reused only between blobs written the same way.
 pub fn compressor_id(level: u32) -> String {
-    format!("kiln {} gzip level {level} over zlib-rs", env!("CARGO_PKG_VERSION"))
+    format!("kiln {} gzip level {level} over libdeflate", env!("CARGO_PKG_VERSION"))
 }
 
 impl<W: TakeBlock> ParallelGzip<W> {
@@ -219,15 +224,34 @@ fn encode(
     let id = id.unwrap_or_else(|| chunk_id(chunk));
     let bytes = match reuse.and_then(|r| r.member(compressor, &id, chunk.len() as u64)) {
         Some(bytes) => bytes,
-        None => member(chunk, flate2::Compression::new(level))?,
+        None => member(chunk, level)?,
     };
     Ok(Member { id, len: chunk.len() as u64, bytes })
 }
 
-fn member(block: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new().write(Vec::with_capacity(block.len() / 2 + 64), level);
-    encoder.write_all(block)?;
-    encoder.finish()
+/// One gzip member holding `block`, compressed at `level` (0-9).
+fn member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    thread_local! {
+        // A compressor holds ~1 MB of match-finder tables; each pool thread keeps one per level it saw.
+        static COMPRESSORS: RefCell<Vec<(u32, Compressor)>> = const { RefCell::new(Vec::new()) };
+    }
+    COMPRESSORS.with_borrow_mut(|pool| {
+        let at = match pool.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                let lvl = CompressionLvl::new(level as i32)
+                    .map_err(|e| io::Error::other(format!("gzip level {level}: {e:?}")))?;
+                pool.push((level, Compressor::new(lvl)));
+                pool.len() - 1
+            }
+        };
+        let compressor = &mut pool[at].1;
+        let mut out = vec![0; compressor.gzip_compress_bound(block.len())];
+        let len = compressor.gzip_compress(block, &mut out).map_err(|e| io::Error::other(format!("gzip: {e}")))?;
+        out.truncate(len);
+        out.shrink_to_fit();
+        Ok(out)
+    })
 }
 
 impl<W: TakeBlock> Write for ParallelGzip<W> {
