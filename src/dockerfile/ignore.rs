@@ -217,13 +217,18 @@ struct Positions<'a> {
     at: Vec<bool>,
     /// `inside[i]`: inside the `.*` of the `Tok::Dirs` at `i`, which must still end with a '/'.
     inside: Vec<bool>,
+    /// The sets after the next character, kept so that reading one allocates nothing.
+    next_at: Vec<bool>,
+    next_inside: Vec<bool>,
 }
 
 impl<'a> Positions<'a> {
     fn start(toks: &'a [Tok]) -> Positions<'a> {
         let mut at = vec![false; toks.len() + 1];
         at[0] = true;
-        let mut p = Positions { toks, at, inside: vec![false; toks.len()] };
+        let n = toks.len();
+        let mut p =
+            Positions { toks, at, inside: vec![false; n], next_at: vec![false; n + 1], next_inside: vec![false; n] };
         p.close();
         p
     }
@@ -238,9 +243,9 @@ impl<'a> Positions<'a> {
     }
 
     fn read(&mut self, c: char) {
-        let n = self.toks.len();
-        let mut at = vec![false; n + 1];
-        let mut inside = vec![false; n];
+        let (at, inside) = (&mut self.next_at, &mut self.next_inside);
+        at.fill(false);
+        inside.fill(false);
         for (i, tok) in self.toks.iter().enumerate() {
             if let Tok::Dirs = tok {
                 if self.at[i] || self.inside[i] {
@@ -263,8 +268,8 @@ impl<'a> Positions<'a> {
                 Tok::Dirs => unreachable!("handled above"),
             }
         }
-        self.at = at;
-        self.inside = inside;
+        std::mem::swap(&mut self.at, &mut self.next_at);
+        std::mem::swap(&mut self.inside, &mut self.next_inside);
         self.close();
     }
 
