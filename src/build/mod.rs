@@ -77,10 +77,24 @@ pub struct BuildCtx<'a> {
     pub counts: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize),
     /// The sandbox RUN steps use, found at the first RUN (a failure is kept as its message).
     pub sandbox: std::sync::OnceLock<Result<crate::sandbox::Sandbox, String>>,
+    /// The sandbox probe started ahead of the first RUN, while an earlier step works.
+    pub sandbox_ahead: std::sync::Mutex<SandboxAhead>,
     /// CA trust, Nexus routing and egress for RUN steps.
     pub supply: crate::supply::Supply,
     /// Base images and downloads, recorded for provenance.
     pub evidence: evidence::Recorder,
+}
+
+/// Where the sandbox probe started ahead stands.
+#[derive(Debug, Default)]
+pub enum SandboxAhead {
+    /// Not started.
+    #[default]
+    Idle,
+    /// Probing on its own thread.
+    Probing(std::thread::JoinHandle<Result<crate::sandbox::Sandbox, String>>),
+    /// Taken by the first RUN (or never to be started).
+    Done,
 }
 
 impl BuildCtx<'_> {
@@ -89,19 +103,56 @@ impl BuildCtx<'_> {
         self.reporter.report(Event::Info(text));
     }
 
+    /// Starts finding the sandbox on a thread of its own, so that the probe (a re-executed child trying
+    /// namespaces and mounts, ~15 ms) runs beside the step that works now instead of before the first RUN.
+    pub fn probe_sandbox_ahead(&self) {
+        let mut ahead = self.sandbox_ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*ahead, SandboxAhead::Idle) || self.sandbox.get().is_some() {
+            return;
+        }
+        let Ok(scratch) = self.store.temp_dir() else { return };
+        let isolation = self.options.isolation;
+        let spawned = std::thread::Builder::new()
+            .name("kiln-sandbox-probe".into())
+            .spawn(move || detect_sandbox(isolation, scratch.path()));
+        *ahead = match spawned {
+            Ok(thread) => SandboxAhead::Probing(thread),
+            Err(_) => SandboxAhead::Idle,
+        };
+    }
+
     /// The sandbox for RUN steps, detected once per build.
     pub fn sandbox(&self) -> Result<crate::sandbox::Sandbox, step::StepError> {
         let found = self.sandbox.get_or_init(|| {
-            let scratch = self.store.temp_dir().map_err(|e| e.to_string())?;
-            let found = crate::sandbox::detect(self.options.isolation, scratch.path()).map_err(|e| match e {
-                crate::sandbox::SandboxError::Unavailable(why) => why,
-                other => other.to_string(),
-            })?;
+            let ahead = std::mem::replace(
+                &mut *self.sandbox_ahead.lock().unwrap_or_else(|p| p.into_inner()),
+                SandboxAhead::Done,
+            );
+            let found = match ahead {
+                SandboxAhead::Probing(thread) => {
+                    thread.join().unwrap_or_else(|_| Err("the sandbox probe thread panicked".to_string()))
+                }
+                SandboxAhead::Idle | SandboxAhead::Done => {
+                    let scratch = self.store.temp_dir().map_err(|e| e.to_string())?;
+                    detect_sandbox(self.options.isolation, scratch.path())
+                }
+            }?;
             self.info(format!("RUN isolation: {found}"));
             Ok(found)
         });
         found.clone().map_err(|message| step::StepError::Sandbox(crate::sandbox::SandboxError::Unavailable(message)))
     }
+}
+
+/// The sandbox this process can have, or why none: what [`BuildCtx::sandbox`] keeps.
+fn detect_sandbox(
+    isolation: crate::sandbox::Requested,
+    scratch: &std::path::Path,
+) -> Result<crate::sandbox::Sandbox, String> {
+    crate::sandbox::detect(isolation, scratch).map_err(|e| match e {
+        crate::sandbox::SandboxError::Unavailable(why) => why,
+        other => other.to_string(),
+    })
 }
 
 /// What a successful build produced.
@@ -188,6 +239,7 @@ pub async fn build(
         created_at,
         created_rfc3339: rfc3339(created_at),
         sandbox: std::sync::OnceLock::new(),
+        sandbox_ahead: Default::default(),
         cache: crate::cache::Cache::open(store),
         lineage: crate::cache::lineage::Lineage::open(store),
         stats: crate::cache::sources::StatCache::load(crate::cache::stat_cache_path(store)),

@@ -205,6 +205,14 @@ async fn cached_or_run(
     {
         return Ok(hit);
     }
+    if env
+        .plan
+        .stages
+        .iter()
+        .any(|s| s.instructions.iter().any(|i| matches!(i.command, crate::dockerfile::instruction::Command::Run(_))))
+    {
+        env.ctx.probe_sandbox_ahead();
+    }
     let layer = run().await?;
     Ok(remember(env, key, layer, below).await)
 }
