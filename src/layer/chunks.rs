@@ -78,7 +78,7 @@ impl Chunker {
             self.len += at;
         }
         // The window before the minimum is hashed without testing for a cut, so the loop that tests runs
-        // with one condition per byte (this loop is a fifth of a cold COPY's CPU time).
+        // with one condition per byte (the byte-by-byte loop was ~8% of a cold 220 MB COPY's CPU time).
         let warm = (MIN_CHUNK - 1).saturating_sub(self.len).min(data.len() - at);
         let mut hash = self.hash;
         for byte in &data[at..at + warm] {

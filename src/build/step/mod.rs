@@ -205,16 +205,17 @@ async fn cached_or_run(
     {
         return Ok(hit);
     }
-    if env
-        .plan
-        .stages
-        .iter()
-        .any(|s| s.instructions.iter().any(|i| matches!(i.command, crate::dockerfile::instruction::Command::Run(_))))
-    {
+    if has_run(env.plan) {
         env.ctx.probe_sandbox_ahead();
     }
     let layer = run().await?;
     Ok(remember(env, key, layer, below).await)
+}
+
+/// Whether a stage of `plan` has a RUN step: a step that misses the cache then starts the sandbox probe.
+fn has_run(plan: &crate::plan::Plan) -> bool {
+    use crate::dockerfile::instruction::Command;
+    plan.stages.iter().any(|s| s.instructions.iter().any(|i| matches!(i.command, Command::Run(_))))
 }
 
 /// The store lock for computing `key` (one of 256 stripes by the key's first byte, so the lock files stay
