@@ -93,7 +93,7 @@ pub enum SandboxAhead {
     Idle,
     /// Probing on its own thread.
     Probing(std::thread::JoinHandle<Result<crate::sandbox::Sandbox, String>>),
-    /// Taken by the first RUN (or never to be started).
+    /// Taken by the first RUN: the sandbox is known (or its failure) and no probe starts again.
     Done,
 }
 
@@ -107,7 +107,7 @@ impl BuildCtx<'_> {
     /// namespaces and mounts, ~15 ms) runs beside the step that works now instead of before the first RUN.
     pub fn probe_sandbox_ahead(&self) {
         let mut ahead = self.sandbox_ahead.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(*ahead, SandboxAhead::Idle) || self.sandbox.get().is_some() {
+        if !matches!(*ahead, SandboxAhead::Idle) {
             return;
         }
         let Ok(scratch) = self.store.temp_dir() else { return };
