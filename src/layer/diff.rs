@@ -95,6 +95,14 @@ impl TreeStamps {
     pub fn dir_mode_owner(&self, rel: &str) -> Option<(u32, u32, u32)> {
         self.stamps.get(rel).filter(|s| s.kind == 0o040000).map(|s| (s.mode & 0o7777, s.uid, s.gid))
     }
+
+    /// Takes the stamp of `rel` anew from `meta`, for a path kiln itself put back as it was after a step
+    /// (a placed CA bundle): the rewrite changed its ctime, not what the diff should record.
+    pub fn restamp(&mut self, rel: &str, meta: &std::fs::Metadata) {
+        if let Some(s) = self.stamps.get_mut(rel) {
+            *s = stamp(meta);
+        }
+    }
 }
 
 /// Records the metadata of every path under `root`, to diff against after the tree changed in place.

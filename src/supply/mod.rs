@@ -106,9 +106,23 @@ pub struct StepSupply {
     pub netns: Option<PathBuf>,
     /// The step's egress session: its relay stays open while this lives.
     pub egress: Option<egress::StepSession>,
-    /// A directory of mount points the image lacks, for the step's overlay to stack as its topmost lower
-    /// dir (see `stubs`); where the rootfs is no overlay, the sandbox creates them instead.
+    /// Files the step sees as the image's own rather than as mounts (the merged CA bundles): the command
+    /// may replace them, as `update-ca-certificates` renames a new bundle over its own (a bind mount there
+    /// fails with EBUSY). Targets are real paths in the image (its symlinks resolved).
+    pub placed: Vec<Placed>,
+    /// A directory of mount points the image lacks and of the placed files, for the step's overlay to
+    /// stack as its topmost lower dir (see `stubs`); where the rootfs is no overlay, the sandbox creates
+    /// the mount points and the step writes the placed files into its private tree instead.
     pub lower: Option<PathBuf>,
+}
+
+/// A file the supply puts into a step's tree as if the image had it (see [`StepSupply::placed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The content, a file in the supply's cache.
+    pub source: PathBuf,
+    /// Where the step sees it: a real path inside the image.
+    pub target: String,
 }
 
 impl StepSupply {
@@ -130,6 +144,14 @@ impl StepSupply {
             self.run_dir();
         }
         self.mounts.push(SandboxMount::bind_own(source, target));
+    }
+
+    /// Shows the host file `source` at `target` as part of the image (see [`StepSupply::placed`]).
+    pub fn place(&mut self, source: &Path, target: &str) {
+        let placed = Placed { source: source.to_path_buf(), target: target.to_string() };
+        if !self.placed.contains(&placed) {
+            self.placed.push(placed);
+        }
     }
 
     /// Sets a variable, replacing an earlier value of this supply.
@@ -251,7 +273,8 @@ impl Supply {
             })
             .filter(|(t, _)| !t.starts_with(&format!("{}/", StepSupply::RUN_DIR)))
             .collect();
-        out.lower = stubs::lower_dir(view, &targets, &self.stubs)
+        out.placed = stubs::resolve_placed(view, std::mem::take(&mut out.placed));
+        out.lower = stubs::lower_dir(view, &targets, &out.placed, &self.stubs)
             .map_err(|source| SupplyError::Stubs { path: self.stubs.clone(), source })?;
         Ok(out)
     }

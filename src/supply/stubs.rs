@@ -3,6 +3,10 @@
 //! then pays no directory or file creations for them (on a busy disk, ~1 ms each), and nothing of them can
 //! reach a layer — a lower dir is never part of the diff.
 //!
+//! The placed files (the merged CA bundles) live in the same directory, with the mode, owner and time of
+//! the image's file they stand in for: the command sees an ordinary file it may rewrite, append to or
+//! replace, and only what it did to one lands in the upper dir.
+//!
 //! Directories the image has are repeated in the stub tree with the image's mode, owner and time, so the
 //! merged view (and a copy-up, should the step write there) looks exactly as without the stubs. Paths are
 //! resolved through the image's symlinks first, so a stub never shadows a link.
@@ -14,30 +18,75 @@ use sha2::{Digest as _, Sha256};
 
 use super::ImageView;
 
-/// One missing mount point: its real path inside the image and whether it is a file.
+/// One entry of the lower dir: its real path inside the image and what it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Stub {
     path: String,
-    file: bool,
+    kind: StubKind,
 }
 
-/// The stub tree for `targets` (`path`, is a file) in `cache`, made once per set of missing paths and the
-/// image directories above them; `None` when the image has every target already.
-pub fn lower_dir(view: &ImageView, targets: &[(String, bool)], cache: &Path) -> std::io::Result<Option<PathBuf>> {
+/// What a [`Stub`] is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum StubKind {
+    /// A directory mount point.
+    Dir,
+    /// An empty file, a file mount point.
+    File,
+    /// A placed file: a copy of `source`, with the metadata of the image's file where it has one.
+    Placed { source: PathBuf, meta: Option<FileMeta> },
+}
+
+/// (mode, uid, gid, mtime seconds, mtime nanoseconds) of a file.
+type FileMeta = (u32, u32, u32, i64, i64);
+
+/// `placed` with each target made a real path in the image, those the image has as something other than
+/// a regular file (a directory, a device) left out: the image's own thing stays.
+pub fn resolve_placed(view: &ImageView, placed: Vec<super::Placed>) -> Vec<super::Placed> {
+    let mut out: Vec<super::Placed> = Vec::new();
+    for p in placed {
+        let target = match view.real_path(&p.target) {
+            Some(real) if view.metadata(&real).is_some_and(|m| m.is_file()) => real,
+            Some(_) => continue,
+            None => match real_missing(view, &p.target) {
+                Some(real) => real,
+                None => continue,
+            },
+        };
+        if !out.iter().any(|o| o.target == target) {
+            out.push(super::Placed { source: p.source, target });
+        }
+    }
+    out
+}
+
+/// The stub tree for `targets` (`path`, is a file) and the `placed` files (resolved) in `cache`, made once
+/// per set of entries and the image directories above them; `None` when it would be empty.
+pub fn lower_dir(
+    view: &ImageView,
+    targets: &[(String, bool)],
+    placed: &[super::Placed],
+    cache: &Path,
+) -> std::io::Result<Option<PathBuf>> {
+    let kind = |file: bool| if file { StubKind::File } else { StubKind::Dir };
     let mut stubs: Vec<Stub> = targets
         .iter()
         .filter(|(path, _)| !view.exists(path))
-        .filter_map(|(path, file)| real_missing(view, path).map(|p| Stub { path: p, file: *file }))
+        .filter_map(|(path, file)| real_missing(view, path).map(|p| Stub { path: p, kind: kind(*file) }))
         .collect();
+    for p in placed {
+        let meta = view.metadata(&p.target).map(|m| (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime(), m.mtime_nsec()));
+        stubs.push(Stub { path: p.target.clone(), kind: StubKind::Placed { source: p.source.clone(), meta } });
+    }
     stubs.sort();
-    stubs.dedup();
+    stubs.dedup_by(|a, b| a.path == b.path);
     if stubs.is_empty() {
         return Ok(None);
     }
     let dirs = ancestors(view, &stubs);
     let mut hasher = Sha256::new();
     for s in &stubs {
-        hasher.update(format!("{}:{}\n", s.path, s.file).as_bytes());
+        // Placed sources are named by their content, so the name stands for it.
+        hasher.update(format!("{}:{:?}\n", s.path, s.kind).as_bytes());
     }
     for (dir, meta) in &dirs {
         hasher.update(format!("{dir}:{meta:?}\n").as_bytes());
@@ -53,10 +102,10 @@ pub fn lower_dir(view: &ImageView, targets: &[(String, bool)], cache: &Path) -> 
     }
     for s in &stubs {
         let p = tmp.path().join(s.path.trim_start_matches('/'));
-        if s.file {
-            std::fs::File::create(&p)?;
-        } else {
-            std::fs::create_dir_all(&p)?;
+        match &s.kind {
+            StubKind::Dir => std::fs::create_dir_all(&p)?,
+            StubKind::File => drop(std::fs::File::create(&p)?),
+            StubKind::Placed { source, meta } => place_copy(source, &p, *meta)?,
         }
     }
     // Deepest first: creating a child changes its parent's time.
@@ -74,6 +123,19 @@ pub fn lower_dir(view: &ImageView, targets: &[(String, bool)], cache: &Path) -> 
         let _ = std::fs::remove_dir_all(&staged);
     }
     Ok(Some(dir))
+}
+
+/// Copies a placed file's `source` to `dest`, as the image's file (`meta`) is, else root's 0644.
+fn place_copy(source: &Path, dest: &Path, meta: Option<FileMeta>) -> std::io::Result<()> {
+    std::fs::copy(source, dest)?;
+    let (mode, uid, gid, secs, nanos) = meta.unwrap_or((0o644, 0, 0, 0, 0));
+    std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    // Rootless, the owner cannot be set: the builder's own uid is root inside the step.
+    let _ = std::os::unix::fs::lchown(dest, Some(uid), Some(gid));
+    if meta.is_some() {
+        filetime::set_file_mtime(dest, filetime::FileTime::from_unix_time(secs, nanos as u32))?;
+    }
+    Ok(())
 }
 
 /// The path with its existing part resolved through the image's symlinks; `None` when an existing part is
@@ -134,14 +196,42 @@ mod tests {
             ("/run/kiln".to_string(), false),
             ("/etc/pki/tls/certs".to_string(), false),
         ];
-        let dir = lower_dir(&view, &targets, &t.path().join("cache")).unwrap().unwrap();
+        let dir = lower_dir(&view, &targets, &[], &t.path().join("cache")).unwrap().unwrap();
         assert!(dir.join("etc/pki/tls/certs/ca-certificates.crt").is_file(), "created under the link's target");
         assert!(std::fs::symlink_metadata(dir.join("etc/ssl")).is_err(), "a link is never shadowed");
         assert!(dir.join("run/kiln").is_dir());
         let etc = std::fs::metadata(dir.join("etc")).unwrap();
         assert_eq!((etc.mode() & 0o7777, etc.mtime()), (0o750, 1_000_000), "the image's directory as it is");
-        assert_eq!(lower_dir(&view, &targets, &t.path().join("cache")).unwrap().unwrap(), dir, "made once");
+        assert_eq!(lower_dir(&view, &targets, &[], &t.path().join("cache")).unwrap().unwrap(), dir, "made once");
         let all_there = [("/etc/pki".to_string(), false)];
-        assert_eq!(lower_dir(&view, &all_there, &t.path().join("cache")).unwrap(), None);
+        assert_eq!(lower_dir(&view, &all_there, &[], &t.path().join("cache")).unwrap(), None);
+    }
+
+    #[test]
+    fn placed_files_stand_in_for_the_images_own_with_its_metadata() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc/pki/tls/certs")).unwrap();
+        std::fs::write(root.join("etc/pki/tls/certs/ca-bundle.crt"), "image").unwrap();
+        std::os::unix::fs::symlink("certs/ca-bundle.crt", root.join("etc/pki/tls/cert.pem")).unwrap();
+        std::fs::create_dir_all(root.join("etc/ssl/ca-bundle.pem")).unwrap();
+        let bundle = root.join("etc/pki/tls/certs/ca-bundle.crt");
+        std::fs::set_permissions(&bundle, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+        filetime::set_file_mtime(&bundle, filetime::FileTime::from_unix_time(1_000_000, 7)).unwrap();
+        let view = ImageView::new(vec![root]);
+        let source = t.path().join("merged.pem");
+        std::fs::write(&source, "merged").unwrap();
+        let placed = |target: &str| super::super::Placed { source: source.clone(), target: target.to_string() };
+        let asked =
+            ["/etc/pki/tls/cert.pem", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/x.pem"];
+        let resolved = resolve_placed(&view, asked.iter().map(|p| placed(p)).collect());
+        let targets: Vec<&str> = resolved.iter().map(|p| p.target.as_str()).collect();
+        assert_eq!(targets, ["/etc/pki/tls/certs/ca-bundle.crt", "/etc/x.pem"], "links resolved, a directory left");
+        let dir = lower_dir(&view, &[], &resolved, &t.path().join("cache")).unwrap().unwrap();
+        let copy = std::fs::metadata(dir.join("etc/pki/tls/certs/ca-bundle.crt")).unwrap();
+        assert_eq!((copy.mode() & 0o7777, copy.mtime(), copy.mtime_nsec()), (0o444, 1_000_000, 7));
+        assert_eq!(std::fs::read_to_string(dir.join("etc/x.pem")).unwrap(), "merged");
+        let new = std::fs::metadata(dir.join("etc/x.pem")).unwrap();
+        assert_eq!(new.mode() & 0o7777, 0o644, "a file the image lacks is root's 0644");
     }
 }

@@ -207,6 +207,81 @@ fn a_step_cannot_add_repository_files_behind_routing() {
     assert!(run.stderr.contains("Read-only file system"), "{}", run.stderr);
 }
 
+/// The bundle kiln places is an ordinary file to the command: untouched, it never reaches a layer; renamed
+/// over (what `update-ca-certificates` does), the command's file is kept; appended to, the image's own
+/// bundle gets the addition, and the company CA stays out. Before, the bundle was a read-only bind: the
+/// rename failed with EBUSY.
+fn steps_may_replace_or_extend_the_bundle(kiln: &Kiln, args: &[&str]) {
+    busybox_base(kiln);
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/supply/unit-ca.pem");
+    let own = include_str!("../../testdata/supply/unit-ca-2.pem");
+    let first = "FROM localhost/busybox:test\nRUN grep -c BEGIN /etc/ssl/certs/ca-certificates.crt > /seen-first\n";
+    let ws = Workspace::new();
+    ws.file("own.pem", own).dockerfile(first);
+    rootless::give(ws.path());
+    let mut with_ca = args.to_vec();
+    let ca_arg = ca.to_string_lossy();
+    with_ca.extend(["--ca-cert", ca_arg.as_ref()]);
+    build(kiln, &ws, "placed:first", &with_ca);
+    let (_keep, rootfs) = umoci_unpack(kiln.store(), "localhost/placed:first");
+    assert_eq!(std::fs::read_to_string(rootfs.join("seen-first")).unwrap().trim(), "1", "the company CA is seen");
+    for path in ["etc/ssl", "etc/pki"] {
+        assert!(rootfs.join(path).symlink_metadata().is_err(), "an untouched bundle reached the image: {path}");
+    }
+    ws.dockerfile(&format!(
+        "{first}COPY own.pem /tmp/own.pem\n\
+         RUN mv /tmp/own.pem /etc/ssl/certs/ca-certificates.crt\n\
+         RUN grep -c BEGIN /etc/ssl/certs/ca-certificates.crt > /seen-then \\\n\
+         && echo extra >> /etc/ssl/certs/ca-certificates.crt\n"
+    ));
+    build(kiln, &ws, "placed:all", &with_ca);
+    let (_keep, rootfs) = umoci_unpack(kiln.store(), "localhost/placed:all");
+    let read = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("seen-then").trim(), "2", "the image's own CA and the company CA");
+    assert_eq!(read("etc/ssl/certs/ca-certificates.crt"), format!("{own}extra\n"), "the image's bundle, extended");
+    for path in ["etc/pki", "etc/ssl/cert.pem", "etc/ssl/ca-bundle.pem", "run/kiln"] {
+        assert!(rootfs.join(path).symlink_metadata().is_err(), "{path} stayed in the image");
+    }
+}
+
+#[test]
+fn steps_may_replace_or_extend_the_bundle_as_root() {
+    steps_may_replace_or_extend_the_bundle(&Kiln::new(), &[]);
+}
+
+#[test]
+fn steps_may_replace_or_extend_the_bundle_in_chroot_mode() {
+    steps_may_replace_or_extend_the_bundle(&Kiln::new(), &["--isolation", "chroot"]);
+}
+
+#[test]
+fn steps_may_replace_or_extend_the_bundle_rootless() {
+    if let Some(kiln) = rootless::kiln() {
+        steps_may_replace_or_extend_the_bundle(&kiln, &[]);
+    }
+}
+
+/// Debian's own `update-ca-certificates` regenerates the bundle kiln placed (it failed with EBUSY on
+/// the bind): the image gets the distro's bundle, without the company CA, while the step trusted it.
+#[test]
+fn update_ca_certificates_runs_with_the_company_ca() {
+    let kiln = Kiln::new();
+    let Some(base) = debian_python(&kiln) else { return };
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/supply/unit-ca.pem");
+    let ws = Workspace::new();
+    ws.dockerfile(&format!(
+        "FROM {base}\nRUN grep -c BEGIN /etc/ssl/certs/ca-certificates.crt > /before \\\n\
+         && update-ca-certificates --fresh && grep -c BEGIN /etc/ssl/certs/ca-certificates.crt > /after\n"
+    ));
+    build(&kiln, &ws, "regenerated", &["--ca-cert", &ca.to_string_lossy()]);
+    let (_keep, rootfs) = umoci_unpack(kiln.store(), "localhost/regenerated:latest");
+    let count = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap().trim().parse::<usize>().unwrap();
+    assert_eq!(count("before"), count("after") + 1, "kiln's bundle, then the distro's own");
+    let bundle = std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), count("after"));
+    assert!(!bundle.contains(&pem_marker(&ca)), "the company CA stayed in the image's bundle");
+}
+
 /// Proxy-only with busybox's wget: the allowed server answers, another is refused by the proxy, a direct
 /// connection fails at once; the fetch log holds exactly the two proxied requests.
 fn proxy_only_with_wget(kiln: &Kiln) {

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod fetch;
 pub mod glob;
 mod parents;
+mod placed;
 pub mod run;
 mod run_mounts;
 mod snapshot;
@@ -87,6 +88,17 @@ pub enum StepError {
     /// A temp file or directory for the step could not be made.
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
+    /// A file the supply places in the step's tree (a CA bundle) could not be written or put back.
+    #[error("cannot {action} kiln's file at {path} in the step's rootfs: {source}")]
+    Placed {
+        /// What was being done.
+        action: &'static str,
+        /// The in-image path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// CA trust, Nexus routing or the network policy could not be given to the step.
     #[error(transparent)]
     Supply(Box<crate::supply::SupplyError>),

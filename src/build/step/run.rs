@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::build::events::Event;
 use crate::build::stage::StageEnv;
 use crate::build::state::{ImageState, LayerRef};
+use crate::build::step::placed::Placement;
 use crate::build::step::{StepError, config, run_mounts, write_layer};
 use crate::build::users::Accounts;
 use crate::build::{history, rootfs};
@@ -64,7 +65,7 @@ pub async fn execute(
             targets.join(", ")
         )));
     }
-    let work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
+    let mut work = Workspace::prepare(env, state, &sandbox, scratch.path())?;
     let accounts = work.accounts();
     let user = state.config.config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "0".to_string());
     let ids = accounts.resolve(&user, Some(0))?;
@@ -82,6 +83,7 @@ pub async fn execute(
     let home = home.or_else(|| accounts.home(ids.uid)).unwrap_or_else(|| "/".to_string());
     let supply = step_supply(env, run, &work, sandbox.isolation, &process_env, &home, network, scratch.path())?;
     supply.apply_env(&mut process_env);
+    let placement = work.place(&supply.placed)?;
     let mut spec = RunSpec {
         isolation: sandbox.isolation,
         rootfs: work.rootfs.clone(),
@@ -123,12 +125,14 @@ pub async fn execute(
     let outcome = run_command(env, &spec, run);
     let outcome = with_refusals(env, outcome, supply.egress.as_ref(), run.label)?;
     drop(supply);
-    let entries = work.diff(&outcome.created)?;
+    let mut created = outcome.created;
+    created.extend(work.settle(&placement)?);
+    let entries = work.diff(&created)?;
     // Even an empty diff is a layer (BuildKit commits one for every RUN).
     let layer = write_layer(env, state, position, entries)?;
     let mut diff_ids = state.diff_ids();
     diff_ids.extend(layer.as_ref().map(|l| l.diff_id.clone()));
-    work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &outcome.created)?;
+    work.keep_as_snapshot(store, &env.ctx.owned_snapshots, &image::chain_id(&diff_ids), &created)?;
     Ok(layer)
 }
 
@@ -480,6 +484,33 @@ impl Workspace {
             String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
         };
         Accounts::from_text(&read("etc/passwd"), &read("etc/group"))
+    }
+
+    /// The supply's placed files for the step: over an overlay they are in the supply's lower dir already;
+    /// a private rootfs gets them written in.
+    fn place(&self, placed: &[supply::Placed]) -> Result<Placement, StepError> {
+        let mut placement = Placement::read(&supply::ImageView::new(self.view.clone()), placed)?;
+        if let (RootfsSpec::Dir(tree), false) = (&self.rootfs, placed.is_empty()) {
+            placement.write_into(&Root::open(tree).map_err(StepError::Temp)?)?;
+        }
+        Ok(placement)
+    }
+
+    /// Settles the placed files after the step (see `placed`); returns the paths removed from the tree.
+    fn settle(&mut self, placement: &Placement) -> Result<Vec<String>, StepError> {
+        match (&self.rootfs, &mut self.before) {
+            (RootfsSpec::Overlay { upper, .. }, _) => {
+                placement.settle_upper(&Root::open(upper).map_err(StepError::Temp)?)?;
+                Ok(Vec::new())
+            }
+            (RootfsSpec::Dir(tree), before) => {
+                let stamps = match before {
+                    Before::Stamps(stamps) => Some(stamps),
+                    Before::Lowers(_) => None,
+                };
+                placement.settle_tree(&Root::open(tree).map_err(StepError::Temp)?, stamps)
+            }
+        }
     }
 
     /// What the step changed, without the mount points the sandbox had to create.

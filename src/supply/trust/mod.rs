@@ -3,8 +3,11 @@
 //!
 //! For a step ([`Trust::for_step`]): the image's own system bundle (read through the step's
 //! [`ImageView`](super::view::ImageView)) plus the company CAs becomes one merged bundle, kept in the
-//! store by content digest and bound read-only over every distro bundle path — where a path is missing
-//! the sandbox creates a mount stub, which the diff leaves out, so nothing of it reaches a layer. A JVM
+//! store by content digest and *placed* at every distro bundle path: the step sees it as the image's own
+//! file, and may replace it (`update-ca-certificates`, `update-ca-trust` and package updates of
+//! `ca-certificates` rename a new bundle over it, which a read-only bind would refuse with EBUSY). A
+//! bundle the command left alone never reaches a layer; one it changed does, as the command made it —
+//! where the command only added to the end, with the image's own bundle in place of kiln's. A JVM
 //! truststore with the same certificates goes beside it, and the environment names both for tools that
 //! carry their own bundles. Input: CA files and a view; output: mounts and environment, nothing else.
 
@@ -115,7 +118,7 @@ impl Trust {
             }
         }
         for target in targets {
-            out.bind(&bundle, &target);
+            out.place(&bundle, &target);
         }
         out.bind(&bundle, STEP_BUNDLE);
         out.bind(&store, STEP_TRUSTSTORE);
@@ -211,13 +214,13 @@ mod tests {
         let trust = Trust::new(&files, t.path().join("cache"));
         let mut out = StepSupply::default();
         trust.for_step(&view, &mut out).unwrap();
+        let placed: Vec<&str> = out.placed.iter().map(|p| p.target.as_str()).collect();
+        assert_eq!(placed, BUNDLE_PATHS, "placed, not bound: a step may replace them");
         let targets: Vec<&str> = out.mounts.iter().map(|m| m.target()).collect();
-        for path in BUNDLE_PATHS.iter().chain([&STEP_BUNDLE]) {
-            assert!(targets.contains(path), "{path} in {targets:?}");
-        }
-        let crate::sandbox::SandboxMount::Bind { readonly, .. } = &out.mounts[0] else { panic!() };
+        assert_eq!(targets, [StepSupply::RUN_DIR, STEP_BUNDLE, STEP_TRUSTSTORE]);
+        let crate::sandbox::SandboxMount::Bind { readonly, .. } = &out.mounts[1] else { panic!() };
         assert!(readonly);
-        let text = std::fs::read_to_string(out.mounts[0].bind_source().unwrap()).unwrap();
+        let text = std::fs::read_to_string(&out.placed[0].source).unwrap();
         assert_eq!(certs::parse_pem(text.as_bytes()).len(), 2, "the image's CA and the company CA");
         for var in BUNDLE_VARS {
             assert!(out.env.contains(&(var.to_string(), STEP_BUNDLE.to_string())), "{var}");
