@@ -243,12 +243,13 @@ impl MemberSource for BlobMembers {
         }
         let mut member = vec![0u8; usize::try_from(place.member_len).ok()?];
         self.file.read_exact_at(&mut member, place.offset).ok()?;
-        // The member's own trailer (CRC-32 and length of what it decompresses to) must be the one recorded
-        // for this chunk: a damaged or stale index never puts foreign bytes into a layer.
+        // The last member's trailer (CRC-32 and length of what it decompresses to) must be the one recorded
+        // for this chunk: a damaged or stale index never puts foreign bytes into a layer. (A chunk is
+        // several members where it holds compressed data; the last holds the end of the chunk.)
         let trailer = &member[member.len() - 8..];
         let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
         let isize = u32::from_le_bytes(trailer[4..].try_into().ok()?);
-        (member[..2] == [0x1f, 0x8b] && crc == place.crc && isize == len as u32).then_some(member)
+        (member[..2] == [0x1f, 0x8b] && crc == place.crc && u64::from(isize) <= len).then_some(member)
     }
 
     fn next_chunk(&self, after: Option<&ChunkId>) -> Option<(ChunkId, u64)> {
