@@ -36,17 +36,21 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-fn entries(total: usize) -> Vec<Entry> {
+/// `total` bytes in files of `file` bytes, each its first half random and its second zeros: with 11 kB
+/// files, like the c1 benchmark context; with 2 MiB files, like a layer of jars and zeroed space.
+fn entries(total: usize, file: usize) -> Vec<Entry> {
     let mut data = vec![0u8; total];
-    // Half incompressible, half zeros, like the c1 benchmark context.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for byte in data[..total / 2].iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *byte = x as u8;
+    for piece in data.chunks_mut(file) {
+        let half = piece.len() / 2;
+        for byte in piece[..half].iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *byte = x as u8;
+        }
     }
-    data.chunks(1 << 20)
+    data.chunks(file)
         .enumerate()
         .map(|(i, chunk)| Entry {
             path: format!("data/{i:05}"),
@@ -62,15 +66,17 @@ fn entries(total: usize) -> Vec<Entry> {
 
 fn write_layers(c: &mut Criterion) {
     let total = 64 << 20;
-    let source = entries(total);
     let mut group = c.benchmark_group("layer write");
     group.throughput(Throughput::Bytes(total as u64));
     group.sample_size(10);
-    for compression in [Compression::Gzip, Compression::Zstd] {
-        let opts = WriteOptions { compression, ..Default::default() };
-        group.bench_function(format!("{compression:?} 64 MiB"), |b| {
-            b.iter(|| layer::write_layer(source.clone(), std::io::sink(), &opts).unwrap())
-        });
+    for (files, size) in [("small files", 11 << 10), ("2 MiB files", 2 << 20)] {
+        let source = entries(total, size);
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let opts = WriteOptions { compression, ..Default::default() };
+            group.bench_function(format!("{compression:?} 64 MiB, {files}"), |b| {
+                b.iter(|| layer::write_layer(source.clone(), std::io::sink(), &opts).unwrap())
+            });
+        }
     }
     group.finish();
 }
