@@ -208,11 +208,7 @@ pub async fn build(
     }
     let _lock = store.lock_shared()?;
     let context = Context::open(&options.context, &options.dockerfile)?;
-    let http = step::fetch::Http::new(options.fetch_timeouts, client.roots()).map_err(|e| BuildError::Step {
-        location: file_label.clone(),
-        instruction: "ADD".to_string(),
-        source: e.into(),
-    })?;
+    let http = step::fetch::Http::new(options.fetch_timeouts, client.roots());
     if let Some(plan::Epoch::Remote { url, checksum }) = plan.epoch.clone() {
         let seconds =
             step::fetch::source_time(&http, &url, checksum.as_deref()).await.map_err(|e| BuildError::Step {

@@ -52,7 +52,9 @@ impl Default for RegistryOptions {
 /// A registry client shared by every transfer of a command.
 #[derive(Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    /// Built at the first request (with the roots, which are read then too): a build from local images
+    /// never needs it.
+    http: std::sync::OnceLock<Result<reqwest::Client, String>>,
     roots: Roots,
     options: RegistryOptions,
     tokens: Mutex<HashMap<(String, String), String>>,
@@ -63,12 +65,6 @@ impl Client {
     /// Builds a client: system roots plus the given CA files, or no verification with `tls_verify=false`.
     /// Having no CA at all is not an error here: plain HTTP works, and HTTPS says what to add.
     pub fn new(options: RegistryOptions) -> Result<Client, RegistryError> {
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(15))
-                .read_timeout(Duration::from_secs(120))
-        };
         let mut ca_files = options.ca_files.clone();
         if let Some(dir) = &options.cert_dir {
             let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Local {
@@ -81,18 +77,26 @@ impl Client {
             );
         }
         let roots = Roots::load(&ca_files)?;
-        let mut registry = roots.apply(builder());
-        if !options.tls_verify {
-            registry = registry.danger_accept_invalid_certs(true);
-        }
-        let build = |b: reqwest::ClientBuilder| b.build().map_err(|e| RegistryError::Setup(e.to_string()));
         Ok(Client {
-            http: build(registry)?,
+            http: std::sync::OnceLock::new(),
             roots,
             options,
             tokens: Mutex::new(HashMap::new()),
             schemes: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The HTTP client, built at the first call.
+    fn http(&self) -> Result<&reqwest::Client, RegistryError> {
+        let built = self.http.get_or_init(|| {
+            let builder = reqwest::Client::builder()
+                .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .read_timeout(Duration::from_secs(120));
+            let builder = self.roots.apply(builder).danger_accept_invalid_certs(!self.options.tls_verify);
+            builder.build().map_err(|e| e.to_string())
+        });
+        built.as_ref().map_err(|e| RegistryError::Setup(e.clone()))
     }
 
     /// The CA roots this client trusts, for the command's other HTTPS clients (`ADD https://...`, which
@@ -135,8 +139,14 @@ impl Client {
         }
         let mut scheme = "https";
         if !self.options.tls_verify {
-            let probe = self.http.get(format!("https://{host}/v2/")).timeout(Duration::from_secs(5)).send().await;
-            if probe.is_err() {
+            let probe = match self.http() {
+                Ok(http) => {
+                    http.get(format!("https://{host}/v2/")).timeout(Duration::from_secs(5)).send().await.is_ok()
+                }
+                // The request that follows reports why there is no client.
+                Err(_) => true,
+            };
+            if !probe {
                 scheme = "http";
             }
         }
@@ -161,13 +171,14 @@ impl Client {
             format!("{}{url_or_path}", self.base(host).await)
         };
         let attempts = if retry { self.options.attempts.max(1) } else { 1 };
+        let http = self.http()?;
         let mut last_err = None;
         for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
             }
             let sent = self.cached_auth(host, scope);
-            let mut req = make(&self.http, url.clone());
+            let mut req = make(http, url.clone());
             if let Some(auth) = &sent {
                 req = req.header(reqwest::header::AUTHORIZATION, auth);
             }
@@ -183,7 +194,7 @@ impl Client {
                 // Retrying with what was just refused would only be refused again.
                 && sent.as_ref() != Some(&auth)
             {
-                match make(&self.http, url.clone()).header(reqwest::header::AUTHORIZATION, auth).send().await {
+                match make(http, url.clone()).header(reqwest::header::AUTHORIZATION, auth).send().await {
                     Ok(r) if retryable(r.status()) && attempt + 1 < attempts => {
                         last_err = Some(status_error(host, op, r).await);
                         continue;
@@ -272,7 +283,7 @@ impl Client {
         for s in scope.split(' ').filter(|s| !s.is_empty()) {
             query.push(("scope", s));
         }
-        let mut req = self.http.request(Method::GET, realm).query(&query);
+        let mut req = self.http()?.request(Method::GET, realm).query(&query);
         if let Some(c) = creds {
             req = req.basic_auth(&c.username, Some(&c.password));
         }

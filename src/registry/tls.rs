@@ -8,6 +8,7 @@
 //! with a crash at start; so kiln gathers the roots itself and hands reqwest exactly those.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use super::error::RegistryError;
 
@@ -21,24 +22,23 @@ pub const NO_ROOTS_HINT: &str = "kiln has no CA certificate to verify it with: n
 /// The trusted roots: the system's and the extra ones.
 #[derive(Clone)]
 pub struct Roots {
-    certs: Vec<reqwest::Certificate>,
+    /// The system's, read at the first use: most builds open no HTTPS connection, and reading the system's
+    /// bundle and hashed directory cost every kiln process ~3 ms (a sixth of a no-change bake's CPU).
+    system: Arc<OnceLock<Vec<reqwest::Certificate>>>,
+    extra: Vec<reqwest::Certificate>,
 }
 
 impl std::fmt::Debug for Roots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Roots({} certificates)", self.certs.len())
+        write!(f, "Roots({} extra certificates)", self.extra.len())
     }
 }
 
 impl Roots {
-    /// The system's roots plus every certificate in `extra` (PEM files; an unreadable or invalid one is an
-    /// error naming it). Unreadable system certificates are skipped, as OpenSSL skips them.
+    /// The system's roots plus every certificate in `extra` (PEM files, read now: an unreadable or invalid
+    /// one is an error naming it). Unreadable system certificates are skipped, as OpenSSL skips them.
     pub fn load(extra: &[PathBuf]) -> Result<Roots, RegistryError> {
-        let mut certs: Vec<reqwest::Certificate> = rustls_native_certs::load_native_certs()
-            .certs
-            .iter()
-            .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
-            .collect();
+        let mut certs = Vec::new();
         for path in extra {
             let pem = std::fs::read(path).map_err(|source| RegistryError::Local {
                 op: "read CA file",
@@ -52,16 +52,26 @@ impl Roots {
             }
             certs.extend(found);
         }
-        Ok(Roots { certs })
+        Ok(Roots { system: Arc::default(), extra: certs })
+    }
+
+    fn system(&self) -> &[reqwest::Certificate] {
+        self.system.get_or_init(|| {
+            rustls_native_certs::load_native_certs()
+                .certs
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
+                .collect()
+        })
     }
 
     /// True when there is nothing to verify a certificate with.
     pub fn is_empty(&self) -> bool {
-        self.certs.is_empty()
+        self.extra.is_empty() && self.system().is_empty()
     }
 
     /// `builder` trusting exactly these roots (with none, every certificate is refused at the handshake).
     pub fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-        builder.tls_certs_only(self.certs.iter().cloned())
+        builder.tls_certs_only(self.system().iter().chain(&self.extra).cloned())
     }
 }

@@ -90,21 +90,26 @@ impl Timeouts {
 /// The HTTP client ADD downloads with, and its limits.
 #[derive(Debug, Clone)]
 pub struct Http {
-    client: reqwest::Client,
+    /// Built at the first download (most builds have none), with the roots read then.
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    roots: crate::registry::Roots,
     timeouts: Timeouts,
 }
 
 impl Http {
     /// A client that trusts `roots` (the registry client's: with none, plain HTTP still works) and gives
     /// up after `timeouts`.
-    pub fn new(timeouts: Timeouts, roots: &crate::registry::Roots) -> Result<Http, FetchError> {
-        let client = roots
-            .apply(reqwest::Client::builder())
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.idle)
-            .build()
-            .map_err(|e| FetchError::Client(e.to_string()))?;
-        Ok(Http { client, timeouts })
+    pub fn new(timeouts: Timeouts, roots: &crate::registry::Roots) -> Http {
+        Http { client: std::sync::OnceLock::new(), roots: roots.clone(), timeouts }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        let built = self.client.get_or_init(|| {
+            let builder =
+                reqwest::Client::builder().connect_timeout(self.timeouts.connect).read_timeout(self.timeouts.idle);
+            self.roots.apply(builder).build().map_err(|e| e.to_string())
+        });
+        built.as_ref().map_err(|e| FetchError::Client(e.clone()))
     }
 }
 
@@ -139,7 +144,7 @@ pub fn is_git(source: &str) -> bool {
 pub async fn download(http: &Http, url: &str, checksum: Option<&str>, into: &Path) -> Result<Downloaded, FetchError> {
     let expected = checksum.map(Checksum::parse).transpose()?;
     let transfer = |e: reqwest::Error| transfer_error(url, http.timeouts, e);
-    let response = http.client.get(url).send().await.map_err(transfer)?;
+    let response = http.client()?.get(url).send().await.map_err(transfer)?;
     if !response.status().is_success() {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }
@@ -361,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let result = runtime.block_on(download(
-            &Http::new(timeouts, &crate::registry::Roots::load(&[]).unwrap()).unwrap(),
+            &Http::new(timeouts, &crate::registry::Roots::load(&[]).unwrap()),
             &url,
             None,
             &dir.path().join("f"),
