@@ -14,6 +14,7 @@ mod hashpipe;
 mod pgzip;
 mod place;
 mod populate;
+mod prefetch;
 mod tee;
 mod unshare;
 mod write;

@@ -16,6 +16,7 @@ use super::compress::{Compression, Encoder};
 use super::entry::{Entry, EntryKind, FileSource};
 use super::error::{LayerError, io};
 use super::hashpipe::{DiffId, HashBeside, TakeBlock, WriteBeside};
+use super::prefetch::{self, Probe};
 use super::tee::TeeWriter;
 use crate::confine::Opener;
 
@@ -109,9 +110,16 @@ pub fn write_normalized<W: LayerSink>(
         let mut tar = tar::Builder::new(front);
         tar.mode(tar::HeaderMode::Deterministic);
         let mut sources = Sources::default();
-        for entry in entries {
+        let stop = prefetch::StopOnDrop(sources.progress.clone());
+        for (i, entry) in entries.iter().enumerate() {
             append(&mut tar, entry, opts.source_date_epoch, tee, &mut sources)?;
+            if sources.probe == Probe::Cold {
+                sources.probe = Probe::Off;
+                let progress = sources.progress.clone();
+                s.spawn(move || prefetch::run(&entries[i + 1..], &progress));
+            }
         }
+        drop(stop);
         let encoder = tar.into_inner().and_then(Front::finish).map_err(out_err)?;
         let (compressed, chunks) = encoder.finish().map_err(out_err)?;
         // Every sender is gone now (the compressor's with it), so the hashing thread ends.
@@ -172,6 +180,10 @@ struct Sources {
     buf: Vec<u8>,
     /// The last parent directory opened.
     opener: Opener,
+    /// Whether the files come from the page cache (see `prefetch`).
+    probe: Probe,
+    /// How far the reader is, for the prefetcher.
+    progress: Arc<prefetch::Progress>,
 }
 
 fn append<W: Write>(
@@ -271,7 +283,7 @@ fn append<W: Write>(
             header.set_cksum();
             let out = tar.get_mut();
             out.write_all(header.as_bytes()).map_err(tar_err)?;
-            copy_exactly(file, len, out, tee, &mut sources.buf).map_err(|e| match e {
+            copy_exactly(file, len, out, tee, sources).map_err(|e| match e {
                 Copied::Read(e) => io("read", source.display())(e),
                 Copied::Write(e) => tar_err(e),
             })
@@ -292,23 +304,25 @@ enum Copied {
 /// tar entry's data. A file that grew is cut at `len`; one that shrank is an error, never a shorter entry
 /// that would shift every later header. One reused buffer, one `read` for a small file.
 fn copy_exactly(
-    mut file: std::fs::File,
+    file: std::fs::File,
     len: u64,
     out: &mut impl Write,
     tee: Option<&TeeWriter>,
-    buf: &mut Vec<u8>,
+    sources: &mut Sources,
 ) -> Result<(), Copied> {
     if let Some(tee) = tee {
         tee.start(len);
     }
+    let buf = &mut sources.buf;
     // Sized once per layer: resizing per file would zero the grown part again whenever sizes alternate.
     if buf.len() < READ_AT_ONCE {
         buf.resize(READ_AT_ONCE, 0);
     }
+    sources.progress.read(len);
     let mut left = len;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match io::Read::read(&mut file, &mut buf[..want]) {
+        let n = match sources.probe.read_at(&file, &mut buf[..want], len - left) {
             Ok(0) => {
                 return Err(Copied::Read(io::Error::new(io::ErrorKind::UnexpectedEof, "it shrank while being read")));
             }
@@ -351,21 +365,21 @@ mod tests {
 
     #[test]
     fn a_file_is_copied_exactly_and_padded() {
-        let (mut out, mut buf) = (Vec::new(), Vec::new());
-        assert!(copy_exactly(file_of(b"hello world"), 5, &mut out, None, &mut buf).is_ok());
+        let (mut out, mut sources) = (Vec::new(), Sources::default());
+        assert!(copy_exactly(file_of(b"hello world"), 5, &mut out, None, &mut sources).is_ok());
         assert_eq!(out.len(), 512);
         assert_eq!(&out[..6], b"hello\0");
         let big = vec![7u8; READ_AT_ONCE * 2 + 3];
         out.clear();
-        assert!(copy_exactly(file_of(&big), big.len() as u64, &mut out, None, &mut buf).is_ok());
+        assert!(copy_exactly(file_of(&big), big.len() as u64, &mut out, None, &mut sources).is_ok());
         assert_eq!(out.len(), big.len().div_ceil(512) * 512);
         assert_eq!(&out[..big.len()], &big[..]);
     }
 
     #[test]
     fn a_file_that_shrank_is_an_error_not_a_short_entry() {
-        let (mut out, mut buf) = (Vec::new(), Vec::new());
-        match copy_exactly(file_of(b"short"), 600, &mut out, None, &mut buf) {
+        let (mut out, mut sources) = (Vec::new(), Sources::default());
+        match copy_exactly(file_of(b"short"), 600, &mut out, None, &mut sources) {
             Err(Copied::Read(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
             _ => panic!("a shrunk file must fail the read side"),
         }
