@@ -4,6 +4,7 @@
 //! cannot run here (npm and Maven registries, dnf repositories) are checked by reading back, from a RUN
 //! step, the configuration the step sees — and by unpacking the image to see none of it stayed.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -230,7 +231,7 @@ fn steps_may_replace_or_extend_the_bundle(kiln: &Kiln, args: &[&str]) {
     }
     ws.dockerfile(&format!(
         "{first}COPY own.pem /tmp/own.pem\n\
-         RUN mv /tmp/own.pem /etc/ssl/certs/ca-certificates.crt\n\
+         RUN chmod 444 /tmp/own.pem && mv /tmp/own.pem /etc/ssl/certs/ca-certificates.crt\n\
          RUN grep -c BEGIN /etc/ssl/certs/ca-certificates.crt > /seen-then \\\n\
          && echo extra >> /etc/ssl/certs/ca-certificates.crt\n"
     ));
@@ -239,6 +240,8 @@ fn steps_may_replace_or_extend_the_bundle(kiln: &Kiln, args: &[&str]) {
     let read = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("seen-then").trim(), "2", "the image's own CA and the company CA");
     assert_eq!(read("etc/ssl/certs/ca-certificates.crt"), format!("{own}extra\n"), "the image's bundle, extended");
+    let mode = std::fs::metadata(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o444, "a read-only bundle (RHEL's are) stays as it was");
     for path in ["etc/pki", "etc/ssl/cert.pem", "etc/ssl/ca-bundle.pem", "run/kiln"] {
         assert!(rootfs.join(path).symlink_metadata().is_err(), "{path} stayed in the image");
     }

@@ -73,6 +73,8 @@ impl Placement {
             let existing = tree.resolve_nofollow(&item.rel).ok().filter(|h| h.meta().is_ok_and(|m| m.is_file()));
             // Parents 0755; the file itself gets 0644 (ensure masks a file's mode with 0666).
             let (handle, created) = match existing {
+                // A file kiln could not read as the image's (too large for a bundle) is left as it is.
+                Some(_) if item.original.is_none() => continue,
                 Some(handle) => (handle, Vec::new()),
                 None => tree.ensure(&item.rel, Leaf::File, 0o755).map_err(failed("create", &item.rel))?,
             };
