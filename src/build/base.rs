@@ -40,13 +40,35 @@ pub async fn image(ctx: &BuildCtx<'_>, name: &str) -> Result<(ImageState, Refere
         (PullPolicy::Missing | PullPolicy::Never, Some(d)) => d,
         (PullPolicy::Always, Some(d)) if made_here => d,
         (PullPolicy::Never, None) => return Err(BuildError::NotInStore(reference.to_string())),
-        _ => {
-            ctx.info(format!("pulling {reference}"));
-            pull::pull(ctx.store, ctx.client, &reference, &ctx.platform).await?
-        }
+        _ => pull_base(ctx, name, &reference).await?,
     };
     ctx.evidence.base(name, &reference, descriptor.digest());
     Ok((load(ctx.store, &descriptor)?, reference))
+}
+
+/// Pulls a base image; on the proxy-only network only from a registry on its allow-list, and logged in its
+/// fetch log as kiln's own download (the build's other requests are the steps').
+async fn pull_base(ctx: &BuildCtx<'_>, name: &str, reference: &Reference) -> Result<Descriptor, BuildError> {
+    let step = format!("FROM {name}");
+    let url = format!(
+        "https://{}/v2/{}/manifests/{}",
+        reference.api_host(),
+        reference.repository(),
+        reference.reference_part()
+    );
+    let url = url::Url::parse(&url).ok();
+    if let Some(url) = &url {
+        ctx.supply
+            .admit_download(&step, url)
+            .map_err(|message| BuildError::PullRefused { name: name.to_string(), message })?;
+    }
+    ctx.info(format!("pulling {reference}"));
+    let started = std::time::Instant::now();
+    let (descriptor, bytes) = pull::pull_counting(ctx.store, ctx.client, reference, &ctx.platform).await?;
+    if let Some(url) = &url {
+        ctx.supply.record_download(&step, url, 200, bytes, started.elapsed().as_millis() as u64);
+    }
+    Ok(descriptor)
 }
 
 /// The store entry for `name`: its normalised reference, or `localhost/` + name for unqualified names.

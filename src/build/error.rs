@@ -46,6 +46,14 @@ pub enum BuildError {
     /// `--pull=never` and the image is not in the store.
     #[error("image {0} is not in the store and --pull=never forbids pulling it")]
     NotInStore(String),
+    /// `--network proxy-only` refused to pull a base image from a registry outside its allow-list.
+    #[error("FROM {name}: {message}")]
+    PullRefused {
+        /// The image as written.
+        name: String,
+        /// Why, and what to allow.
+        message: String,
+    },
     /// An image in the store is inconsistent.
     #[error("image {digest} in the store is not valid: {message}")]
     BadImage {

@@ -352,6 +352,36 @@ fn proxy_only_rootless() {
     }
 }
 
+/// A base image is kiln's own download too: on the proxy-only network it is pulled only from a registry
+/// on the allow-list, and the pull is in the fetch log.
+#[test]
+fn base_pulls_on_the_proxy_only_network_obey_the_allow_list_and_are_logged() {
+    let Some(registry) = Registry::start() else { return };
+    let pusher = Kiln::new();
+    busybox_base(&pusher);
+    let base = registry.name("proxy/busybox:1");
+    pusher.ok(&["push", "localhost/busybox:test", &format!("docker://{base}"), "--tls-verify=false"]);
+    let kiln = Kiln::new();
+    let ws = Workspace::new();
+    ws.dockerfile(&format!("FROM {base}\nRUN true\n"));
+    let ctx = ws.path().to_string_lossy().into_owned();
+    let proxy_only = ["build", "--tls-verify=false", "--network", "proxy-only"];
+    let refused = kiln.fails(&[&proxy_only[..], &[&ctx]].concat());
+    let expected = format!("FROM {base}: --network proxy-only refused {}", registry.addr);
+    assert!(refused.stderr.contains(&expected), "{}", refused.stderr);
+    assert!(refused.stderr.contains(&format!("--allow-host {}", registry.addr.split(':').next().unwrap())));
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("fetch.jsonl");
+    let log_arg = log.to_string_lossy();
+    kiln.ok(&[&proxy_only[..], &["--allow-host", &registry.addr, "--fetch-log", &log_arg, &ctx]].concat());
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pull: Vec<&serde_json::Value> = lines.iter().filter(|l| l["step"] == format!("FROM {base}")).collect();
+    assert_eq!(pull.len(), 1, "{lines:?}");
+    assert_eq!((pull[0]["by_kiln"].as_bool(), pull[0]["allowed"].as_bool()), (Some(true), Some(true)));
+    assert!(pull[0]["bytes_received"].as_u64().unwrap() > 100_000, "busybox's layer: {:?}", pull[0]);
+}
+
 /// kiln's own downloads for a step (ADD URLs) obey the same allow-list and go into the same fetch log.
 #[test]
 fn add_urls_on_the_proxy_only_network_obey_the_allow_list_and_are_logged() {
