@@ -1,6 +1,7 @@
 //! Chunk-parallel gzip, as pigz does it, with reuse: the input is cut into content-defined chunks
-//! (`chunks.rs`), each compressed on its own core into a complete gzip member, and the members are written in
-//! order. A multi-member file is one valid gzip stream (RFC 1952 §2.2) that every layer consumer reads.
+//! (`chunks.rs`), each compressed on its own core into a complete gzip member (several where runs of
+//! already-compressed data in it are stored, see [`member`]), and the members are written in order. A
+//! multi-member file is one valid gzip stream (RFC 1952 §2.2) that every layer consumer reads.
 //! Boundaries depend only on the bytes, never on thread counts or write sizes, so the output — and the layer
 //! digest — is the same on every machine. A member whose chunk an earlier blob already holds is copied from
 //! there ([`MemberSource`]): a COPY with one file changed compresses only the chunks around that file.
@@ -230,9 +231,9 @@ fn encode(
 }
 
 /// The encoded form of one chunk: a gzip member per run of it, where runs of already-compressed data (jars,
-/// wheels, archives, images — see [`runs`]) are stored and the rest is deflated. Deflate cannot shrink such
-/// data either, but libdeflate spends as long failing to (~3 ns a byte here) as it spends compressing text;
-/// storing costs a copy and a CRC. A chunk with one run, the common case, is one member.
+/// wheels, archives, images — see [`runs`]) are stored and the rest is deflated. Deflate shrinks such data by
+/// a few percent at most (jars ~3%, in their zip headers and names) and spends as long on it (~3 ns a byte
+/// here) as on text; storing costs a copy and a CRC. A chunk with one run, the common case, is one member.
 fn member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
     let runs = if level == 0 { vec![(0..block.len(), false)] } else { runs(block) };
     if let [(_, false)] = runs.as_slice() {

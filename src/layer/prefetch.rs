@@ -5,7 +5,7 @@
 //! thread of its own, the disk serves many at once: 0.35 s (0.22 s from a warm cache).
 //!
 //! Nothing starts on a warm cache: the builder's first read of each file does not wait
-//! (`preadv2(RWF_NOWAIT)`), and only a read that would have is the signal ([`Sources::cold`]). The reader
+//! (`preadv2(RWF_NOWAIT)`), and only a read that would have is the signal ([`Probe`]). The reader
 //! then starts the prefetcher at its own position; it stays at most [`AHEAD`] bytes in front, so a large
 //! layer never pushes its own next files out of the cache.
 
