@@ -24,24 +24,32 @@ const MAX_REWRITE: u64 = 64 << 20;
 /// (inode, size, mode, uid, gid, mtime s, mtime ns): what tells kiln's own write from the command's.
 type Stamp = (u64, u64, u32, u32, u32, i64, i64);
 
-/// The placed files of one step, with what the image had at each path.
+/// The placed files of one step, and the image (as the step starts) they stand in for.
 pub struct Placement {
+    view: ImageView,
     items: Vec<Item>,
 }
 
 struct Item {
     /// In-root path (no leading `/`).
     rel: String,
-    /// What kiln puts there.
-    placed: Vec<u8>,
-    /// The image's file at that path, if it has one.
-    original: Option<Vec<u8>>,
+    /// The same, `/`-rooted, for the image view.
+    target: String,
+    /// What kiln puts there (read only when needed: over an overlay, only for a file the command changed).
+    source: std::path::PathBuf,
     /// Private rootfs only: the file as kiln left it, to tell whether the command touched it.
     written: Option<Written>,
 }
 
+/// What kiln puts at a path, and what the image has there.
+struct Contents {
+    placed: Vec<u8>,
+    original: Option<Vec<u8>>,
+}
+
 /// A placed file in a private rootfs, as kiln left it before the step.
 struct Written {
+    contents: Contents,
     /// Its stamp right after kiln wrote it.
     stamp: Stamp,
     /// The image file's access and modification times, to put back with its content.
@@ -56,25 +64,29 @@ fn failed(action: &'static str, rel: &str) -> impl FnOnce(std::io::Error) -> Ste
 }
 
 impl Placement {
-    /// The files of `placed`, read with what `view` (the image as the step starts) has at each path.
-    pub fn read(view: &ImageView, placed: &[Placed]) -> Result<Placement, StepError> {
-        let mut items = Vec::new();
-        for p in placed {
-            let rel = p.target.trim_start_matches('/').to_string();
-            let bytes = std::fs::read(&p.source).map_err(failed("read", &rel))?;
-            items.push(Item { original: view.read(&p.target), placed: bytes, rel, written: None });
-        }
-        Ok(Placement { items })
+    /// The files of `placed` over `view`, the image as the step starts (nothing is read yet).
+    pub fn new(view: ImageView, placed: &[Placed]) -> Placement {
+        let items = placed
+            .iter()
+            .map(|p| Item {
+                rel: p.target.trim_start_matches('/').to_string(),
+                target: p.target.clone(),
+                source: p.source.clone(),
+                written: None,
+            })
+            .collect();
+        Placement { view, items }
     }
 
     /// Writes the files into the private rootfs `tree`, over the image's or new, before the step.
     pub fn write_into(&mut self, tree: &Root) -> Result<(), StepError> {
         for item in &mut self.items {
+            let contents = item.contents(&self.view)?;
             let existing = tree.resolve_nofollow(&item.rel).ok().filter(|h| h.meta().is_ok_and(|m| m.is_file()));
             // Parents 0755; the file itself gets 0644 (ensure masks a file's mode with 0666).
             let (handle, created) = match existing {
                 // A file kiln could not read as the image's (too large for a bundle) is left as it is.
-                Some(_) if item.original.is_none() => continue,
+                Some(_) if contents.original.is_none() => continue,
                 Some(handle) => (handle, Vec::new()),
                 None => tree.ensure(&item.rel, Leaf::File, 0o755).map_err(failed("create", &item.rel))?,
             };
@@ -83,9 +95,9 @@ impl Placement {
             let times = created
                 .is_empty()
                 .then(|| (FileTime::from_last_access_time(&before), FileTime::from_last_modification_time(&before)));
-            rewrite(&path, &item.placed, None).map_err(failed("write", &item.rel))?;
+            rewrite(&path, &contents.placed, None).map_err(failed("write", &item.rel))?;
             let after = std::fs::metadata(&path).map_err(failed("write", &item.rel))?;
-            item.written = Some(Written { stamp: stamp(&after), times, created });
+            item.written = Some(Written { contents, stamp: stamp(&after), times, created });
         }
         Ok(())
     }
@@ -94,7 +106,7 @@ impl Placement {
     pub fn settle_upper(&self, upper: &Root) -> Result<(), StepError> {
         for item in &self.items {
             if let Some(handle) = file_handle(upper, &item.rel) {
-                item.keep_change(&handle.proc_path())?;
+                keep_change(&item.contents(&self.view)?, &handle.proc_path(), &item.rel)?;
             }
         }
         Ok(())
@@ -115,13 +127,14 @@ impl Placement {
             };
             let path = handle.proc_path();
             let now = std::fs::metadata(&path).map_err(failed("read", &item.rel))?;
+            let placed = &written.contents.placed;
             let same =
-                stamp(&now) == written.stamp && std::fs::read(&path).map_err(failed("read", &item.rel))? == item.placed;
+                stamp(&now) == written.stamp && std::fs::read(&path).map_err(failed("read", &item.rel))? == *placed;
             if !same {
-                item.keep_change(&path)?;
+                keep_change(&written.contents, &path, &item.rel)?;
                 continue;
             }
-            match (&item.original, written.times) {
+            match (&written.contents.original, written.times) {
                 (Some(original), Some(times)) => {
                     rewrite(&path, original, Some(times)).map_err(failed("put back", &item.rel))?;
                     if let Some(stamps) = stamps.as_deref_mut() {
@@ -138,21 +151,27 @@ impl Placement {
 }
 
 impl Item {
-    /// Keeps the command's change at `path`, with the image's file in place of kiln's where the command
-    /// only added to the end of it.
-    fn keep_change(&self, path: &std::path::Path) -> Result<(), StepError> {
-        let meta = std::fs::metadata(path).map_err(failed("read", &self.rel))?;
-        // Past a size no bundle has, the file is the command's whatever it begins with (and is not read).
-        if meta.len() < self.placed.len() as u64 || meta.len() > MAX_REWRITE {
-            return Ok(());
-        }
-        let content = std::fs::read(path).map_err(failed("read", &self.rel))?;
-        let Some(added) = content.strip_prefix(self.placed.as_slice()) else { return Ok(()) };
-        let times = (FileTime::from_last_access_time(&meta), FileTime::from_last_modification_time(&meta));
-        let mut own = self.original.clone().unwrap_or_default();
-        own.extend_from_slice(added);
-        rewrite(path, &own, Some(times)).map_err(failed("rewrite", &self.rel))
+    /// What kiln puts at the item's path, and what `view` has there.
+    fn contents(&self, view: &ImageView) -> Result<Contents, StepError> {
+        let placed = std::fs::read(&self.source).map_err(failed("read", &self.rel))?;
+        Ok(Contents { placed, original: view.read(&self.target) })
     }
+}
+
+/// Keeps the command's change at `path` (`rel` in the image), with the image's file in place of kiln's
+/// where the command only added to the end of it.
+fn keep_change(contents: &Contents, path: &std::path::Path, rel: &str) -> Result<(), StepError> {
+    let meta = std::fs::metadata(path).map_err(failed("read", rel))?;
+    // Past a size no bundle has, the file is the command's whatever it begins with (and is not read).
+    if meta.len() < contents.placed.len() as u64 || meta.len() > MAX_REWRITE {
+        return Ok(());
+    }
+    let content = std::fs::read(path).map_err(failed("read", rel))?;
+    let Some(added) = content.strip_prefix(contents.placed.as_slice()) else { return Ok(()) };
+    let times = (FileTime::from_last_access_time(&meta), FileTime::from_last_modification_time(&meta));
+    let mut own = contents.original.clone().unwrap_or_default();
+    own.extend_from_slice(added);
+    rewrite(path, &own, Some(times)).map_err(failed("rewrite", rel))
 }
 
 /// A handle to the regular file at `rel` in `root`, if that is what is there.
@@ -194,7 +213,7 @@ mod tests {
         std::fs::write(&source, "image\ncompany\n").unwrap();
         let placed: Vec<Placed> =
             targets.iter().map(|p| Placed { source: source.clone(), target: p.to_string() }).collect();
-        Placement::read(&ImageView::new(vec![root.path().to_path_buf()]), &placed).unwrap()
+        Placement::new(ImageView::new(vec![root.path().to_path_buf()]), &placed)
     }
 
     #[test]

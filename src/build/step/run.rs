@@ -489,7 +489,7 @@ impl Workspace {
     /// The supply's placed files for the step: over an overlay they are in the supply's lower dir already;
     /// a private rootfs gets them written in.
     fn place(&self, placed: &[supply::Placed]) -> Result<Placement, StepError> {
-        let mut placement = Placement::read(&supply::ImageView::new(self.view.clone()), placed)?;
+        let mut placement = Placement::new(supply::ImageView::new(self.view.clone()), placed);
         if let (RootfsSpec::Dir(tree), false) = (&self.rootfs, placed.is_empty()) {
             placement.write_into(&Root::open(tree).map_err(StepError::Temp)?)?;
         }

@@ -109,16 +109,10 @@ impl Trust {
         let bundle = self.cached(&format!("bundle-{key}.pem"), || merged().into_bytes())?;
         let store = self
             .cached(&format!("truststore-{key}.p12"), || truststore::encode(&certs::parse_pem(merged().as_bytes())))?;
-        let mut targets: Vec<String> = Vec::new();
+        // `Supply::step` resolves them through the image's links: paths that lead to one file (RHEL's
+        // cert.pem and ca-bundle.crt) get it once, at the file.
         for path in BUNDLE_PATHS {
-            // Links to one file (RHEL's cert.pem and ca-bundle.crt) need one mount, at the file.
-            let target = view.real_path(path).unwrap_or_else(|| path.to_string());
-            if !targets.contains(&target) {
-                targets.push(target);
-            }
-        }
-        for target in targets {
-            out.place(&bundle, &target);
+            out.place(&bundle, path);
         }
         out.bind(&bundle, STEP_BUNDLE);
         out.bind(&store, STEP_TRUSTSTORE);
