@@ -78,6 +78,11 @@ impl Placement {
         Placement { view, items }
     }
 
+    /// Whether the step has no placed files (no `--ca-cert`): nothing to write or settle.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     /// Writes the files into the private rootfs `tree`, over the image's or new, before the step.
     pub fn write_into(&mut self, tree: &Root) -> Result<(), StepError> {
         for item in &mut self.items {

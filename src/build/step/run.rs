@@ -490,7 +490,7 @@ impl Workspace {
     /// a private rootfs gets them written in.
     fn place(&self, placed: &[supply::Placed]) -> Result<Placement, StepError> {
         let mut placement = Placement::new(supply::ImageView::new(self.view.clone()), placed);
-        if let (RootfsSpec::Dir(tree), false) = (&self.rootfs, placed.is_empty()) {
+        if let (RootfsSpec::Dir(tree), false) = (&self.rootfs, placement.is_empty()) {
             placement.write_into(&Root::open(tree).map_err(StepError::Temp)?)?;
         }
         Ok(placement)
@@ -498,6 +498,9 @@ impl Workspace {
 
     /// Settles the placed files after the step (see `placed`); returns the paths removed from the tree.
     fn settle(&mut self, placement: &Placement) -> Result<Vec<String>, StepError> {
+        if placement.is_empty() {
+            return Ok(Vec::new());
+        }
         match (&self.rootfs, &mut self.before) {
             (RootfsSpec::Overlay { upper, .. }, _) => {
                 placement.settle_upper(&Root::open(upper).map_err(StepError::Temp)?)?;
