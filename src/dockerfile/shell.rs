@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use regex::Regex;
+
 /// Where expansion looks variables up (the ARG/ENV scope of one step).
 pub trait Vars {
     /// The value of `name`, or `None` when it is not set (set-but-empty is `Some("")`).
@@ -355,9 +357,9 @@ impl<'a> Lexer<'a> {
                         let pattern = Pattern::compile(&pattern)?;
                         let value = value.unwrap_or_default();
                         Ok(if op == '#' {
-                            pattern.trim_prefix(&value, greedy)
+                            pattern.trim_prefix(&value, greedy)?
                         } else {
-                            pattern.trim_suffix(&value, greedy)
+                            pattern.trim_suffix(&value, greedy)?
                         })
                     }
                     _ => err(format!("unsupported modifier (:{op}) in substitution")),
@@ -379,7 +381,7 @@ impl<'a> Lexer<'a> {
                     Err(e) => return Err(e),
                 };
                 let value = self.get(&name).unwrap_or_default();
-                Ok(Pattern::compile(&pattern)?.replace(&value, &replacement, all))
+                Pattern::compile(&pattern)?.replace(&value, &replacement, all)
             }
             other => err(format!("unsupported modifier ({other}) in substitution")),
         }
@@ -398,6 +400,9 @@ enum Token {
     Lit(char),
 }
 
+/// A parsed pattern. Matching goes through the `regex` crate, as BuildKit's goes through Go's `regexp`:
+/// both guarantee time linear in the input (a backtracking matcher is exponential in the stars of a
+/// hostile pattern), and both give `*` and `?` the same reach (a single line: neither matches `\n`).
 #[derive(Debug)]
 struct Pattern(Vec<Token>);
 
@@ -427,72 +432,45 @@ impl Pattern {
         Ok(Pattern(out))
     }
 
-    /// Whether the whole of `text` matches.
-    fn matches(&self, text: &[char]) -> bool {
-        fn go(p: &[Token], t: &[char]) -> bool {
-            match p.first() {
-                None => t.is_empty(),
-                Some(Token::Star) => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
-                Some(Token::Any) => !t.is_empty() && go(&p[1..], &t[1..]),
-                Some(Token::Lit(c)) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+    /// The regular expression of `tokens`: stars greedy or lazy, anchored at the start or not.
+    fn regex<'a>(tokens: impl Iterator<Item = &'a Token>, greedy: bool, anchored: bool) -> Result<Regex, ExpandError> {
+        let mut re = String::from(if anchored { "^" } else { "" });
+        for token in tokens {
+            match token {
+                Token::Star => re.push_str(if greedy { ".*" } else { ".*?" }),
+                Token::Any => re.push('.'),
+                Token::Lit(c) => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
             }
         }
-        go(&self.0, text)
+        Regex::new(&re).or_else(|e| err(format!("invalid pattern in substitution: {e}")))
     }
 
-    fn trim_prefix(&self, value: &str, greedy: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let lengths: Box<dyn Iterator<Item = usize>> =
-            if greedy { Box::new((0..=v.len()).rev()) } else { Box::new(0..=v.len()) };
-        for n in lengths {
-            if self.matches(&v[..n]) {
-                return v[n..].iter().collect();
-            }
-        }
-        value.to_string()
+    /// `${v#p}` / `${v##p}`: the value without its shortest (longest when `greedy`) matching prefix.
+    fn trim_prefix(&self, value: &str, greedy: bool) -> Result<String, ExpandError> {
+        let re = Pattern::regex(self.0.iter(), greedy, true)?;
+        Ok(re.find(value).map_or(value, |m| &value[m.end()..]).to_string())
     }
 
-    fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let starts: Box<dyn Iterator<Item = usize>> =
-            if greedy { Box::new(0..=v.len()) } else { Box::new((0..=v.len()).rev()) };
-        for s in starts {
-            if self.matches(&v[s..]) {
-                return v[..s].iter().collect();
-            }
-        }
-        value.to_string()
+    /// `${v%p}` / `${v%%p}`: a prefix trim of the reversed value by the reversed pattern, as BuildKit does
+    /// (a leftmost search cannot find the shortest rightmost match directly).
+    fn trim_suffix(&self, value: &str, greedy: bool) -> Result<String, ExpandError> {
+        let re = Pattern::regex(self.0.iter().rev(), greedy, true)?;
+        let reversed: String = value.chars().rev().collect();
+        let kept = re.find(&reversed).map_or(reversed.as_str(), |m| &reversed[m.end()..]);
+        Ok(kept.chars().rev().collect())
     }
 
-    /// Replaces the leftmost-longest match (every non-overlapping one with `all`).
-    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let mut out = String::new();
-        let mut start = 0;
-        while start <= v.len() {
-            let found =
-                (start..=v.len()).find_map(|s| (s..=v.len()).rev().find(|&e| self.matches(&v[s..e])).map(|e| (s, e)));
-            let Some((s, e)) = found else { break };
-            out.extend(&v[start..s]);
-            out.push_str(replacement);
-            if !all {
-                start = e;
-                out.extend(&v[start..]);
-                return out;
-            }
-            if e == s {
-                if let Some(c) = v.get(e) {
-                    out.push(*c);
-                }
-                start = e + 1;
-            } else {
-                start = e;
-            }
+    /// `${v/p/r}` replaces the leftmost match; `${v//p/r}` every one, with `$`-references in `r` expanded
+    /// as Go's `ReplaceAllString` expands them (BuildKit passes `r` to it unchanged).
+    fn replace(&self, value: &str, replacement: &str, all: bool) -> Result<String, ExpandError> {
+        let re = Pattern::regex(self.0.iter(), true, false)?;
+        if all {
+            return Ok(re.replace_all(value, replacement).into_owned());
         }
-        if start <= v.len() {
-            out.extend(&v[start.min(v.len())..]);
-        }
-        out
+        Ok(match re.find(value) {
+            Some(m) => format!("{}{replacement}{}", &value[..m.start()], &value[m.end()..]),
+            None => value.to_string(),
+        })
     }
 }
 
@@ -519,6 +497,40 @@ mod tests {
         ];
         for (word, want) in cases {
             assert_eq!(x.word(word, &vars).unwrap(), want, "{word}");
+        }
+    }
+
+    /// What Go's `regexp` does in BuildKit: `*` and `?` stay within a line, an empty match right after a
+    /// match is not replaced, and `$` in a replace-all replacement is a group reference (`$$` a dollar).
+    #[test]
+    fn patterns_match_as_the_reference_regexp_does() {
+        let vars = env(&[("v", "a\nxb"), ("w", "abc"), ("d", "a-b-c"), ("dollars", "$$"), ("group", "$0")]);
+        let x = Expander::new('\\');
+        let cases = [
+            ("${v#*x}", "a\nxb"),
+            ("${v%?xb}", "a\nxb"),
+            ("${v#a?}", "a\nxb"),
+            ("${w//*/x}", "x"),
+            ("${w//?/x}", "xxx"),
+            ("${d//-/$dollars}", "a$b$c"),
+            ("${d//-/$group$group}", "a--b--c"),
+            ("${d/-/$group}", "a$0b-c"),
+        ];
+        for (word, want) in cases {
+            assert_eq!(x.word(word, &vars).unwrap(), want, "{word}");
+        }
+    }
+
+    /// A backtracking matcher takes 40^20 steps here; the expansion must finish (the fuzzer's timeout).
+    #[test]
+    fn many_stars_against_a_long_value_finish() {
+        let vars = env(&[("v", &"a".repeat(40))]);
+        let pattern = "*a".repeat(20) + "b";
+        let x = Expander::new('\\');
+        for op in ["#", "##", "%", "%%", "/", "//"] {
+            let word =
+                if op.starts_with('/') { format!("${{v{op}{pattern}/x}}") } else { format!("${{v{op}{pattern}}}") };
+            assert_eq!(x.word(&word, &vars).unwrap(), "a".repeat(40), "{op}");
         }
     }
 
