@@ -297,3 +297,40 @@ fn no_isolation_at_all_says_what_is_missing() {
     assert!(run.stderr.contains("user.max_user_namespaces=0"), "says which setting refuses: {}", run.stderr);
     assert!(!kiln.ok(&["images"]).contains("none"), "no image from a failed build");
 }
+
+/// The step's root overlay as the step sees it (its `/proc/self/mountinfo` line for `/`).
+fn root_mount_of_a_run(kiln: &Kiln) -> String {
+    base(kiln);
+    let ws = Workspace::new();
+    ws.dockerfile("FROM localhost/busybox:test\nRUN grep ' / / ' /proc/self/mountinfo > /root-mount\n");
+    rootless::give(ws.path());
+    kiln.build(&ws, "mountinfo:1", &[]);
+    let (_keep, r) = umoci_unpack(kiln.store(), "localhost/mountinfo:1");
+    std::fs::read_to_string(r.join("root-mount")).unwrap()
+}
+
+/// A RUN's overlay is volatile: unmounting it must not sync the whole disk under the store.
+fn check_the_overlay_is_volatile(kiln: &Kiln) {
+    if !require("umoci") {
+        return;
+    }
+    let line = root_mount_of_a_run(kiln);
+    if !line.contains(" - overlay ") {
+        assert!(!ci(), "CI's kernel has overlayfs, so a RUN's root is an overlay: {line}");
+        return;
+    }
+    // Newer kernels show the option as `fsync=volatile`.
+    let options = line.split(' ').next_back().unwrap_or_default().trim();
+    assert!(options.split(',').any(|o| o == "volatile" || o == "fsync=volatile"), "{line}");
+}
+
+#[test]
+fn the_run_overlay_is_volatile_as_root() {
+    check_the_overlay_is_volatile(&Kiln::new());
+}
+
+#[test]
+fn the_run_overlay_is_volatile_rootless() {
+    let Some(kiln) = rootless::kiln() else { return };
+    check_the_overlay_is_volatile(&kiln);
+}
