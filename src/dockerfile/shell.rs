@@ -524,7 +524,8 @@ mod tests {
     /// BuildKit's TestProcessWithMatches pattern cases (shell/lex_test.go): `None` is an error.
     #[test]
     fn reference_pattern_cases() {
-        let cases: [(&str, &[(&str, &str)], Option<&str>); 26] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 26] = [
             (r"${FOO#()[]{\}^$.\*\?|\\}", &[("FOO", r"()[]{}^$.*?|\x")], Some("x")),
             (r"${FOO%%\**}", &[("FOO", "xx**")], Some("xx")),
             ("${FOO#*x*y}", &[("FOO", "xxyy")], Some("y")),
