@@ -15,6 +15,7 @@ mod typed;
 
 pub mod ignore;
 pub mod instruction;
+pub mod lint;
 pub mod shell;
 
 pub use error::{ParseError, Warning};
@@ -32,6 +33,8 @@ pub struct Dockerfile {
     pub escape: char,
     /// The `# syntax=` directive, recorded and ignored.
     pub syntax: Option<String>,
+    /// The `# check=` directive (build-check options), applied by [`lint`].
+    pub check: Option<String>,
     /// The syntax tree.
     pub nodes: Vec<Node>,
     /// One typed instruction per node.
@@ -52,6 +55,7 @@ pub fn parse(source: &str, file: &str) -> Result<Dockerfile, ParseError> {
         file: file.to_string(),
         escape: tree.escape,
         syntax: tree.syntax,
+        check: tree.check,
         nodes: tree.nodes,
         instructions,
         warnings: tree.warnings,

@@ -35,6 +35,12 @@ pub struct Node {
     pub start_line: usize,
     /// Last physical line (1-based).
     pub end_line: usize,
+    /// The line where the logical line ended, when an empty continuation line was inside it (for the
+    /// NoEmptyContinuation build check; not part of the dump).
+    pub empty_continuation_at: Option<usize>,
+    /// The comment lines before the instruction, `#` and blanks trimmed (per-instruction `# check=`
+    /// options of the build checks; not part of the dump).
+    pub comments: Vec<String>,
 }
 
 /// Dumps nodes in the reference's format: one `(...)` line per instruction.

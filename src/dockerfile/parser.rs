@@ -15,6 +15,8 @@ pub struct NodeTree {
     pub escape: char,
     /// The `# syntax=` directive's value, recorded and otherwise ignored.
     pub syntax: Option<String>,
+    /// The `# check=` directive's value (build-check options), for the lint module.
+    pub check: Option<String>,
     /// Accepted oddities worth telling.
     pub warnings: Vec<Warning>,
 }
@@ -23,24 +25,25 @@ pub struct NodeTree {
 struct Directives {
     escape: char,
     syntax: Option<String>,
+    check: Option<String>,
     done: bool,
     seen: Vec<String>,
 }
 
 impl Directives {
-    /// Checks whether `line` is a directive and applies it.
-    fn check(&mut self, line: &str) -> Result<(), Problem> {
+    /// Checks whether `line` is a directive and applies it; true when it was one.
+    fn check(&mut self, line: &str) -> Result<bool, Problem> {
         if self.done {
-            return Ok(());
+            return Ok(false);
         }
         let Some((key, value)) = directive(line) else {
             self.done = true;
-            return Ok(());
+            return Ok(false);
         };
         let key = key.to_lowercase();
         if !matches!(key.as_str(), "escape" | "syntax" | "check") {
             self.done = true;
-            return Ok(());
+            return Ok(false);
         }
         if self.seen.contains(&key) {
             return Err(format!("only one {key} parser directive can be used").into());
@@ -53,9 +56,9 @@ impl Directives {
                 other => return Err(format!("invalid escape token '{other}' does not match ` or \\").into()),
             },
             "syntax" => self.syntax = Some(value.to_string()),
-            _ => {}
+            _ => self.check = Some(value.to_string()),
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -97,14 +100,22 @@ fn trim_continuation(line: &str, escape: char) -> (String, bool) {
 pub fn parse_nodes(source: &str, file: &str) -> Result<NodeTree, ParseError> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let mut lines = source.split_inclusive('\n').peekable();
-    let mut d = Directives { escape: '\\', syntax: None, done: false, seen: Vec::new() };
+    let mut d = Directives { escape: '\\', syntax: None, check: None, done: false, seen: Vec::new() };
     let mut nodes = Vec::new();
     let mut warnings = Vec::new();
     let mut current = 0usize;
+    // Comment lines since the last instruction (BuildKit's `PrevComment`): a bare `#` starts afresh.
+    let mut comments: Vec<String> = Vec::new();
     while let Some(raw) = lines.next() {
         current += 1;
         let token = trim_newline(raw).trim_start();
-        d.check(token).map_err(|p| p.at(file, current))?;
+        let was_directive = d.check(token).map_err(|p| p.at(file, current))?;
+        if let Some(comment) = token.strip_prefix('#').filter(|_| !was_directive) {
+            match comment.trim() {
+                "" => comments.clear(),
+                text => comments.push(text.to_string()),
+            }
+        }
         let token = if token.starts_with('#') { "" } else { token };
         let start = current;
         let (mut line, mut end_of_line) = trim_continuation(token, d.escape);
@@ -128,6 +139,8 @@ pub fn parse_nodes(source: &str, file: &str) -> Result<NodeTree, ParseError> {
             line.push_str(&more);
             end_of_line = eol;
         }
+        // BuildKit places the build check at the line where the logical line ends.
+        let empty_continuation_at = empty_continuation.then_some(current);
         if empty_continuation {
             warnings.push(Warning {
                 file: file.to_string(),
@@ -157,12 +170,14 @@ pub fn parse_nodes(source: &str, file: &str) -> Result<NodeTree, ParseError> {
         }
         node.start_line = start;
         node.end_line = current;
+        node.empty_continuation_at = empty_continuation_at;
+        node.comments = std::mem::take(&mut comments);
         nodes.push(node);
     }
     if nodes.is_empty() {
         return Err(Problem::from("file with no instructions").at(file, current));
     }
-    Ok(NodeTree { nodes, escape: d.escape, syntax: d.syntax, warnings })
+    Ok(NodeTree { nodes, escape: d.escape, syntax: d.syntax, check: d.check, warnings })
 }
 
 /// RUN, COPY and ADD in shell form (also as an ONBUILD trigger) may carry heredocs.

@@ -73,6 +73,14 @@ impl Expander {
         Ok((result, lexer.matches))
     }
 
+    /// Like [`Expander::word`], also returning the variables it found and those it looked up in vain (as
+    /// BuildKit's `ProcessWordWithMatches`, for the build checks on FROM lines).
+    pub fn word_with_lookups(&self, word: &str, vars: &dyn Vars) -> Result<Expansion, ExpandError> {
+        let mut lexer = Lexer::new(word, self.escape, vars);
+        let (result, _) = lexer.process()?;
+        Ok(Expansion { result, matched: lexer.matches, unmatched: lexer.unmatched })
+    }
+
     /// Expands a word and splits the result into fields on unquoted white space (exec-form use).
     pub fn words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ExpandError> {
         let mut lexer = Lexer::new(word, self.escape, vars);
@@ -88,6 +96,17 @@ impl Expander {
         lexer.skip_quotes = true;
         lexer.process_until(None, false).map(|(s, _)| s)
     }
+}
+
+/// One expanded word with the variable names it used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    /// The expanded word.
+    pub result: String,
+    /// Names looked up and set.
+    pub matched: BTreeSet<String>,
+    /// Names looked up and not set.
+    pub unmatched: BTreeSet<String>,
 }
 
 /// Splits text into fields as it is built: unquoted white space separates, quoted text never does.
@@ -136,6 +155,7 @@ struct Lexer<'a> {
     raw_escapes: bool,
     skip_quotes: bool,
     matches: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
 }
 
 impl<'a> Lexer<'a> {
@@ -148,6 +168,7 @@ impl<'a> Lexer<'a> {
             raw_escapes: false,
             skip_quotes: false,
             matches: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
         }
     }
 
@@ -165,9 +186,10 @@ impl<'a> Lexer<'a> {
 
     fn get(&mut self, name: &str) -> Option<String> {
         let value = self.vars.lookup(name).map(str::to_string);
-        if value.is_some() {
-            self.matches.insert(name.to_string());
-        }
+        match value {
+            Some(_) => self.matches.insert(name.to_string()),
+            None => self.unmatched.insert(name.to_string()),
+        };
         value
     }
 

@@ -1,0 +1,143 @@
+//! Build checks: BuildKit's Dockerfile lint rules (frontend/dockerfile/linter), run over a parsed
+//! Dockerfile and its build arguments before anything is built.
+//!
+//! Input: a [`Dockerfile`], the `--build-arg` values and the predefined platform arguments. Output: a
+//! [`Report`] of [`Warning`]s (rule, message, file:line) and whether `error=true` turns them into a
+//! failure. The options come from `# check=` or, replacing it whole, the `BUILDKIT_DOCKERFILE_CHECK`
+//! build argument. Only rules decidable from the text are here; nothing about images, files or
+//! registries is known (rules that need a base image's config or the context live elsewhere or not at all).
+
+mod config;
+mod from;
+mod rules;
+mod stage;
+mod stages;
+mod syntax;
+
+use std::collections::BTreeMap;
+
+use super::Dockerfile;
+
+pub use config::{CHECK_BUILD_ARG, Config, ConfigError};
+pub use rules::{ALL, Rule};
+
+/// One finding of a build check, as BuildKit reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The rule's name (`StageNameCasing`).
+    pub rule: &'static str,
+    /// What the rule is about, in one sentence.
+    pub description: &'static str,
+    /// The rule's documentation page.
+    pub url: &'static str,
+    /// The finding (`Stage name 'Build' should be lowercase`).
+    pub message: String,
+    /// The Dockerfile's name.
+    pub file: String,
+    /// First line of the offending instruction (1-based).
+    pub start_line: usize,
+    /// Last line of the offending instruction.
+    pub end_line: usize,
+}
+
+impl std::fmt::Display for Warning {
+    /// `StageNameCasing: Stage name 'Build' should be lowercase (Dockerfile:3)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({}:{})", self.rule, self.message, self.file, self.start_line)
+    }
+}
+
+/// The findings of one run and what the configuration makes of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Every finding of an enabled rule, ordered by line.
+    pub warnings: Vec<Warning>,
+    /// `error=true`: any finding fails the build.
+    pub error: bool,
+}
+
+impl Report {
+    /// With `error=true` and findings: `lint violation found for rules: A (Dockerfile:2), B (Dockerfile:7)`
+    /// (BuildKit's words, each rule once, at its first place).
+    pub fn violation(&self) -> Option<String> {
+        if !self.error || self.warnings.is_empty() {
+            return None;
+        }
+        let mut first: BTreeMap<&str, &Warning> = BTreeMap::new();
+        for w in &self.warnings {
+            first.entry(w.rule).or_insert(w);
+        }
+        let rules: Vec<String> = first.values().map(|w| format!("{} ({}:{})", w.rule, w.file, w.start_line)).collect();
+        Some(format!("lint violation found for rules: {}", rules.join(", ")))
+    }
+}
+
+/// What the checks know besides the Dockerfile.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// The predefined platform arguments in force (`TARGETPLATFORM`, `BUILDARCH`, ...), with values.
+    pub predefined: Vec<(String, String)>,
+}
+
+/// Runs every enabled rule over `df`; the configuration is `# check=` unless the
+/// `BUILDKIT_DOCKERFILE_CHECK` build argument replaces it.
+pub fn check(df: &Dockerfile, inputs: &Inputs) -> Result<Report, ConfigError> {
+    let config = Config::resolve(df.check.as_deref(), inputs.build_args.get(CHECK_BUILD_ARG).map(String::as_str))?;
+    Ok(check_with(df, inputs, &config))
+}
+
+/// Runs the rules `config` enables.
+pub fn check_with(df: &Dockerfile, inputs: &Inputs, config: &Config) -> Report {
+    let local = df.nodes.iter().map(|n| config.with_comments(&n.comments)).collect();
+    let mut sink = Sink { config, local, file: &df.file, warnings: Vec::new() };
+    let stages = stages::split(df);
+    syntax::run(df, &stages, &mut sink);
+    from::run(df, &stages, inputs, &mut sink);
+    stage::run(df, &stages, &mut sink);
+    let mut warnings = sink.warnings;
+    warnings.sort_by_key(|w| w.start_line);
+    Report { warnings, error: config.error }
+}
+
+/// Collects findings of the rules the configuration enables.
+struct Sink<'a> {
+    /// The file's options.
+    config: &'a Config,
+    /// Each instruction's options (the file's plus its `# check=` comment).
+    local: Vec<Config>,
+    file: &'a str,
+    warnings: Vec<Warning>,
+}
+
+impl Sink<'_> {
+    /// Records a finding of a file-wide rule at lines `span` unless the file's options turn it off.
+    fn add(&mut self, rule: &Rule, span: (usize, usize), message: String) {
+        if self.config.enabled(rule) {
+            self.push(rule, span, message);
+        }
+    }
+
+    /// Records a finding about instruction `i` unless its options (with its comments) turn the rule off.
+    fn add_for(&mut self, i: usize, rule: &Rule, span: (usize, usize), message: String) {
+        if self.local.get(i).unwrap_or(self.config).enabled(rule) {
+            self.push(rule, span, message);
+        }
+    }
+
+    fn push(&mut self, rule: &Rule, span: (usize, usize), message: String) {
+        self.warnings.push(Warning {
+            rule: rule.name,
+            description: rule.description,
+            url: rule.url,
+            message,
+            file: self.file.to_string(),
+            start_line: span.0,
+            end_line: span.1,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

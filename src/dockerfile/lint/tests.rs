@@ -1,0 +1,357 @@
+//! The build checks against BuildKit's own cases (frontend/dockerfile/dockerfile_check_test.go); each
+//! test names the BuildKit test its Dockerfiles and expectations come from.
+
+use super::*;
+use crate::dockerfile::parse;
+
+/// The platform arguments of a linux/amd64 build.
+fn predefined() -> Vec<(String, String)> {
+    [
+        ("BUILDPLATFORM", "linux/amd64"),
+        ("BUILDOS", "linux"),
+        ("BUILDARCH", "amd64"),
+        ("BUILDVARIANT", ""),
+        ("TARGETPLATFORM", "linux/amd64"),
+        ("TARGETOS", "linux"),
+        ("TARGETARCH", "amd64"),
+        ("TARGETVARIANT", ""),
+        ("TARGETSTAGE", "default"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn report(src: &str, build_args: &[(&str, &str)]) -> Report {
+    let df = parse(src, "Dockerfile").unwrap();
+    let build_args = build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    check(&df, &Inputs { build_args, predefined: predefined() }).unwrap()
+}
+
+/// `(rule, line, message)` of every finding, sorted like BuildKit's test harness compares them.
+fn found(src: &str) -> Vec<(&'static str, usize, String)> {
+    found_with(src, &[])
+}
+
+fn found_with(src: &str, build_args: &[(&str, &str)]) -> Vec<(&'static str, usize, String)> {
+    let mut out: Vec<_> =
+        report(src, build_args).warnings.into_iter().map(|w| (w.rule, w.start_line, w.message)).collect();
+    out.sort();
+    out
+}
+
+fn one(rule: &'static str, line: usize, message: &str) -> Vec<(&'static str, usize, String)> {
+    vec![(rule, line, message.to_string())]
+}
+
+#[test]
+fn check_option_skips_and_fails() {
+    // testRuleCheckOption
+    let body = "FROM scratch as base\ncopy Dockerfile .\n";
+    assert!(found(&format!("#check=skip=all\n{body}")).is_empty());
+    let r = report(&format!("#check=skip=all;error=true\n{body}"), &[]);
+    assert_eq!(r.violation(), None);
+    assert!(found(&format!("#check=skip=ConsistentInstructionCasing,FromAsCasing\n{body}")).is_empty());
+    let src = format!("#check=skip=ConsistentInstructionCasing\n{body}");
+    assert_eq!(found(&src), one("FromAsCasing", 2, "'as' and 'FROM' keywords' casing do not match"));
+    assert_eq!(report(&src, &[]).violation(), None);
+    let r = report(&format!("#check=skip=ConsistentInstructionCasing;error=true\n{body}"), &[]);
+    assert_eq!(r.violation().unwrap(), "lint violation found for rules: FromAsCasing (Dockerfile:2)");
+    // The build argument replaces the directive whole.
+    let arg = [("BUILDKIT_DOCKERFILE_CHECK", "skip=ConsistentInstructionCasing;error=true")];
+    let r = report(&format!("#check=skip=all\n{body}"), &arg);
+    assert_eq!(r.violation().unwrap(), "lint violation found for rules: FromAsCasing (Dockerfile:2)");
+    let r = report(&format!("#check=error=true\n{body}"), &[("BUILDKIT_DOCKERFILE_CHECK", "skip=all")]);
+    assert!(r.warnings.is_empty() && r.violation().is_none());
+}
+
+#[test]
+fn a_bad_check_option_is_an_error() {
+    let df = parse("# check=skip\nFROM scratch\n", "Dockerfile").unwrap();
+    let e = check(&df, &Inputs::default()).unwrap_err();
+    assert_eq!(e.to_string(), "failed to parse check options: invalid check option \"skip\"");
+}
+
+#[test]
+fn the_violation_names_each_rule_once_at_its_first_place() {
+    let r = report("# check=error=true\nFROM scratch AS A\nFROM scratch AS B\nMAINTAINER me\n", &[]);
+    assert_eq!(
+        r.violation().unwrap(),
+        "lint violation found for rules: MaintainerDeprecated (Dockerfile:4), StageNameCasing (Dockerfile:2)"
+    );
+}
+
+#[test]
+fn stage_name_casing_and_from_as_casing() {
+    // testStageName
+    let src = "\n# warning: stage name should be lowercase\n#\nFROM scratch AS BadStageName\n\n# warning: 'as' should match 'FROM' cmd casing.\n#\nFROM scratch as base2\n\nFROM scratch AS base3\n";
+    assert_eq!(
+        found(src),
+        vec![
+            ("FromAsCasing", 8, "'as' and 'FROM' keywords' casing do not match".to_string()),
+            ("StageNameCasing", 4, "Stage name 'BadStageName' should be lowercase".to_string()),
+        ]
+    );
+    let src = "\n# warning: 'AS' should match 'from' cmd casing.\n#\nfrom scratch AS base\n\nfrom scratch as base2\n";
+    assert_eq!(found(src), one("FromAsCasing", 4, "'AS' and 'from' keywords' casing do not match"));
+    assert!(found("FROM scratch AS base\nFROM base AS next\n").is_empty());
+}
+
+#[test]
+fn no_empty_continuation() {
+    // testNoEmptyContinuation: reported at the line where the logical line ends.
+    let src = "\nFROM scratch\n# warning: empty continuation line\nCOPY Dockerfile \\\n\n.\nCOPY Dockerfile \\\n.\n";
+    assert_eq!(found(src), one("NoEmptyContinuation", 6, "Empty continuation line"));
+    assert!(found("FROM scratch\nCOPY a \\\n# comment\n b\n").is_empty());
+}
+
+#[test]
+fn consistent_instruction_casing() {
+    // testConsistentInstructionCasing
+    let rule = "ConsistentInstructionCasing";
+    let msg = |c: &str, casing: &str| format!("Command '{c}' should match the case of the command majority ({casing})");
+    let cases = [
+        ("\n# warning\n#\nFrom scratch as base\nFROM scratch AS base2\n", 4, msg("From", "uppercase")),
+        ("\nFROM scratch\n# warning\ncopy Dockerfile /foo\nCOPY Dockerfile /bar\n", 4, msg("copy", "uppercase")),
+        ("\n# warning\n#\nfrOM scratch as base\nfrom scratch as base2\n", 4, msg("frOM", "lowercase")),
+        ("\nfrom scratch\n# warning\nCOPY Dockerfile /foo\ncopy Dockerfile /bar\n", 4, msg("COPY", "lowercase")),
+        (
+            "\n#\n#\nfrom scratch\nCOPY Dockerfile /foo\nCOPY Dockerfile /bar\nCOPY Dockerfile /baz\n",
+            4,
+            msg("from", "uppercase"),
+        ),
+        (
+            "\n#\n#\nFROM scratch\ncopy Dockerfile /foo\ncopy Dockerfile /bar\ncopy Dockerfile /baz\n",
+            4,
+            msg("FROM", "lowercase"),
+        ),
+    ];
+    for (src, line, message) in cases {
+        assert_eq!(found(src), vec![(rule, line, message)], "{src}");
+    }
+    assert!(found("\nfrom scratch\ncopy Dockerfile /foo\ncopy Dockerfile /bar\n").is_empty());
+    assert!(found("\nFROM scratch\nCOPY Dockerfile /foo\nCOPY Dockerfile /bar\n").is_empty());
+    assert!(found("\nFROM alpine\nRUN <<'EOT'\nenv\nEOT\n").is_empty());
+    // Global ARGs are not counted, as in BuildKit (they belong to no stage).
+    assert!(found("arg x=1\nFROM scratch\nCOPY a b\n").is_empty());
+}
+
+#[test]
+fn duplicate_and_reserved_stage_names() {
+    // testDuplicateStageName, testReservedStageName
+    let src = "\nFROM scratch AS b\nFROM scratch AS b\n";
+    assert_eq!(found(src), one("DuplicateStageName", 3, "Duplicate stage name \"b\", stage names should be unique"));
+    assert!(found("\nFROM scratch AS b1\nFROM scratch AS b2\n").is_empty());
+    let src = "\nFROM scratch AS scratch\nFROM scratch AS context\n";
+    let reserved = "Stage name should not use the same name as reserved stage";
+    assert_eq!(
+        found(src),
+        vec![
+            ("ReservedStageName", 2, format!("{reserved} \"scratch\"")),
+            ("ReservedStageName", 3, format!("{reserved} \"context\"")),
+        ]
+    );
+    assert!(found("\nFROM scratch\nFROM scratch AS a\n").is_empty());
+}
+
+#[test]
+fn json_args_recommended() {
+    // testJSONArgsRecommended
+    let msg =
+        |c: &str| format!("JSON arguments recommended for {c} to prevent unintended behavior related to OS signals");
+    assert_eq!(found("\nFROM scratch\nCMD mycommand\n"), vec![("JSONArgsRecommended", 3, msg("CMD"))]);
+    assert_eq!(found("\nFROM scratch\nENTRYPOINT mycommand\n"), vec![("JSONArgsRecommended", 3, msg("ENTRYPOINT"))]);
+    assert!(found("\nFROM scratch\nSHELL [\"/usr/bin/customshell\"]\nCMD mycommand\n").is_empty());
+    assert!(found("\nFROM scratch\nSHELL [\"/usr/bin/customshell\"]\nENTRYPOINT mycommand\n").is_empty());
+    assert!(found("\nFROM scratch AS base\nSHELL [\"/usr/bin/customshell\"]\n\nFROM base\nCMD mycommand\n").is_empty());
+    assert!(found("\nFROM scratch\nCMD [\"mycommand\"]\n").is_empty());
+}
+
+#[test]
+fn maintainer_deprecated() {
+    // testMaintainerDeprecated, testWarningsBeforeError (its first two findings)
+    let msg = "Maintainer instruction is deprecated in favor of using label";
+    assert_eq!(found("\nFROM scratch\nMAINTAINER me@example.org\n"), one("MaintainerDeprecated", 3, msg));
+    assert!(found("\nFROM scratch\nLABEL org.opencontainers.image.authors=\"me@example.org\"\n").is_empty());
+    // A `# check=` comment right before an instruction applies to that instruction only.
+    assert!(found("\nFROM scratch\n# check=skip=JSONArgsRecommended\nCMD mycommand\n").is_empty());
+    assert!(found("\nFROM scratch\n# check=skip=JSONArgsRecommended\nENTRYPOINT mycommand\n").is_empty());
+    assert!(found("\nFROM scratch\n# check=skip=MaintainerDeprecated\nMAINTAINER me@example.org\n").is_empty());
+    let src =
+        "\nFROM scratch\n# check=skip=MaintainerDeprecated\nMAINTAINER me@example.org\nMAINTAINER you@example.org\n";
+    assert_eq!(found(src), one("MaintainerDeprecated", 5, msg));
+    assert_eq!(
+        found("\nFROM scratch AS BadStageName\nMAINTAINER me@example.org\n"),
+        vec![
+            ("MaintainerDeprecated", 3, msg.to_string()),
+            ("StageNameCasing", 2, "Stage name 'BadStageName' should be lowercase".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn undefined_arg_in_from() {
+    // testUndeclaredArg
+    for quiet in [
+        "\nARG base=scratch\nFROM $base\nCOPY Dockerfile .\n",
+        "\nARG BUILDPLATFORM=linux/amd64\nFROM --platform=$BUILDPLATFORM scratch\nCOPY Dockerfile .\n",
+        "\nFROM --platform=$BUILDPLATFORM scratch\nCOPY Dockerfile .\n",
+        "\nARG DEBUG\nFROM scratch${DEBUG}\nCOPY Dockerfile .\n",
+        "\nARG DEBUG\nFROM scra${DEBUG:-tch}\nCOPY Dockerfile .\n",
+        "\nARG DEBUG=\"\"\nFROM scratch${DEBUG-@bogus}\nCOPY Dockerfile .\n",
+    ] {
+        assert!(found(quiet).is_empty(), "{quiet}");
+    }
+    let src = "\nFROM --platform=$BULIDPLATFORM scratch\nCOPY Dockerfile .\n";
+    let msg = "FROM argument 'BULIDPLATFORM' is not declared (did you mean BUILDPLATFORM?)";
+    assert_eq!(found(src), one("UndefinedArgInFrom", 2, msg));
+    let src = "\nARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH} busybox\nCOPY Dockerfile .\n";
+    let msg = "FROM argument 'MYARCH' is not declared (did you mean MY_ARCH?)";
+    assert_eq!(found(src), one("UndefinedArgInFrom", 4, msg));
+    let src = "\nARG tag=latest\nFROM busybox:${tag}${version} AS b\nCOPY Dockerfile .\n";
+    assert_eq!(found(src), one("UndefinedArgInFrom", 3, "FROM argument 'version' is not declared"));
+}
+
+#[test]
+fn workdir_relative_path() {
+    // testWorkdirRelativePath
+    let msg = "Relative workdir \"app/\" can have unexpected results if the base image changes";
+    assert_eq!(found("\nFROM scratch\nWORKDIR app/\n"), one("WorkdirRelativePath", 3, msg));
+    assert!(found("\nFROM scratch AS a\nWORKDIR /app\n\nFROM a AS b\nWORKDIR subdir/\n").is_empty());
+    // Only the first WORKDIR of a stage is judged: fixing it fixes the rest.
+    assert!(found("\nFROM scratch\nWORKDIR /app\nWORKDIR sub\n").is_empty());
+    assert!(found("\nFROM scratch\n# check=skip=WorkdirRelativePath\nWORKDIR app/\n").is_empty());
+}
+
+#[test]
+fn multiple_instructions_disallowed() {
+    // testMultipleInstructionsDisallowed
+    let w = |name: &str, line: usize| {
+        let message = format!(
+            "Multiple {name} instructions should not be used in the same stage because only the last one will be used"
+        );
+        ("MultipleInstructionsDisallowed", line, message)
+    };
+    let src = "\nFROM scratch\nENTRYPOINT [\"/myapp\"]\nENTRYPOINT [\"/myotherapp\"]\nCMD [\"/myapp\"]\nCMD [\"/myotherapp\"]\nHEALTHCHECK CMD [\"/myapp\"]\nHEALTHCHECK CMD [\"/myotherapp\"]\n";
+    assert_eq!(found(src), vec![w("ENTRYPOINT", 3), w("CMD", 5), w("HEALTHCHECK", 7)]);
+    let src = "\nFROM scratch\nENTRYPOINT [\"/myapp\"]\nCMD [\"/myapp\"]\nHEALTHCHECK CMD [\"/myapp\"]\nCOPY <<EOF /a.txt\nHello, World!\nEOF\nENTRYPOINT [\"/myotherapp\"]\nCMD [\"/myotherapp\"]\nHEALTHCHECK CMD [\"/myotherapp\"]\n";
+    assert_eq!(found(src), vec![w("ENTRYPOINT", 3), w("CMD", 4), w("HEALTHCHECK", 5)]);
+    let src = "\nFROM scratch AS a\nENTRYPOINT [\"/myapp\"]\nCMD [\"/myapp\"]\nHEALTHCHECK CMD [\"/myapp\"]\n\nFROM a AS b\nENTRYPOINT [\"/myotherapp\"]\nCMD [\"/myotherapp\"]\nHEALTHCHECK CMD [\"/myotherapp\"]\n";
+    assert!(found(src).is_empty());
+}
+
+#[test]
+fn legacy_key_value_format() {
+    // testLegacyKeyValueFormat
+    let msg = |c: &str| format!("\"{c} key=value\" should be used instead of legacy \"{c} key value\" format");
+    assert_eq!(
+        found("\nFROM scratch\nENV testkey value\nLABEL key value\n"),
+        vec![("LegacyKeyValueFormat", 3, msg("ENV")), ("LegacyKeyValueFormat", 4, msg("LABEL"))]
+    );
+    assert!(found("\nFROM scratch\nENV testkey=value\nLABEL key=value\n").is_empty());
+    let src = "\nFROM scratch\n# check=skip=LegacyKeyValueFormat\nENV testkey value\n# check=skip=LegacyKeyValueFormat\nLABEL key value\n";
+    assert!(found(src).is_empty());
+}
+
+#[test]
+fn redundant_target_platform() {
+    // testRedundantTargetPlatform
+    let msg =
+        |v: &str| format!("Setting platform to predefined {v} in FROM is redundant as this is the default behavior");
+    assert_eq!(
+        found("\nFROM --platform=$TARGETPLATFORM scratch\n"),
+        vec![("RedundantTargetPlatform", 2, msg("$TARGETPLATFORM"))]
+    );
+    assert_eq!(
+        found("\nFROM --platform=${TARGETPLATFORM} scratch\n"),
+        vec![("RedundantTargetPlatform", 2, msg("${TARGETPLATFORM}"))]
+    );
+    assert!(found("\n# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM scratch\n").is_empty());
+    assert!(found("\nFROM --platform=$BUILDPLATFORM scratch\n").is_empty());
+}
+
+#[test]
+fn secrets_used_in_arg_or_env() {
+    // testSecretsUsedInArgOrEnv
+    let src = "# check=skip=InvalidDefinitionDescription\n\nFROM scratch\nARG SECRET_PASSPHRASE\nENV SUPER_Secret=foo\nENV password=bar secret=baz\nARG super_duper_secret_token=foo auth=bar\nENV apikey=bar sunflower=foo\nENV git_key=\nENV PUBLIC_KEY=\nARG public_token\nARG SECRET_PASSPHRASE_FILE\nENV password_file=bar secret_File=baz\nARG AUTH_MODULE_VERSION\n# check=skip=SecretsUsedInArgOrEnv // allow secret in environment\nENV password=bar\n# check=skip=SecretsUsedInArgOrEnv // allow secret in arg\nARG password\n# check=skip=all // is local to only this instruction\nENV alternate_password=bar\n# check=skip=all // is local to only this instruction\nARG alternate_password\n";
+    let w = |i: &str, key: &str, line: usize| {
+        (
+            "SecretsUsedInArgOrEnv",
+            line,
+            format!("Do not use ARG or ENV instructions for sensitive data ({i} \"{key}\")"),
+        )
+    };
+    assert_eq!(
+        found(src),
+        vec![
+            w("ARG", "SECRET_PASSPHRASE", 4),
+            w("ENV", "SUPER_Secret", 5),
+            w("ENV", "password", 6),
+            w("ENV", "secret", 6),
+            w("ARG", "auth", 7),
+            w("ARG", "super_duper_secret_token", 7),
+            w("ENV", "apikey", 8),
+            w("ENV", "git_key", 9),
+        ]
+    );
+}
+
+#[test]
+fn invalid_default_arg_in_from() {
+    // testInvalidDefaultArgInFrom
+    let msg = |b: &str| format!("Default value for ARG {b} results in empty or invalid base image name");
+    let rule = "InvalidDefaultArgInFrom";
+    let src = "\nARG VERSION\nFROM busybox:$VERSION\n";
+    assert_eq!(found_with(src, &[("VERSION", "latest")]), vec![(rule, 3, msg("busybox:$VERSION"))]);
+    let src = "\nARG IMAGE\nFROM $IMAGE\n";
+    assert_eq!(found_with(src, &[("IMAGE", "busybox:latest")]), vec![(rule, 3, msg("$IMAGE"))]);
+    let src = "\nARG SFX=\"box:\"\nFROM busy${SFX}\n";
+    assert_eq!(found_with(src, &[("SFX", "box:latest")]), vec![(rule, 3, msg("busy${SFX}"))]);
+    assert!(found_with("\nARG VERSION=\"latest\"\nFROM busybox:${VERSION}\n", &[("VERSION", "latest")]).is_empty());
+    let src = "\nARG BUSYBOX_VARIANT=\"\"\nFROM busybox:stable${BUSYBOX_VARIANT}\n";
+    assert!(found_with(src, &[("BUSYBOX_VARIANT", "-musl")]).is_empty());
+    let src = "\n\tARG BUSYBOX_VARIANT\n\tFROM busybox:stable${BUSYBOX_VARIANT}\n\t";
+    assert!(found_with(src, &[("BUSYBOX_VARIANT", "-musl")]).is_empty());
+}
+
+#[test]
+fn references_are_judged_like_docker() {
+    for ok in [
+        "scratch",
+        "busybox:latest",
+        "localhost:5000/a/b:1.0",
+        "Example.COM/x",
+        "a@sha256:0123456789abcdef0123456789abcdef",
+    ] {
+        assert!(from::is_valid_reference(ok), "{ok}");
+    }
+    for bad in ["", "busybox:", "Busybox", "a b", ":tag", &"0123456789abcdef".repeat(4)] {
+        assert!(!from::is_valid_reference(bad), "{bad}");
+    }
+}
+
+#[test]
+fn from_platform_flag_const_disallowed() {
+    // testFromPlatformFlagConstDisallowed
+    let msg = "FROM --platform flag should not use constant value \"linux/amd64\"";
+    assert_eq!(found("\nFROM --platform=linux/amd64 scratch\n"), one("FromPlatformFlagConstDisallowed", 2, msg));
+    assert!(found("\nFROM --platform=linux/amd64 scratch AS my_amd64_stage\n").is_empty());
+    assert!(found("\nFROM --platform=linux/amd64 scratch AS linux\n").is_empty());
+}
+
+#[test]
+fn expose_proto_casing_and_invalid_format() {
+    // testExposeProtoCasing, testExposeInvalidFormat
+    let casing =
+        |p: &str| ("ExposeProtoCasing", 3, format!("Defined protocol '{p}' in EXPOSE instruction should be lowercase"));
+    assert_eq!(found("\nFROM scratch\nEXPOSE 80/TcP 8080/TCP 8080/udp\n"), vec![casing("80/TcP"), casing("8080/TCP")]);
+    let format = |p: &str| {
+        let message = format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{p}'");
+        ("ExposeInvalidFormat", 3, message)
+    };
+    assert_eq!(
+        found("\nFROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n"),
+        vec![format("127.0.0.1:80:80"), format("5000:5000"), format("[::1]:8080:8080")]
+    );
+    assert!(found("\nFROM scratch\nEXPOSE 80 443/tcp 53/udp\n").is_empty());
+}
