@@ -19,6 +19,12 @@ pub enum BuildError {
     /// The Dockerfile does not parse.
     #[error(transparent)]
     Parse(#[from] crate::dockerfile::ParseError),
+    /// The build-check options (`# check=`, `BUILDKIT_DOCKERFILE_CHECK`) do not parse.
+    #[error(transparent)]
+    CheckOptions(#[from] crate::dockerfile::lint::ConfigError),
+    /// `# check=error=true` and a build check found something: the rules and their places.
+    #[error("{0}")]
+    Checks(String),
     /// The stages and arguments do not make a plan.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),

@@ -8,6 +8,7 @@
 //!  commit → config + manifest blobs → store tags
 //! ```
 
+pub mod checks;
 pub mod commit;
 pub mod context;
 pub mod error;
@@ -172,12 +173,25 @@ pub struct BuildOutcome {
     pub recorded: evidence::Recorded,
 }
 
-/// Parses and plans a Dockerfile without building it (for `--dry-run` and for `build`).
+/// Parses and plans a Dockerfile without building it (for `--dry-run`); build checks run silently and
+/// fail it only under `error=true`.
 pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
+    load_checked_plan(options, &events::Silent)
+}
+
+/// Reads and parses the Dockerfile; the label names it in messages.
+pub fn parse_dockerfile(options: &BuildOptions) -> Result<(crate::dockerfile::Dockerfile, String), BuildError> {
     let source = fs_err::read_to_string(&options.dockerfile)
         .map_err(|source| BuildError::ReadDockerfile { path: options.dockerfile.clone(), source })?;
     let label = options.dockerfile.display().to_string();
-    let parsed = crate::dockerfile::parse(&source, &label)?;
+    Ok((crate::dockerfile::parse(&source, &label)?, label))
+}
+
+/// Parses, runs the build checks (findings to `reporter`, before any planning error as in BuildKit) and
+/// plans.
+fn load_checked_plan(options: &BuildOptions, reporter: &dyn Reporter) -> Result<(Plan, String), BuildError> {
+    let (parsed, label) = parse_dockerfile(options)?;
+    checks::run(&parsed, options, reporter)?;
     let mut build_args = options.build_args.clone();
     // The environment's SOURCE_DATE_EPOCH is a build argument unless one is given (as buildx does).
     if let Some(epoch) = options.source_date_epoch {
@@ -202,7 +216,7 @@ pub async fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutcome, BuildError> {
-    let (mut plan, file_label) = load_plan(options)?;
+    let (mut plan, file_label) = load_checked_plan(options, reporter)?;
     for warning in &plan.warnings {
         reporter.report(Event::Warning(warning.clone()));
     }

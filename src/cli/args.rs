@@ -163,6 +163,9 @@ pub struct ImageArgs {
     /// Print the resolved plan and exit without building.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run only the build checks (BuildKit's lint rules): print the findings, exit 1 when there are any.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,

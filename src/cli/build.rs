@@ -18,6 +18,9 @@ use crate::sandbox::{Isolation, Network, Requested};
 pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     let (image, args) = (&command.image, &command.args);
     let options = options(image, args)?;
+    if image.check {
+        return check_only(&options);
+    }
     if image.dry_run {
         let (plan, _) = build::load_plan(&options)?;
         write!(output::stdout(), "{}", crate::plan::render_dry_run(&plan)?)?;
@@ -33,6 +36,30 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
     }
     writeln!(output::stdout(), "{id}")?;
     Ok(())
+}
+
+/// `kiln build --check`: the build checks' findings on stdout, one per line with the rule's description and
+/// documentation link, then a summary; exit 1 when anything was found (as `docker build --check`).
+fn check_only(options: &BuildOptions) -> Result<(), Failure> {
+    let (parsed, _) = build::parse_dockerfile(options)?;
+    let report = build::checks::report(&parsed, options)?;
+    let mut out = output::stdout();
+    for w in &report.warnings {
+        writeln!(out, "{w}\n  {}\n  {}", w.description, w.url)?;
+    }
+    match report.warnings.len() {
+        0 => {
+            writeln!(out, "Check complete, no warnings found.")?;
+            Ok(())
+        }
+        n => {
+            writeln!(out, "Check complete, {n} warning{} found.", if n == 1 { "" } else { "s" })?;
+            Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!("build checks found {n} warning{}", if n == 1 { "" } else { "s" }),
+            })
+        }
+    }
 }
 
 /// The registry flags of a build: kiln's own downloads (base images, caches, pushes) trust the company
