@@ -5,6 +5,7 @@ mod harness;
 
 mod attestations;
 mod bake;
+mod build_checks;
 mod build_pod;
 mod buildkit_cases;
 mod cache;
