@@ -1,29 +1,79 @@
 //! Build checks before a build: the Dockerfile's lint rules (`dockerfile::lint`) with the build's
 //! arguments and platform, each finding reported as a warning; with `error=true` a finding fails the build
-//! before any step runs. Knows nothing of images or the store.
+//! before any step runs. Two passes: the rules on the text before planning, UndefinedVar once the base
+//! images' env is known. Knows nothing of the store.
+
+use std::collections::HashMap;
 
 use crate::build::BuildOptions;
 use crate::build::error::BuildError;
 use crate::build::events::{Event, Reporter};
+use crate::build::state::ImageState;
 use crate::dockerfile::Dockerfile;
-use crate::dockerfile::lint::{self, Inputs, Report};
+use crate::dockerfile::instruction::Command;
+use crate::dockerfile::lint::{self, Bases, Inputs, Report};
 use crate::image::Platform;
+use crate::plan::Plan;
 use crate::plan::predefined::platform_args;
 
 /// Runs the checks over a parsed Dockerfile with the build's arguments (`--check` prints the result).
 pub fn report(parsed: &Dockerfile, options: &BuildOptions) -> Result<Report, BuildError> {
+    Ok(lint::check(parsed, &inputs(options))?)
+}
+
+/// `--check`: every rule over every stage without pulling anything; UndefinedVar judges only the stages
+/// that start from scratch (or from such a stage), the others' base env being unknown.
+pub fn report_without_images(parsed: &Dockerfile, options: &BuildOptions) -> Result<Report, BuildError> {
+    let mut all = report(parsed, options)?;
+    let stages = parsed.instructions.iter().filter(|i| matches!(i.command, Command::From(_))).count();
+    let bases =
+        Bases { stages: (0..stages).collect(), image_env: Default::default(), stage_env: options.stage_env.clone() };
+    all.warnings.extend(lint::check_vars(parsed, &inputs(options), &bases)?.warnings);
+    all.warnings.sort_by_key(|w| w.start_line);
+    Ok(all)
+}
+
+/// What the checks know of the build: its arguments and the (host) platform's predefined arguments.
+fn inputs(options: &BuildOptions) -> Inputs {
     let host = Platform::host();
     let target = options.target.clone().unwrap_or_default();
-    let inputs = Inputs {
+    Inputs {
         build_args: options.build_args.clone(),
         predefined: platform_args(&host, &host, &target, &options.build_args),
-    };
-    Ok(lint::check(parsed, &inputs)?)
+    }
 }
 
 /// Reports every finding as a warning and a count; fails when `error=true` and there are findings.
 pub fn run(parsed: &Dockerfile, options: &BuildOptions, reporter: &dyn Reporter) -> Result<(), BuildError> {
-    let report = report(parsed, options)?;
+    emit(&report(parsed, options)?, reporter)
+}
+
+/// UndefinedVar, once the base images are resolved and before any step runs: it needs their env. Only
+/// the stages the build runs are judged, as in BuildKit.
+pub fn run_vars(
+    parsed: &Dockerfile,
+    options: &BuildOptions,
+    plan: &Plan,
+    bases: &HashMap<usize, ImageState>,
+    reporter: &dyn Reporter,
+) -> Result<(), BuildError> {
+    let image_env = bases
+        .iter()
+        .map(|(&index, state)| {
+            let env = state.config.config.env.iter().flatten();
+            (
+                index,
+                env.map(|kv| kv.split_once('=').map_or((kv.clone(), String::new()), |(k, v)| (k.into(), v.into())))
+                    .collect(),
+            )
+        })
+        .collect();
+    let lint_bases =
+        Bases { stages: plan.order.iter().copied().collect(), image_env, stage_env: options.stage_env.clone() };
+    emit(&lint::check_vars(parsed, &inputs(options), &lint_bases)?, reporter)
+}
+
+fn emit(report: &Report, reporter: &dyn Reporter) -> Result<(), BuildError> {
     for warning in &report.warnings {
         reporter.report(Event::Warning(warning.to_string()));
     }

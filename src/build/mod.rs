@@ -176,7 +176,7 @@ pub struct BuildOutcome {
 /// Parses and plans a Dockerfile without building it (for `--dry-run`); build checks run silently and
 /// fail it only under `error=true`.
 pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
-    load_checked_plan(options, &events::Silent)
+    load_checked_plan(options, &events::Silent).map(|(plan, label, _)| (plan, label))
 }
 
 /// Reads and parses the Dockerfile; the label names it in messages.
@@ -189,7 +189,10 @@ pub fn parse_dockerfile(options: &BuildOptions) -> Result<(crate::dockerfile::Do
 
 /// Parses, runs the build checks (findings to `reporter`, before any planning error as in BuildKit) and
 /// plans.
-fn load_checked_plan(options: &BuildOptions, reporter: &dyn Reporter) -> Result<(Plan, String), BuildError> {
+fn load_checked_plan(
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Plan, String, crate::dockerfile::Dockerfile), BuildError> {
     let (parsed, label) = parse_dockerfile(options)?;
     checks::run(&parsed, options, reporter)?;
     let mut build_args = options.build_args.clone();
@@ -206,7 +209,7 @@ fn load_checked_plan(options: &BuildOptions, reporter: &dyn Reporter) -> Result<
         platform: None,
     };
     let plan = plan::plan(&parsed.instructions, parsed.escape, &label, &plan_options)?;
-    Ok((plan, label))
+    Ok((plan, label, parsed))
 }
 
 /// Runs a whole build and stores its result under `options.tags`.
@@ -216,7 +219,7 @@ pub async fn build(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutcome, BuildError> {
-    let (mut plan, file_label) = load_checked_plan(options, reporter)?;
+    let (mut plan, file_label, parsed) = load_checked_plan(options, reporter)?;
     for warning in &plan.warnings {
         reporter.report(Event::Warning(warning.clone()));
     }
@@ -259,6 +262,7 @@ pub async fn build(
     };
     let started = std::time::Instant::now();
     let bases = resolve_image_bases(&ctx, &mut plan).await?;
+    checks::run_vars(&parsed, options, &plan, &bases, reporter)?;
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
     for &index in &plan.order {
         let env = StageEnv { ctx: &ctx, context: &context, plan: &plan, done: &done, bases: &bases };

@@ -42,7 +42,7 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
 /// documentation link, then a summary; exit 1 when anything was found (as `docker build --check`).
 fn check_only(options: &BuildOptions) -> Result<(), Failure> {
     let (parsed, _) = build::parse_dockerfile(options)?;
-    let report = build::checks::report(&parsed, options)?;
+    let report = build::checks::report_without_images(&parsed, options)?;
     let mut out = output::stdout();
     for w in &report.warnings {
         writeln!(out, "{w}\n  {}\n  {}", w.description, w.url)?;

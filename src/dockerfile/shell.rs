@@ -92,9 +92,15 @@ impl Expander {
     /// content, not syntax. As in BuildKit (`ExpandRaw`), the escape character here is always `\`,
     /// whatever `# escape=` says.
     pub fn heredoc(&self, content: &str, vars: &dyn Vars) -> Result<String, ExpandError> {
+        self.heredoc_with_lookups(content, vars).map(|e| e.result)
+    }
+
+    /// Like [`Expander::heredoc`], also returning the variables it found and missed.
+    pub fn heredoc_with_lookups(&self, content: &str, vars: &dyn Vars) -> Result<Expansion, ExpandError> {
         let mut lexer = Lexer::new(content, '\\', vars);
         lexer.skip_quotes = true;
-        lexer.process_until(None, false).map(|(s, _)| s)
+        let (result, _) = lexer.process_until(None, false)?;
+        Ok(Expansion { result, matched: lexer.matches, unmatched: lexer.unmatched })
     }
 }
 

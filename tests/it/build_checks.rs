@@ -85,3 +85,16 @@ fn check_flag_only_checks() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("Check complete, no warnings found."), "{}", run.stdout);
 }
+
+#[test]
+fn undefined_var_is_judged_before_any_step() {
+    let (_, run) = build("FROM scratch\nENV A=1\nCOPY a.txt /$B\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warning = "warning: UndefinedVar: Usage of undefined variable '$B' (did you mean $A?) (";
+    assert!(run.stderr.contains(warning) && run.stderr.contains("Dockerfile:3)"), "{}", run.stderr);
+    let (kiln, run) = build("# check=error=true\nFROM scratch\nCOPY a.txt /$B\n", &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("lint violation found for rules: UndefinedVar ("), "{}", run.stderr);
+    assert!(!run.stderr.contains("STEP"), "no step ran: {}", run.stderr);
+    assert_eq!(kiln.ok(&["images", "-q"]).trim(), "");
+}

@@ -18,9 +18,11 @@ use super::stages::{Stages, span};
 use super::{Inputs, Sink};
 
 /// The global scope: variables with values, and every declared name (with or without a value).
-struct Scope {
-    vars: Vec<(String, String)>,
-    declared: BTreeSet<String>,
+pub(super) struct Scope {
+    /// Names with values, in order (a later pair wins).
+    pub(super) vars: Vec<(String, String)>,
+    /// Every declared global ARG.
+    pub(super) declared: BTreeSet<String>,
 }
 
 /// Runs the rules of this group.
@@ -44,7 +46,7 @@ pub fn run(df: &Dockerfile, stages: &Stages<'_>, inputs: &Inputs, sink: &mut Sin
 }
 
 /// Builds the global scope; `None` when an ARG default does not expand (the build reports that itself).
-fn global_scope(
+pub(super) fn global_scope(
     df: &Dockerfile,
     stages: &Stages<'_>,
     inputs: &Inputs,

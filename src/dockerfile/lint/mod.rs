@@ -13,6 +13,7 @@ mod rules;
 mod stage;
 mod stages;
 mod syntax;
+mod vars;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ use super::Dockerfile;
 
 pub use config::{CHECK_BUILD_ARG, Config, ConfigError};
 pub use rules::{ALL, Rule};
+pub use vars::Bases;
 
 /// One finding of a build check, as BuildKit reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,21 +86,31 @@ pub struct Inputs {
 /// Runs every enabled rule over `df`; the configuration is `# check=` unless the
 /// `BUILDKIT_DOCKERFILE_CHECK` build argument replaces it.
 pub fn check(df: &Dockerfile, inputs: &Inputs) -> Result<Report, ConfigError> {
-    let config = Config::resolve(df.check.as_deref(), inputs.build_args.get(CHECK_BUILD_ARG).map(String::as_str))?;
-    Ok(check_with(df, inputs, &config))
+    Ok(check_with(df, inputs, &config_of(df, inputs)?))
+}
+
+/// The options in force: `# check=` unless the build argument replaces it.
+fn config_of(df: &Dockerfile, inputs: &Inputs) -> Result<Config, ConfigError> {
+    Config::resolve(df.check.as_deref(), inputs.build_args.get(CHECK_BUILD_ARG).map(String::as_str))
 }
 
 /// Runs the rules `config` enables.
 pub fn check_with(df: &Dockerfile, inputs: &Inputs, config: &Config) -> Report {
-    let local = df.nodes.iter().map(|n| config.with_comments(&n.comments)).collect();
-    let mut sink = Sink { config, local, file: &df.file, warnings: Vec::new() };
+    let mut sink = Sink::new(df, config);
     let stages = stages::split(df);
     syntax::run(df, &stages, &mut sink);
     from::run(df, &stages, inputs, &mut sink);
     stage::run(df, &stages, &mut sink);
-    let mut warnings = sink.warnings;
-    warnings.sort_by_key(|w| w.start_line);
-    Report { warnings, error: config.error }
+    sink.report()
+}
+
+/// Runs UndefinedVar, which needs to know where stages start (`bases`: the stages the build runs and the
+/// env of the images they start from); the options are resolved as in [`check`].
+pub fn check_vars(df: &Dockerfile, inputs: &Inputs, bases: &Bases) -> Result<Report, ConfigError> {
+    let config = config_of(df, inputs)?;
+    let mut sink = Sink::new(df, &config);
+    vars::run(df, &stages::split(df), inputs, bases, &mut sink);
+    Ok(sink.report())
 }
 
 /// Collects findings of the rules the configuration enables.
@@ -111,7 +123,19 @@ struct Sink<'a> {
     warnings: Vec<Warning>,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    fn new(df: &'a Dockerfile, config: &'a Config) -> Self {
+        let local = df.nodes.iter().map(|n| config.with_comments(&n.comments)).collect();
+        Sink { config, local, file: &df.file, warnings: Vec::new() }
+    }
+
+    /// The findings by line, with the file's `error=`.
+    fn report(self) -> Report {
+        let mut warnings = self.warnings;
+        warnings.sort_by_key(|w| w.start_line);
+        Report { warnings, error: self.config.error }
+    }
+
     /// Records a finding of a file-wide rule at lines `span` unless the file's options turn it off.
     fn add(&mut self, rule: &Rule, span: (usize, usize), message: String) {
         if self.config.enabled(rule) {

@@ -355,3 +355,59 @@ fn expose_proto_casing_and_invalid_format() {
     );
     assert!(found("\nFROM scratch\nEXPOSE 80 443/tcp 53/udp\n").is_empty());
 }
+
+/// UndefinedVar over every stage, the images' env given (alpine's PATH).
+fn undefined(src: &str) -> Vec<(&'static str, usize, String)> {
+    use crate::dockerfile::instruction::Command;
+    let df = parse(src, "Dockerfile").unwrap();
+    let froms: Vec<&str> = df
+        .instructions
+        .iter()
+        .filter_map(|i| match &i.command {
+            Command::From(f) => Some(f.image.as_str()),
+            _ => None,
+        })
+        .collect();
+    let alpine = vec![("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string())];
+    // As the build gives it: the env of image bases only.
+    let image_env =
+        froms.iter().enumerate().filter(|(_, f)| **f == "alpine").map(|(i, _)| (i, alpine.clone())).collect();
+    let bases = Bases { stages: (0..froms.len()).collect(), image_env, ..Default::default() };
+    let inputs = Inputs { build_args: Default::default(), predefined: predefined() };
+    check_vars(&df, &inputs, &bases).unwrap().warnings.into_iter().map(|w| (w.rule, w.start_line, w.message)).collect()
+}
+
+#[test]
+fn undefined_var() {
+    // testUnmatchedVars
+    for quiet in [
+        "\nFROM scratch\nARG foo\nCOPY Dockerfile${foo} .\n",
+        "\nFROM alpine AS base\nARG foo=Dockerfile\n\nFROM base\nCOPY $foo .\n",
+        "\nFROM alpine\nRUN echo $PATH\n",
+    ] {
+        assert!(undefined(quiet).is_empty(), "{quiet}");
+    }
+    let src = "\nFROM alpine\nCOPY $foo .\nARG foo=bar\nRUN echo $foo\n";
+    assert_eq!(undefined(src), one("UndefinedVar", 3, "Usage of undefined variable '$foo'"));
+    let src = "\nFROM alpine\nARG DIR_BINARIES=binaries/\nARG DIR_ASSETS=assets/\nARG DIR_CONFIG=config/\nCOPY $DIR_ASSET .\n\t";
+    let msg = "Usage of undefined variable '$DIR_ASSET' (did you mean $DIR_ASSETS?)";
+    assert_eq!(undefined(src), one("UndefinedVar", 6, msg));
+    let src = "\nFROM alpine\nENV PATH=$PAHT:/tmp/bin\n\t\t";
+    assert_eq!(undefined(src), one("UndefinedVar", 3, "Usage of undefined variable '$PAHT' (did you mean $PATH?)"));
+    // Heredoc bodies with an unquoted delimiter are expanded, quoted ones are not.
+    let src = "FROM alpine\nCOPY <<EOF /a\n$nope\nEOF\nCOPY <<'EOF' /b\n$fine\nEOF\n";
+    assert_eq!(undefined(src), one("UndefinedVar", 2, "Usage of undefined variable '$nope'"));
+    assert!(undefined("FROM alpine\n# check=skip=UndefinedVar\nWORKDIR $nope\n").is_empty());
+}
+
+#[test]
+fn undefined_var_skips_stages_whose_start_is_unknown() {
+    let df = parse("FROM alpine AS a\nWORKDIR $X\nFROM a\nUSER $Y\nFROM scratch\nUSER $Z\n", "Dockerfile").unwrap();
+    let bases = Bases { stages: (0..3).collect(), ..Default::default() };
+    let found: Vec<String> =
+        check_vars(&df, &Inputs::default(), &bases).unwrap().warnings.into_iter().map(|w| w.message).collect();
+    assert_eq!(found, ["Usage of undefined variable '$Z'"]);
+    // The build's stage env (ENV pairs after every FROM) defines names too.
+    let bases = Bases { stages: (0..3).collect(), stage_env: vec![("Z".into(), "1".into())], ..Default::default() };
+    assert!(check_vars(&df, &Inputs::default(), &bases).unwrap().warnings.is_empty());
+}
