@@ -1,7 +1,8 @@
 //! Build checks before a build: the Dockerfile's lint rules (`dockerfile::lint`) with the build's
 //! arguments and platform, each finding reported as a warning; with `error=true` a finding fails the build
-//! before any step runs. Two passes: the rules on the text before planning, UndefinedVar once the base
-//! images' env is known. Knows nothing of the store.
+//! before any step runs. Two passes, as BuildKit splits them: the file-wide rules before planning (so
+//! they are told even when planning fails), the dispatch-time rules once the plan says which stages run and
+//! the base images' env is known (UndefinedVar needs it). Knows nothing of the store.
 
 use std::collections::HashMap;
 
@@ -28,7 +29,7 @@ pub fn report_without_images(parsed: &Dockerfile, options: &BuildOptions) -> Res
     let stages = parsed.instructions.iter().filter(|i| matches!(i.command, Command::From(_))).count();
     let bases =
         Bases { stages: (0..stages).collect(), image_env: Default::default(), stage_env: options.stage_env.clone() };
-    all.warnings.extend(lint::check_vars(parsed, &inputs(options), &bases)?.warnings);
+    all.warnings.extend(lint::check_stages(parsed, &inputs(options), &bases)?.warnings);
     all.warnings.sort_by_key(|w| w.start_line);
     Ok(all)
 }
@@ -48,9 +49,9 @@ pub fn run(parsed: &Dockerfile, options: &BuildOptions, reporter: &dyn Reporter)
     emit(&report(parsed, options)?, reporter)
 }
 
-/// UndefinedVar, once the base images are resolved and before any step runs: it needs their env. Only
-/// the stages the build runs are judged, as in BuildKit.
-pub fn run_vars(
+/// The dispatch-time rules, UndefinedVar among them, once the base images are resolved (it needs their env)
+/// and before any step runs; only the stages the build runs are judged, as in BuildKit.
+pub fn run_stages(
     parsed: &Dockerfile,
     options: &BuildOptions,
     plan: &Plan,
@@ -70,7 +71,7 @@ pub fn run_vars(
         .collect();
     let lint_bases =
         Bases { stages: plan.order.iter().copied().collect(), image_env, stage_env: options.stage_env.clone() };
-    emit(&lint::check_vars(parsed, &inputs(options), &lint_bases)?, reporter)
+    emit(&lint::check_stages(parsed, &inputs(options), &lint_bases)?, reporter)
 }
 
 fn emit(report: &Report, reporter: &dyn Reporter) -> Result<(), BuildError> {

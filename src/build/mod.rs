@@ -262,7 +262,7 @@ pub async fn build(
     };
     let started = std::time::Instant::now();
     let bases = resolve_image_bases(&ctx, &mut plan).await?;
-    checks::run_vars(&parsed, options, &plan, &bases, reporter)?;
+    checks::run_stages(&parsed, options, &plan, &bases, reporter)?;
     let mut done: HashMap<usize, crate::build::state::ImageState> = HashMap::new();
     for &index in &plan.order {
         let env = StageEnv { ctx: &ctx, context: &context, plan: &plan, done: &done, bases: &bases };

@@ -1,7 +1,8 @@
 //! Build checks: BuildKit's Dockerfile lint rules (frontend/dockerfile/linter), run over a parsed
 //! Dockerfile and its build arguments before anything is built.
 //!
-//! Input: a [`Dockerfile`], the `--build-arg` values and the predefined platform arguments. Output: a
+//! Input: a [`Dockerfile`], the `--build-arg` values and the predefined platform arguments; for the
+//! dispatch-time rules also which stages run and the env of their base images ([`Bases`]). Output: a
 //! [`Report`] of [`Warning`]s (rule, message, file:line) and whether `error=true` turns them into a
 //! failure. The options come from `# check=` or, replacing it whole, the `BUILDKIT_DOCKERFILE_CHECK`
 //! build argument. Only rules decidable from the text are here; nothing about images, files or
@@ -83,8 +84,8 @@ pub struct Inputs {
     pub predefined: Vec<(String, String)>,
 }
 
-/// Runs every enabled rule over `df`; the configuration is `# check=` unless the
-/// `BUILDKIT_DOCKERFILE_CHECK` build argument replaces it.
+/// Runs the file-wide rules (BuildKit's parse-time ones and those on FROM lines, over every stage); the
+/// configuration is `# check=` unless the `BUILDKIT_DOCKERFILE_CHECK` build argument replaces it.
 pub fn check(df: &Dockerfile, inputs: &Inputs) -> Result<Report, ConfigError> {
     Ok(check_with(df, inputs, &config_of(df, inputs)?))
 }
@@ -94,22 +95,24 @@ fn config_of(df: &Dockerfile, inputs: &Inputs) -> Result<Config, ConfigError> {
     Config::resolve(df.check.as_deref(), inputs.build_args.get(CHECK_BUILD_ARG).map(String::as_str))
 }
 
-/// Runs the rules `config` enables.
+/// Runs the file-wide rules `config` enables.
 pub fn check_with(df: &Dockerfile, inputs: &Inputs, config: &Config) -> Report {
     let mut sink = Sink::new(df, config);
     let stages = stages::split(df);
     syntax::run(df, &stages, &mut sink);
     from::run(df, &stages, inputs, &mut sink);
-    stage::run(df, &stages, &mut sink);
     sink.report()
 }
 
-/// Runs UndefinedVar, which needs to know where stages start (`bases`: the stages the build runs and the
-/// env of the images they start from); the options are resolved as in [`check`].
-pub fn check_vars(df: &Dockerfile, inputs: &Inputs, bases: &Bases) -> Result<Report, ConfigError> {
+/// Runs the rules BuildKit applies while it dispatches a stage, on the stages the build runs
+/// (`bases.stages`), UndefinedVar included, which needs the env of the images they start from; the options
+/// are resolved as in [`check`].
+pub fn check_stages(df: &Dockerfile, inputs: &Inputs, bases: &Bases) -> Result<Report, ConfigError> {
     let config = config_of(df, inputs)?;
     let mut sink = Sink::new(df, &config);
-    vars::run(df, &stages::split(df), inputs, bases, &mut sink);
+    let stages = stages::split(df);
+    stage::run(df, &stages, &bases.stages, &mut sink);
+    vars::run(df, &stages, inputs, bases, &mut sink);
     Ok(sink.report())
 }
 

@@ -3,6 +3,8 @@
 //! EXPOSE protocol casing and host mappings. A stage built on an earlier stage inherits that stage's SHELL
 //! and WORKDIR state; a base image's config is not known here, so it counts as setting neither.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use regex::Regex;
 
 use super::super::Dockerfile;
@@ -30,17 +32,18 @@ struct Last {
     healthcheck: Option<(usize, usize)>,
 }
 
-/// Runs the rules of this group over every stage.
-pub fn run(df: &Dockerfile, stages: &Stages<'_>, sink: &mut Sink<'_>) {
+/// Runs the rules of this group over the stages in `judged` (a judged stage's parent is judged too: the
+/// build needs it).
+pub fn run(df: &Dockerfile, stages: &Stages<'_>, judged: &BTreeSet<usize>, sink: &mut Sink<'_>) {
     let secrets = Secrets::new();
-    let mut states: Vec<State> = Vec::with_capacity(stages.stages.len());
-    for stage in &stages.stages {
-        let mut state = stage.parent.and_then(|p| states.get(p).copied()).unwrap_or_default();
+    let mut states: BTreeMap<usize, State> = BTreeMap::new();
+    for (index, stage) in stages.stages.iter().enumerate().filter(|(i, _)| judged.contains(i)) {
+        let mut state = stage.parent.and_then(|p| states.get(&p).copied()).unwrap_or_default();
         let mut last = Last::default();
         for &i in &stage.commands {
             instruction(df, i, &mut state, &mut last, &secrets, sink);
         }
-        states.push(state);
+        states.insert(index, state);
     }
 }
 

@@ -22,10 +22,20 @@ fn predefined() -> Vec<(String, String)> {
     .collect()
 }
 
+/// Every rule over every stage (as `kiln build --check`: no image env known).
 fn report(src: &str, build_args: &[(&str, &str)]) -> Report {
     let df = parse(src, "Dockerfile").unwrap();
     let build_args = build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    check(&df, &Inputs { build_args, predefined: predefined() }).unwrap()
+    let inputs = Inputs { build_args, predefined: predefined() };
+    let mut all = check(&df, &inputs).unwrap();
+    let n = df
+        .instructions
+        .iter()
+        .filter(|i| matches!(i.command, crate::dockerfile::instruction::Command::From(_)))
+        .count();
+    let bases = Bases { stages: (0..n).collect(), ..Default::default() };
+    all.warnings.extend(check_stages(&df, &inputs, &bases).unwrap().warnings);
+    all
 }
 
 /// `(rule, line, message)` of every finding, sorted like BuildKit's test harness compares them.
@@ -374,7 +384,8 @@ fn undefined(src: &str) -> Vec<(&'static str, usize, String)> {
         froms.iter().enumerate().filter(|(_, f)| **f == "alpine").map(|(i, _)| (i, alpine.clone())).collect();
     let bases = Bases { stages: (0..froms.len()).collect(), image_env, ..Default::default() };
     let inputs = Inputs { build_args: Default::default(), predefined: predefined() };
-    check_vars(&df, &inputs, &bases).unwrap().warnings.into_iter().map(|w| (w.rule, w.start_line, w.message)).collect()
+    let found = check_stages(&df, &inputs, &bases).unwrap().warnings.into_iter();
+    found.filter(|w| w.rule == "UndefinedVar").map(|w| (w.rule, w.start_line, w.message)).collect()
 }
 
 #[test]
@@ -405,9 +416,19 @@ fn undefined_var_skips_stages_whose_start_is_unknown() {
     let df = parse("FROM alpine AS a\nWORKDIR $X\nFROM a\nUSER $Y\nFROM scratch\nUSER $Z\n", "Dockerfile").unwrap();
     let bases = Bases { stages: (0..3).collect(), ..Default::default() };
     let found: Vec<String> =
-        check_vars(&df, &Inputs::default(), &bases).unwrap().warnings.into_iter().map(|w| w.message).collect();
+        check_stages(&df, &Inputs::default(), &bases).unwrap().warnings.into_iter().map(|w| w.message).collect();
+    // (WorkdirRelativePath stays quiet: `$X` may be absolute.)
     assert_eq!(found, ["Usage of undefined variable '$Z'"]);
     // The build's stage env (ENV pairs after every FROM) defines names too.
     let bases = Bases { stages: (0..3).collect(), stage_env: vec![("Z".into(), "1".into())], ..Default::default() };
-    assert!(check_vars(&df, &Inputs::default(), &bases).unwrap().warnings.is_empty());
+    assert!(check_stages(&df, &Inputs::default(), &bases).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn stage_rules_judge_only_the_stages_built() {
+    // As in BuildKit, dispatch-time rules see only the stages the target needs.
+    let df = parse("FROM scratch AS a\nCMD x\nFROM scratch AS b\nCMD y\n", "Dockerfile").unwrap();
+    let bases = Bases { stages: [1].into(), ..Default::default() };
+    let found = check_stages(&df, &Inputs::default(), &bases).unwrap().warnings;
+    assert_eq!(found.iter().map(|w| w.start_line).collect::<Vec<_>>(), [4]);
 }
