@@ -191,6 +191,18 @@ mod tests {
         assert_eq!(back["moby.buildkit.buildinfo.v1"], "x");
     }
 
+    /// A number in a field kiln does not know is written back as the same number (the fuzzer found
+    /// `50000E000100` read one ulp off and so changed by a decode and encode).
+    #[test]
+    fn unknown_numbers_keep_their_value() {
+        for text in [r#"{"n":50000E000100}"#, r#"{"n":0.1}"#, r#"{"n":1.7976931348623157e308}"#, r#"{"n":5e-324}"#] {
+            let config: ImageConfig = serde_json::from_str(text).unwrap();
+            let encoded = serde_json::to_string(&config).unwrap();
+            let again: ImageConfig = serde_json::from_str(&encoded).unwrap();
+            assert_eq!(again.extra["n"], config.extra["n"], "{text} came back as {encoded}");
+        }
+    }
+
     #[test]
     fn exposed_ports_serialise_as_empty_objects() {
         let mut config = ImageConfig::default();
