@@ -432,3 +432,17 @@ fn stage_rules_judge_only_the_stages_built() {
     let found = check_stages(&df, &Inputs::default(), &bases).unwrap().warnings;
     assert_eq!(found.iter().map(|w| w.start_line).collect::<Vec<_>>(), [4]);
 }
+
+proptest::proptest! {
+    #[test]
+    fn checks_never_panic(
+        text in r#"(FROM |from |RUN |COPY |ADD |ENV |ARG |EXPOSE |WORKDIR |CMD |LABEL |MAINTAINER |SHELL |ONBUILD |HEALTHCHECK |# check=|skip=all|error=true|--platform=|AS |as |\$|\{|\}|:|/|\[|\]|"|'|=| |\t|\n|\\\n|a|B|scratch|TARGETPLATFORM|<<EOF|EOF){0,40}"#
+    ) {
+        if let Ok(df) = parse(&text, "Dockerfile") {
+            let inputs = Inputs { predefined: predefined(), ..Default::default() };
+            let _ = check(&df, &inputs).map(|r| r.violation());
+            let bases = Bases { stages: (0..df.instructions.len()).collect(), ..Default::default() };
+            let _ = check_stages(&df, &inputs, &bases);
+        }
+    }
+}
