@@ -33,8 +33,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// The options in force: the build argument's when given, else the directive's, else the defaults.
+    /// The options in force: the build argument's when given, else the directive's (up to its first space:
+    /// the rest is a remark, as BuildKit's `ParseDirective` reads it), else the defaults.
     pub fn resolve(directive: Option<&str>, build_arg: Option<&str>) -> Result<Config, ConfigError> {
+        let directive = directive.map(|d| d.split(' ').next().unwrap_or_default());
         match build_arg.or(directive) {
             Some(text) => Config::parse(text),
             None => Ok(Config::default()),
@@ -153,6 +155,8 @@ mod tests {
         let c = Config::resolve(Some("error=true"), Some("skip=all")).unwrap();
         assert!(c.skip_all && !c.error);
         assert_eq!(Config::resolve(None, None).unwrap(), Config::default());
+        let c = Config::resolve(Some("skip=all;error=true // strict"), None).unwrap();
+        assert!(c.skip_all && c.error);
     }
 
     #[test]
