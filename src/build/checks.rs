@@ -10,9 +10,9 @@ use crate::build::BuildOptions;
 use crate::build::error::BuildError;
 use crate::build::events::{Event, Reporter};
 use crate::build::state::ImageState;
-use crate::dockerfile::Dockerfile;
 use crate::dockerfile::instruction::Command;
 use crate::dockerfile::lint::{self, Bases, Inputs, Report};
+use crate::dockerfile::{Dockerfile, ParseError, parse_nodes};
 use crate::image::Platform;
 use crate::plan::Plan;
 use crate::plan::predefined::platform_args;
@@ -20,6 +20,14 @@ use crate::plan::predefined::platform_args;
 /// Runs the checks over a parsed Dockerfile with the build's arguments (`--check` prints the result).
 pub fn report(parsed: &Dockerfile, options: &BuildOptions) -> Result<Report, BuildError> {
     Ok(lint::check(parsed, &inputs(options))?)
+}
+
+/// Reports the node-level findings before the instruction that did not parse (the parse error itself is
+/// the caller's to return; `error=true` changes nothing here).
+pub fn before_error(source: &str, error: &ParseError, options: &BuildOptions, reporter: &dyn Reporter) {
+    let Ok(tree) = parse_nodes(source, &error.file) else { return };
+    let report = lint::check_before_error(&tree, &error.file, error.line, &inputs(options));
+    let _ = emit(&Report { error: false, ..report }, reporter);
 }
 
 /// `--check`: every rule over every stage without pulling anything; UndefinedVar judges only the stages

@@ -179,12 +179,22 @@ pub fn load_plan(options: &BuildOptions) -> Result<(Plan, String), BuildError> {
     load_checked_plan(options, &events::Silent).map(|(plan, label, _)| (plan, label))
 }
 
-/// Reads and parses the Dockerfile; the label names it in messages.
-pub fn parse_dockerfile(options: &BuildOptions) -> Result<(crate::dockerfile::Dockerfile, String), BuildError> {
+/// Reads and parses the Dockerfile; the label names it in messages. When an instruction does not parse,
+/// the build checks on the instructions before it are reported first, as BuildKit does.
+pub fn parse_dockerfile(
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<(crate::dockerfile::Dockerfile, String), BuildError> {
     let source = fs_err::read_to_string(&options.dockerfile)
         .map_err(|source| BuildError::ReadDockerfile { path: options.dockerfile.clone(), source })?;
     let label = options.dockerfile.display().to_string();
-    Ok((crate::dockerfile::parse(&source, &label)?, label))
+    match crate::dockerfile::parse(&source, &label) {
+        Ok(parsed) => Ok((parsed, label)),
+        Err(error) => {
+            checks::before_error(&source, &error, options, reporter);
+            Err(error.into())
+        }
+    }
 }
 
 /// Parses, runs the build checks (findings to `reporter`, before any planning error as in BuildKit) and
@@ -193,7 +203,7 @@ fn load_checked_plan(
     options: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<(Plan, String, crate::dockerfile::Dockerfile), BuildError> {
-    let (parsed, label) = parse_dockerfile(options)?;
+    let (parsed, label) = parse_dockerfile(options, reporter)?;
     checks::run(&parsed, options, reporter)?;
     let mut build_args = options.build_args.clone();
     // The environment's SOURCE_DATE_EPOCH is a build argument unless one is given (as buildx does).

@@ -41,7 +41,8 @@ pub fn run(root: Option<&Path>, command: &BuildCommand) -> Result<(), Failure> {
 /// `kiln build --check`: the build checks' findings on stdout, one per line with the rule's description and
 /// documentation link, then a summary; exit 1 when anything was found (as `docker build --check`).
 fn check_only(options: &BuildOptions) -> Result<(), Failure> {
-    let (parsed, _) = build::parse_dockerfile(options)?;
+    // Findings before an instruction that does not parse go to stderr with the error.
+    let (parsed, _) = build::parse_dockerfile(options, &Progress::new(Mode::detect(false)))?;
     let report = build::checks::report_without_images(&parsed, options)?;
     let mut out = output::stdout();
     for w in &report.warnings {

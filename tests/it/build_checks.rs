@@ -98,3 +98,17 @@ fn undefined_var_is_judged_before_any_step() {
     assert!(!run.stderr.contains("STEP"), "no step ran: {}", run.stderr);
     assert_eq!(kiln.ok(&["images", "-q"]).trim(), "");
 }
+
+#[test]
+fn findings_before_a_bad_instruction_are_told_with_the_error() {
+    // BuildKit's testWarningsBeforeError.
+    let (_, run) = build("\nFROM scratch AS BadStageName\nMAINTAINER me@example.org\nBADCMD\n", &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("warning: StageNameCasing: Stage name 'BadStageName' should be lowercase ("),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("warning: MaintainerDeprecated:"), "{}", run.stderr);
+    assert!(run.stderr.contains("Dockerfile:4: unknown instruction: BADCMD"), "{}", run.stderr);
+}

@@ -18,7 +18,8 @@ mod vars;
 
 use std::collections::BTreeMap;
 
-use super::Dockerfile;
+use super::node::Node;
+use super::{Dockerfile, NodeTree};
 
 pub use config::{CHECK_BUILD_ARG, Config, ConfigError};
 pub use rules::{ALL, Rule};
@@ -116,6 +117,18 @@ pub fn check_stages(df: &Dockerfile, inputs: &Inputs, bases: &Bases) -> Result<R
     Ok(sink.report())
 }
 
+/// When `df` did not convert (an error at `error_line` of `file`): the node-level rules over the nodes up to
+/// that line, as BuildKit tells them before its error (testWarningsBeforeError). Options that do not parse
+/// give nothing: the conversion error is the one to tell.
+pub fn check_before_error(tree: &NodeTree, file: &str, error_line: usize, inputs: &Inputs) -> Report {
+    let build_arg = inputs.build_args.get(CHECK_BUILD_ARG).map(String::as_str);
+    let Ok(config) = Config::resolve(tree.check.as_deref(), build_arg) else { return Report::default() };
+    let upto = tree.nodes.iter().take_while(|n| n.start_line <= error_line).count();
+    let mut sink = Sink::over(&tree.nodes[..upto], file, &config);
+    syntax::node_rules(&tree.nodes[..upto], &mut sink);
+    sink.report()
+}
+
 /// Collects findings of the rules the configuration enables.
 struct Sink<'a> {
     /// The file's options.
@@ -128,8 +141,12 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     fn new(df: &'a Dockerfile, config: &'a Config) -> Self {
-        let local = df.nodes.iter().map(|n| config.with_comments(&n.comments)).collect();
-        Sink { config, local, file: &df.file, warnings: Vec::new() }
+        Sink::over(&df.nodes, &df.file, config)
+    }
+
+    fn over(nodes: &[Node], file: &'a str, config: &'a Config) -> Self {
+        let local = nodes.iter().map(|n| config.with_comments(&n.comments)).collect();
+        Sink { config, local, file, warnings: Vec::new() }
     }
 
     /// The findings by line, with the file's `error=`.

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::super::Dockerfile;
-use super::super::node::go_quote;
+use super::super::node::{Node, go_quote};
 use super::Sink;
 use super::rules::{
     CONSISTENT_INSTRUCTION_CASING, DUPLICATE_STAGE_NAME, FROM_AS_CASING, MAINTAINER_DEPRECATED, NO_EMPTY_CONTINUATION,
@@ -17,13 +17,21 @@ const RESERVED: &[&str] = &["context", "scratch"];
 
 /// Runs the rules of this group.
 pub fn run(df: &Dockerfile, stages: &Stages<'_>, sink: &mut Sink<'_>) {
-    for node in &df.nodes {
+    node_rules(&df.nodes, sink);
+    stage_names(df, stages, sink);
+    command_casing(df, stages, sink);
+}
+
+/// The rules that need only the node tree (BuildKit runs them node by node while it converts, so they are
+/// told even when a later instruction does not convert): empty continuations, MAINTAINER, FROM casing.
+pub fn node_rules(nodes: &[Node], sink: &mut Sink<'_>) {
+    for node in nodes {
         if let Some(line) = node.empty_continuation_at {
             sink.add(&NO_EMPTY_CONTINUATION, (line, line), "Empty continuation line".to_string());
         }
     }
-    for (i, (node, instruction)) in df.nodes.iter().zip(&df.instructions).enumerate() {
-        let at = span(instruction);
+    for (i, node) in nodes.iter().enumerate() {
+        let at = (node.start_line, node.end_line);
         match node.keyword.as_str() {
             "maintainer" => {
                 let message = "Maintainer instruction is deprecated in favor of using label".to_string();
@@ -33,8 +41,6 @@ pub fn run(df: &Dockerfile, stages: &Stages<'_>, sink: &mut Sink<'_>) {
             _ => {}
         }
     }
-    stage_names(df, stages, sink);
-    command_casing(df, stages, sink);
 }
 
 /// StageNameCasing and FromAsCasing on one `FROM image AS name` (arguments as written).

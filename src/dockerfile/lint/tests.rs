@@ -200,6 +200,18 @@ fn maintainer_deprecated() {
 }
 
 #[test]
+fn warnings_before_a_conversion_error() {
+    // testWarningsBeforeError: the findings up to the bad instruction are told, then the error.
+    let src = "\nFROM scratch AS BadStageName\nMAINTAINER me@example.org\nBADCMD\nMAINTAINER later\n";
+    let error = parse(src, "Dockerfile").unwrap_err();
+    assert_eq!(error.line, 4);
+    let tree = crate::dockerfile::parse_nodes(src, "Dockerfile").unwrap();
+    let report = check_before_error(&tree, "Dockerfile", error.line, &Inputs::default());
+    let found: Vec<_> = report.warnings.iter().map(|w| (w.rule, w.start_line)).collect();
+    assert_eq!(found, [("StageNameCasing", 2), ("MaintainerDeprecated", 3)]);
+}
+
+#[test]
 fn undefined_arg_in_from() {
     // testUndeclaredArg
     for quiet in [
