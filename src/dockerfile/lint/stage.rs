@@ -78,7 +78,7 @@ fn instruction(df: &Dockerfile, i: usize, state: &mut State, last: &mut Last, se
             }
         }
         Command::Workdir(path) => {
-            // An unexpanded `$DIR` may well be absolute; only literal paths are judged.
+            // A path with variables is judged in `vars.rs`, where the stage's env is known.
             if !state.workdir_set && !path.starts_with('/') && !path.contains('$') {
                 let message = format!(
                     "Relative workdir {} can have unexpected results if the base image changes",
@@ -89,6 +89,7 @@ fn instruction(df: &Dockerfile, i: usize, state: &mut State, last: &mut Last, se
             state.workdir_set = true;
         }
         Command::Expose(ports) => {
+            // Words with variables are judged in `vars.rs`, expanded.
             for port in ports.iter().filter(|p| !p.contains('$')) {
                 expose(i, port, at, sink);
             }
@@ -117,7 +118,7 @@ fn legacy_key_value(i: usize, node: &Node, name: &str, at: (usize, usize), sink:
 
 /// ExposeProtoCasing and ExposeInvalidFormat on one `[ip:][host:]port[/proto]` word; a word BuildKit
 /// would reject (no port, unknown protocol) gets no finding, the build fails on it instead.
-fn expose(i: usize, raw: &str, at: (usize, usize), sink: &mut Sink<'_>) {
+pub(super) fn expose(i: usize, raw: &str, at: (usize, usize), sink: &mut Sink<'_>) {
     let parts: Vec<&str> = raw.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
         [c] => ("", "", *c),

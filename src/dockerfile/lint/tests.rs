@@ -243,6 +243,10 @@ fn workdir_relative_path() {
     // Only the first WORKDIR of a stage is judged: fixing it fixes the rest.
     assert!(found("\nFROM scratch\nWORKDIR /app\nWORKDIR sub\n").is_empty());
     assert!(found("\nFROM scratch\n# check=skip=WorkdirRelativePath\nWORKDIR app/\n").is_empty());
+    // Paths with variables are judged expanded, where the stage's env is known.
+    let msg = "Relative workdir \"app/x\" can have unexpected results if the base image changes";
+    assert_eq!(found("FROM scratch\nENV D=app\nWORKDIR $D/x\n"), one("WorkdirRelativePath", 3, msg));
+    assert!(found("FROM scratch\nARG D=/app\nWORKDIR $D/x\n").is_empty());
 }
 
 #[test]
@@ -376,6 +380,8 @@ fn expose_proto_casing_and_invalid_format() {
         vec![format("127.0.0.1:80:80"), format("5000:5000"), format("[::1]:8080:8080")]
     );
     assert!(found("\nFROM scratch\nEXPOSE 80 443/tcp 53/udp\n").is_empty());
+    let msg = "Defined protocol '80/TCP' in EXPOSE instruction should be lowercase";
+    assert_eq!(found("FROM scratch\nARG P=80/TCP\nEXPOSE $P\n"), one("ExposeProtoCasing", 3, msg));
 }
 
 /// UndefinedVar over every stage, the images' env given (alpine's PATH).

@@ -2,15 +2,19 @@
 //! env, ENV, ARGs with values) nor a declared ARG provides — BuildKit's `reportUnmatchedVariables`, run on
 //! the words BuildKit expands at dispatch (ENV, LABEL, COPY/ADD flags, sources, destination and heredoc
 //! bodies, WORKDIR, USER, VOLUME, STOPSIGNAL). A stage built on an image needs that image's env, which only
-//! the build knows: the caller passes it, and a stage whose start is unknown is not judged.
+//! the build knows: the caller passes it, and a stage whose start is unknown is not judged. With the env at
+//! hand, WORKDIR paths and EXPOSE words that use variables are judged here too, expanded (the literal ones
+//! are `stage.rs`'s).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::Dockerfile;
 use super::super::instruction::{Command, CopyArgs};
+use super::super::node::go_quote;
 use super::super::shell::{Expander, Expansion};
 use super::from::{global_scope, suggest};
-use super::rules::UNDEFINED_VAR;
+use super::rules::{UNDEFINED_VAR, WORKDIR_RELATIVE_PATH};
+use super::stage::expose;
 use super::stages::{Stages, span};
 use super::{Inputs, Sink};
 
@@ -33,6 +37,8 @@ struct Env {
     vars: Vec<(String, String)>,
     /// ARG names declared in the stage so far, with or without a value.
     args: BTreeSet<String>,
+    /// A WORKDIR ran in this stage or the stage it builds on.
+    workdir_set: bool,
 }
 
 /// Runs the rule over the stages `bases` names.
@@ -40,28 +46,28 @@ pub fn run(df: &Dockerfile, stages: &Stages<'_>, inputs: &Inputs, bases: &Bases,
     let expander = Expander::new(df.escape);
     let globals = global_scope(df, stages, inputs, Some(&inputs.build_args), &expander).map(|s| s.vars);
     let globals = globals.unwrap_or_default();
-    let mut finished: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
+    let mut finished: BTreeMap<usize, Env> = BTreeMap::new();
     for (index, stage) in stages.stages.iter().enumerate() {
         if !bases.stages.contains(&index) {
             continue;
         }
         // The build's word on an image base wins (it knows about `--from` overrides).
         let start = match (bases.image_env.get(&index), stage.parent) {
-            (Some(env), _) => Some(env.clone()),
-            (None, Some(parent)) => finished.get(&parent).cloned(),
+            (Some(vars), _) => Some((vars.clone(), false)),
+            (None, Some(parent)) => finished.get(&parent).map(|e| (e.vars.clone(), e.workdir_set)),
             // BuildKit's empty image has the default PATH.
             (None, None) if stage.from.image.eq_ignore_ascii_case("scratch") => {
-                Some(vec![("PATH".to_string(), default_path())])
+                Some((vec![("PATH".to_string(), default_path())], false))
             }
             (None, None) => None,
         };
-        let Some(mut vars) = start else { continue };
+        let Some((mut vars, workdir_set)) = start else { continue };
         vars.extend(bases.stage_env.iter().cloned());
-        let mut env = Env { vars, args: BTreeSet::new() };
+        let mut env = Env { vars, args: BTreeSet::new(), workdir_set };
         for &i in &stage.commands {
             instruction(df, i, &expander, &mut env, inputs, &globals, sink);
         }
-        finished.insert(index, env.vars);
+        finished.insert(index, env);
     }
 }
 
@@ -113,7 +119,27 @@ fn instruction(
                 }
             }
         }
-        Command::Workdir(w) | Command::User(w) | Command::Stopsignal(w) => {
+        Command::Workdir(w) => {
+            // Literal paths are `stage.rs`'s; one with variables is judged here, expanded, as BuildKit does.
+            let path = word(w, env, sink);
+            if let Some(path) = path.filter(|p| w.contains('$') && !env.workdir_set && !p.starts_with('/')) {
+                let message = format!(
+                    "Relative workdir {} can have unexpected results if the base image changes",
+                    go_quote(&path)
+                );
+                sink.add_for(i, &WORKDIR_RELATIVE_PATH, place.at, message);
+            }
+            env.workdir_set = true;
+        }
+        Command::Expose(ports) => {
+            // Expanded without UndefinedVar, as BuildKit's dispatchExpose does; literal words are `stage.rs`'s.
+            for port in ports.iter().filter(|p| p.contains('$')) {
+                if let Ok(port) = expander.word(port, &env.vars) {
+                    expose(i, &port, place.at, sink);
+                }
+            }
+        }
+        Command::User(w) | Command::Stopsignal(w) => {
             word(w, env, sink);
         }
         Command::Volume(paths) => {
