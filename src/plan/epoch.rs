@@ -44,7 +44,7 @@ pub fn resolve(
         return Ok(Some(Epoch::Fixed(seconds)));
     }
     let lower = value.to_lowercase();
-    let Some(stage) = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) else {
+    let Some(stage) = stages.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())) else {
         return Err(format!("invalid SOURCE_DATE_EPOCH: {value}"));
     };
     let mut scope: BTreeMap<String, String> = global_args

@@ -167,11 +167,6 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
                     Base::Stage(i) => BTreeSet::from([i]),
                     _ => BTreeSet::new(),
                 };
-                if let Some(name) = &from.name
-                    && stages.iter().any(|s| s.name.as_deref() == Some(name))
-                {
-                    return Err(PlanError::at(file, line, format!("duplicate stage name {name:?}")));
-                }
                 stages.push(Stage {
                     index,
                     name: from.name.clone(),
@@ -233,7 +228,8 @@ pub fn plan(instructions: &[Instruction], escape: char, file: &str, opts: &PlanO
         None => stages.len() - 1,
         Some(t) => {
             let t = t.to_lowercase();
-            stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
+            // A name defined twice (a DuplicateStageName warning) means its last stage, as in BuildKit.
+            stages.iter().rposition(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
                 let names: Vec<String> = stages.iter().map(Stage::label).collect();
                 let near = stages
                     .iter()
@@ -310,16 +306,21 @@ fn global_values(args: &BTreeMap<String, Option<String>>) -> BTreeMap<String, St
 
 fn base_of(image: &str, earlier: &[Stage]) -> Base {
     let lower = image.to_lowercase();
-    if let Some(stage) = earlier.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+    // The latest stage of that name so far: a later stage may take a name again (BuildKit warns).
+    if let Some(stage) = earlier.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())) {
         return Base::Stage(stage.index);
     }
     if lower == "scratch" { Base::Scratch } else { Base::Image(image.to_string()) }
 }
 
 /// Resolves a `--from` value against the stages before `current`: a name, an index, or else an image.
+/// A name means the last stage of that name in the whole file (BuildKit resolves `--from` once all stages
+/// are known), which must come before `current`.
 pub fn resolve_from(value: &str, current: usize, names: &[Option<String>]) -> Result<CopyFrom, String> {
     let lower = value.to_lowercase();
-    if let Some(i) = names[..current.min(names.len())].iter().position(|n| n.as_deref() == Some(lower.as_str())) {
+    if let Some(i) = names.iter().rposition(|n| n.as_deref() == Some(lower.as_str()))
+        && i < current
+    {
         return Ok(CopyFrom::Stage(i));
     }
     if let Ok(i) = value.parse::<usize>() {

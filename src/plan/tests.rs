@@ -52,6 +52,21 @@ fn independent_stages_share_a_level() {
     assert!(render_dry_run(&p).unwrap().contains("parallel: x, y"));
 }
 
+/// BuildKit warns about a stage name used twice (DuplicateStageName) and builds: FROM means the latest stage
+/// of that name so far, `--from` and `--target` the last in the file (testDuplicateStageName builds).
+#[test]
+fn a_name_used_twice_means_its_latest_stage() {
+    let src = "FROM a AS b\nFROM b AS c\nFROM x AS b\nFROM scratch\nCOPY --from=b / /\n";
+    let p = plan_of(src, PlanOptions::default()).unwrap();
+    assert_eq!(p.stages[1].base, Base::Stage(0), "FROM resolves as the file is read");
+    assert!(p.stages[3].deps.contains(&2) && !p.stages[3].deps.contains(&0), "--from: the last b");
+    let p = plan_of(src, PlanOptions { target: Some("b".into()), ..Default::default() }).unwrap();
+    assert_eq!(p.target, 2);
+    let e = plan_of("FROM a AS b\nFROM scratch AS c\nCOPY --from=b / /\nFROM y AS b\n", PlanOptions::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("needs to be defined before current stage"), "{e}");
+}
+
 #[test]
 fn unknown_target_names_the_stages() {
     let e = plan_of(MULTI, PlanOptions { target: Some("nope".into()), ..Default::default() }).unwrap_err();
