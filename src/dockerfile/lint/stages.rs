@@ -34,7 +34,7 @@ pub fn split(df: &Dockerfile) -> Stages<'_> {
         match (&instruction.command, out.stages.last_mut()) {
             (Command::From(from), _) => {
                 let base = from.image.to_lowercase();
-                let parent = out.stages.iter().position(|s| s.from.name.as_deref() == Some(base.as_str()));
+                let parent = out.stages.iter().rposition(|s| s.from.name.as_deref() == Some(base.as_str()));
                 out.stages.push(Stage { at: i, from, commands: Vec::new(), parent });
             }
             (_, Some(stage)) => stage.commands.push(i),
