@@ -4,6 +4,7 @@
 //! global ARG in order, its default expanded with what came before, a `--build-arg` winning.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -148,17 +149,23 @@ pub(super) fn suggest<'a>(name: &str, options: impl IntoIterator<Item = &'a Stri
 /// grammar: optional registry host, lower-case path components, tag, digest). Hand-written with a regex
 /// because the front end must not depend on the image module, and only validity matters here.
 pub(super) fn is_valid_reference(name: &str) -> bool {
-    let component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-    let domain_part = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-    let domain = format!(r"(?:{domain_part}(?:\.{domain_part})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?");
-    let tag = r"[\w][\w.-]{0,127}";
-    let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-    let pattern = format!("^((?:{domain}/)?{component}(?:/{component})*)(?::{tag})?(?:@{digest})?$");
-    let Ok(grammar) = Regex::new(&pattern) else { return true };
+    // Compiled once: the grammar takes milliseconds to compile, which every build would pay. Go's `\w` is
+    // ASCII, so the tag class is spelled out; its 128-character limit is checked apart, since a counted
+    // repetition multiplies the automaton.
+    static GRAMMAR: LazyLock<Option<Regex>> = LazyLock::new(|| {
+        let component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+        let domain_part = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+        let domain = format!(r"(?:{domain_part}(?:\.{domain_part})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?");
+        let tag = "[0-9A-Za-z_][0-9A-Za-z_.-]*";
+        let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+        Regex::new(&format!("^((?:{domain}/)?{component}(?:/{component})*)(?::({tag}))?(?:@{digest})?$")).ok()
+    });
+    let Some(grammar) = GRAMMAR.as_ref() else { return true };
     let Some(captures) = grammar.captures(name) else { return false };
     let repository = captures.get(1).map_or("", |m| m.as_str());
+    let tag_fits = captures.get(2).is_none_or(|t| t.len() <= 128);
     let hex64 = name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    repository.len() <= 255 && !hex64
+    repository.len() <= 255 && tag_fits && !hex64
 }
 
 /// OS and architecture of a platform word as containerd's `platforms.Parse` normalises them; `None`

@@ -464,3 +464,18 @@ proptest::proptest! {
         }
     }
 }
+
+/// Distribution's reference grammar: `\w` in a tag is Go's, ASCII only, and a tag is at most 128 long.
+#[test]
+fn reference_validity_follows_the_distribution_grammar() {
+    use super::from::is_valid_reference;
+    for valid in ["busybox", "docker.io/library/busybox:1.36", "localhost:5000/a/b_c:v1.0-rc", "a:_x"] {
+        assert!(is_valid_reference(valid), "{valid}");
+    }
+    let long_tag = format!("a:{}", "x".repeat(128));
+    assert!(is_valid_reference(&long_tag));
+    for invalid in ["Busybox", "a:", "a:é", "a::b", ""] {
+        assert!(!is_valid_reference(invalid), "{invalid}");
+    }
+    assert!(!is_valid_reference(&format!("a:{}", "x".repeat(129))));
+}
