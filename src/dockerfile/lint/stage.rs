@@ -4,6 +4,7 @@
 //! and WORKDIR state; a base image's config is not known here, so it counts as setting neither.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -35,19 +36,18 @@ struct Last {
 /// Runs the rules of this group over the stages in `judged` (a judged stage's parent is judged too: the
 /// build needs it).
 pub fn run(df: &Dockerfile, stages: &Stages<'_>, judged: &BTreeSet<usize>, sink: &mut Sink<'_>) {
-    let secrets = Secrets::new();
     let mut states: BTreeMap<usize, State> = BTreeMap::new();
     for (index, stage) in stages.stages.iter().enumerate().filter(|(i, _)| judged.contains(i)) {
         let mut state = stage.parent.and_then(|p| states.get(&p).copied()).unwrap_or_default();
         let mut last = Last::default();
         for &i in &stage.commands {
-            instruction(df, i, &mut state, &mut last, &secrets, sink);
+            instruction(df, i, &mut state, &mut last, sink);
         }
         states.insert(index, state);
     }
 }
 
-fn instruction(df: &Dockerfile, i: usize, state: &mut State, last: &mut Last, secrets: &Secrets, sink: &mut Sink<'_>) {
+fn instruction(df: &Dockerfile, i: usize, state: &mut State, last: &mut Last, sink: &mut Sink<'_>) {
     let (node, instruction) = (&df.nodes[i], &df.instructions[i]);
     let at = span(instruction);
     let name = keyword_as_written(node);
@@ -68,13 +68,13 @@ fn instruction(df: &Dockerfile, i: usize, state: &mut State, last: &mut Last, se
         Command::Env(pairs) => {
             legacy_key_value(i, node, name, at, sink);
             for pair in pairs {
-                secrets.check(i, "ENV", &pair.key, at, sink);
+                SECRETS.check(i, "ENV", &pair.key, at, sink);
             }
         }
         Command::Label(_) => legacy_key_value(i, node, name, at, sink),
         Command::Arg(decls) => {
             for decl in decls {
-                secrets.check(i, "ARG", &decl.name, at, sink);
+                SECRETS.check(i, "ARG", &decl.name, at, sink);
             }
         }
         Command::Workdir(path) => {
@@ -144,6 +144,9 @@ pub(super) fn expose(i: usize, raw: &str, at: (usize, usize), sink: &mut Sink<'_
         sink.add_for(i, &EXPOSE_INVALID_FORMAT, at, message);
     }
 }
+
+/// The patterns below, compiled once for the process rather than per build.
+static SECRETS: LazyLock<Secrets> = LazyLock::new(Secrets::new);
 
 /// SecretsUsedInArgOrEnv's name patterns (BuildKit's `getSecretsRegex`): a secret word as the whole name
 /// or as an `_`-separated part of it, unless an allow word (`public`, `file`, `version`) is also a part.
